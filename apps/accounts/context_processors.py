@@ -1,0 +1,14 @@
+"""Template context: the active team, the user's role in it and the teams to switch to."""
+
+from apps.accounts.services import memberships_for
+
+
+def team(request) -> dict:
+    membership = getattr(request, "membership", None)
+    return {
+        "active_team": membership.team if membership else None,
+        "active_role": membership.role if membership else None,
+        "is_team_admin": bool(membership and membership.has_role("admin")),
+        "can_write": bool(membership and membership.has_role("member")),
+        "user_memberships": lambda: memberships_for(request.user),
+    }

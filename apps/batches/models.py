@@ -1,0 +1,1 @@
+"""batches: filled by a later issue."""

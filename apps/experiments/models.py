@@ -1,0 +1,1 @@
+"""experiments: filled by a later issue."""

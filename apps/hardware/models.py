@@ -1,0 +1,1 @@
+"""hardware: filled by a later issue."""

@@ -1,0 +1,1 @@
+"""providers: filled by a later issue."""

@@ -1,0 +1,26 @@
+from django.contrib import admin
+
+from apps.scores.models import Benchmark, ModelVariant, Score
+from llmbench.admin import TeamScopedAdmin
+
+
+@admin.register(ModelVariant)
+class ModelVariantAdmin(TeamScopedAdmin):
+    list_display = ["model_name", "quantization", "family", "parameters_b", "created_at"]
+    list_filter = ["quantization", "family"]
+    search_fields = ["model_name", "family"]
+
+
+@admin.register(Benchmark)
+class BenchmarkAdmin(TeamScopedAdmin):
+    list_display = ["name", "scale_max", "higher_is_better"]
+    search_fields = ["name", "description"]
+
+
+@admin.register(Score)
+class ScoreAdmin(TeamScopedAdmin):
+    list_display = ["variant", "benchmark", "value_pct", "stderr_pct", "n_shot", "source", "evaluated_at"]
+    list_filter = ["benchmark", "variant__quantization"]
+    search_fields = ["variant__model_name", "benchmark__name", "source"]
+    list_select_related = ["variant", "benchmark"]
+    raw_id_fields = []

@@ -1,0 +1,130 @@
+from rest_framework import serializers
+
+from apps.scores.models import Benchmark, ModelVariant, Score, normalize_quantization
+from llmbench.api import TeamScopedPrimaryKeyRelatedField
+
+
+class ModelVariantSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVariant
+        fields = ["id", "model_name", "quantization", "family", "parameters_b", "url", "notes", "created_at"]
+        read_only_fields = ["created_at"]
+
+    def validate_quantization(self, value: str) -> str:
+        value = normalize_quantization(value)
+        if not value:
+            raise serializers.ValidationError("This field may not be blank.")
+        return value
+
+    def validate(self, attrs):
+        team = self.context["request"].team
+        name = attrs.get("model_name", getattr(self.instance, "model_name", None))
+        quant = attrs.get("quantization", getattr(self.instance, "quantization", None))
+        clash = ModelVariant.objects.filter(team=team, model_name=name, quantization=quant)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError({"quantization": f"{name} {quant} already exists in this team."})
+        return attrs
+
+
+class BenchmarkSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Benchmark
+        fields = ["id", "name", "description", "scale_max", "higher_is_better"]
+
+    def validate_name(self, value: str) -> str:
+        team = self.context["request"].team
+        clash = Benchmark.objects.filter(team=team, name__iexact=value.strip())
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError(f"A benchmark named {value!r} already exists in this team.")
+        return value.strip()
+
+    def validate_scale_max(self, value: float) -> float:
+        if value <= 0:
+            raise serializers.ValidationError("Must be greater than 0.")
+        return value
+
+
+class ScoreSerializer(serializers.ModelSerializer):
+    variant = TeamScopedPrimaryKeyRelatedField(queryset=ModelVariant.objects.all())
+    benchmark = TeamScopedPrimaryKeyRelatedField(queryset=Benchmark.objects.all())
+    model_name = serializers.CharField(source="variant.model_name", read_only=True)
+    quantization = serializers.CharField(source="variant.quantization", read_only=True)
+    benchmark_name = serializers.CharField(source="benchmark.name", read_only=True)
+
+    class Meta:
+        model = Score
+        fields = [
+            "id",
+            "variant",
+            "model_name",
+            "quantization",
+            "benchmark",
+            "benchmark_name",
+            "value_pct",
+            "stderr_pct",
+            "n_shot",
+            "source",
+            "evaluated_at",
+            "updated_at",
+        ]
+        read_only_fields = ["updated_at"]
+
+    def validate(self, attrs):
+        benchmark = attrs.get("benchmark", getattr(self.instance, "benchmark", None))
+        variant = attrs.get("variant", getattr(self.instance, "variant", None))
+        value = attrs.get("value_pct", getattr(self.instance, "value_pct", None))
+        if benchmark is not None and value is not None and not 0 <= value <= benchmark.scale_max:
+            raise serializers.ValidationError(
+                {"value_pct": f"Must be within 0–{benchmark.scale_max:g} percent for {benchmark.name}."}
+            )
+        stderr = attrs.get("stderr_pct")
+        if stderr is not None and stderr < 0:
+            raise serializers.ValidationError({"stderr_pct": "Must not be negative."})
+        clash = Score.objects.filter(variant=variant, benchmark=benchmark)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if variant is not None and benchmark is not None and clash.exists():
+            raise serializers.ValidationError({"benchmark": f"{variant} already has a {benchmark} score."})
+        return attrs
+
+
+class ScoreImportResultSerializer(serializers.Serializer):
+    layout = serializers.CharField(help_text="long, wide or lm_eval_json")
+    scale = serializers.CharField(help_text="How the file's values were read: fraction (×100) or percent.")
+    rows = serializers.IntegerField()
+    scores_created = serializers.IntegerField()
+    scores_updated = serializers.IntegerField()
+    variants_created = serializers.IntegerField()
+    benchmarks_created = serializers.IntegerField()
+
+
+class LeaderboardRowSerializer(serializers.Serializer):
+    variant_id = serializers.IntegerField()
+    model_name = serializers.CharField()
+    quantization = serializers.CharField()
+    family = serializers.CharField()
+    parameters_b = serializers.FloatField(allow_null=True)
+    scores = serializers.DictField(child=serializers.FloatField(allow_null=True))
+    average_pct = serializers.FloatField(allow_null=True)
+    benchmark_count = serializers.IntegerField()
+
+
+class QuantizationDeltaSerializer(serializers.Serializer):
+    base_pct = serializers.FloatField()
+    quantized_pct = serializers.FloatField()
+    points_lost = serializers.FloatField()
+
+
+class QuantizationRowSerializer(serializers.Serializer):
+    variant_id = serializers.IntegerField()
+    model_name = serializers.CharField()
+    quantization = serializers.CharField()
+    base_variant_id = serializers.IntegerField()
+    base_quantization = serializers.CharField()
+    deltas = serializers.DictField(child=QuantizationDeltaSerializer(allow_null=True))
+    mean_points_lost = serializers.FloatField(allow_null=True)
+    benchmark_count = serializers.IntegerField()

@@ -1,0 +1,376 @@
+"""Parsers for score files: long CSV, wide CSV and lm-evaluation-harness results JSON.
+
+They only read: each returns every row it understood or raises ScoreFileError listing every bad
+row and field, and never touches the database (services.py writes).
+"""
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from apps.scores.models import normalize_quantization
+
+MAX_ERRORS = 500  # past this a file is clearly the wrong kind; the list says how many more
+
+LONG_REQUIRED = ("model", "quantization", "benchmark", "score")
+LONG_OPTIONAL = ("n_shot", "stderr", "source", "evaluated_at", "family", "parameters_b")
+WIDE_RESERVED = ("model", "quantization", "family", "parameters_b", "source", "evaluated_at")
+
+# lm-evaluation-harness task names → the names people know (anything else keeps the task name).
+LM_EVAL_TASK_NAMES = {
+    "mmlu": "MMLU",
+    "mmlu_pro": "MMLU-Pro",
+    "gsm8k": "GSM8K",
+    "gsm8k_cot": "GSM8K (CoT)",
+    "hellaswag": "HellaSwag",
+    "arc_challenge": "ARC-Challenge",
+    "arc_easy": "ARC-Easy",
+    "truthfulqa_mc2": "TruthfulQA",
+    "truthfulqa_mc1": "TruthfulQA (MC1)",
+    "winogrande": "Winogrande",
+    "ifeval": "IFEval",
+    "gpqa_main_zeroshot": "GPQA",
+    "bbh": "BBH",
+    "humaneval": "HumanEval",
+}
+# The metric taken from a task's results, first one present wins.
+LM_EVAL_METRICS = (
+    "acc,none",
+    "exact_match,strict-match",
+    "exact_match,flexible-extract",
+    "exact_match,none",
+    "prompt_level_strict_acc,none",
+    "acc_norm,none",
+    "pass@1,create_test",
+    "pass_at_1,none",
+)
+
+
+@dataclass
+class RowError:
+    """One problem: the row (CSV line number, or the task / key of a JSON file), field, message."""
+
+    row: int | str
+    field: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"row": self.row, "field": self.field, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"row {self.row}, {self.field}: {self.message}"
+
+
+class ScoreFileError(Exception):
+    """The file cannot be imported; `errors` names every bad row and field."""
+
+    def __init__(self, errors: list[RowError], more: int = 0):
+        self.errors = errors
+        self.more = more
+        super().__init__("; ".join(str(e) for e in errors[:5]))
+
+    def as_dict(self) -> dict:
+        message = f"The file was not imported: {len(self.errors) + self.more} problem(s). Nothing was written."
+        return {"detail": message, "errors": [e.as_dict() for e in self.errors], "more_errors": self.more}
+
+
+@dataclass
+class ParsedScore:
+    """One score as read from a file, before scale conversion."""
+
+    row: int | str
+    model_name: str
+    quantization: str
+    benchmark: str
+    value: float
+    field: str = "score"  # the column the value came from, for error messages
+    stderr: float | None = None
+    n_shot: int | None = None
+    source: str = ""
+    evaluated_at: date | None = None
+    family: str = ""
+    parameters_b: float | None = None
+
+
+@dataclass
+class _Errors:
+    items: list[RowError] = field(default_factory=list)
+    more: int = 0
+
+    def add(self, row: int | str, field_name: str, message: str) -> None:
+        if len(self.items) < MAX_ERRORS:
+            self.items.append(RowError(row, field_name, message))
+        else:
+            self.more += 1
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ScoreFileError(self.items, self.more)
+
+
+def decode_upload(content: bytes) -> str:
+    """Text of an uploaded file: UTF-8, with or without a byte-order mark."""
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ScoreFileError([RowError("file", "encoding", f"is not UTF-8 text (byte {exc.start}).")]) from None
+
+
+def _finite(raw: str, *, row, field_name: str, errors: _Errors, required: bool) -> float | None:
+    text = raw.strip()
+    if not text:
+        if required:
+            errors.add(row, field_name, "is empty.")
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        errors.add(row, field_name, f"{text!r} is not a number.")
+        return None
+    if not math.isfinite(value):
+        errors.add(row, field_name, f"{text!r} is not a finite number.")
+        return None
+    return value
+
+
+def _optional_int(raw: str, *, row, field_name: str, errors: _Errors) -> int | None:
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        errors.add(row, field_name, f"{text!r} is not a whole number.")
+        return None
+    if value < 0:
+        errors.add(row, field_name, f"{value} is negative.")
+        return None
+    return value
+
+
+def _optional_date(raw: str, *, row, field_name: str, errors: _Errors) -> date | None:
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        errors.add(row, field_name, f"{text!r} is not a date (YYYY-MM-DD).")
+        return None
+
+
+def _header(raw_header: list[str], column_map: dict[str, str], errors: _Errors) -> list[str]:
+    lowered_map = {k.strip().lower(): v.strip() for k, v in column_map.items()}
+    header = []
+    for raw in raw_header:
+        name = raw.strip()
+        mapped = lowered_map.get(name.lower())
+        if mapped is not None:
+            name = mapped
+        # Our own column names are case-insensitive; benchmark columns keep their spelling.
+        if name.lower() in LONG_REQUIRED + LONG_OPTIONAL:
+            name = name.lower()
+        header.append(name)
+    seen: set[str] = set()
+    for name in header:
+        if not name:
+            errors.add(1, "header", "has an empty column name.")
+        elif name.lower() in seen:
+            errors.add(1, name, "appears twice in the header.")
+        seen.add(name.lower())
+    return header
+
+
+def parse_scores_csv(text: str, *, column_map: dict[str, str] | None = None) -> tuple[str, list[ParsedScore]]:
+    """Read a long or wide scores CSV; returns ("long" | "wide", rows)."""
+    errors = _Errors()
+    reader = csv.reader(io.StringIO(text))
+    try:
+        raw_header = next(reader)
+    except StopIteration:
+        raise ScoreFileError([RowError(1, "header", "the file is empty.")]) from None
+    except csv.Error as exc:
+        raise ScoreFileError([RowError(1, "header", f"is not valid CSV ({exc}).")]) from None
+    header = _header(raw_header, column_map or {}, errors)
+    is_long = "benchmark" in header and "score" in header
+    required = LONG_REQUIRED if is_long else ("model", "quantization")
+    for name in required:
+        if name not in header:
+            errors.add(1, name, "required column is missing.")
+    if is_long:
+        for name in header:
+            if name and name not in LONG_REQUIRED + LONG_OPTIONAL:
+                expected = ", ".join(LONG_REQUIRED + LONG_OPTIONAL)
+                errors.add(1, name, f"unknown column; a long file has only: {expected}.")
+    benchmark_columns = [] if is_long else [n for n in header if n and n.lower() not in WIDE_RESERVED]
+    if not is_long and not benchmark_columns and "model" in header:
+        errors.add(1, "header", "no benchmark columns: a wide file has one column per benchmark.")
+    errors.raise_if_any()
+
+    rows: list[ParsedScore] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    line = 1
+    try:
+        for cells in reader:
+            line = reader.line_num
+            if not any(c.strip() for c in cells):
+                continue
+            if len(cells) != len(header):
+                errors.add(line, "row", f"has {len(cells)} cells; the header has {len(header)}.")
+                continue
+            record = dict(zip(header, cells, strict=True))
+            model_name = record["model"].strip()
+            quantization = normalize_quantization(record["quantization"])
+            if not model_name:
+                errors.add(line, "model", "is empty.")
+            if not quantization:
+                errors.add(line, "quantization", "is empty.")
+            common = {
+                "source": record.get("source", "").strip(),
+                "evaluated_at": _optional_date(
+                    record.get("evaluated_at", ""), row=line, field_name="evaluated_at", errors=errors
+                ),
+                "family": record.get("family", "").strip(),
+                "parameters_b": _finite(
+                    record.get("parameters_b", ""), row=line, field_name="parameters_b", errors=errors, required=False
+                ),
+            }
+            if is_long:
+                cells_to_read = [(record["benchmark"].strip(), "score", record["score"], True)]
+                if not cells_to_read[0][0]:
+                    errors.add(line, "benchmark", "is empty.")
+            else:
+                cells_to_read = [(name, name, record[name], False) for name in benchmark_columns]
+            for benchmark, field_name, raw, required in cells_to_read:
+                value = _finite(raw, row=line, field_name=field_name, errors=errors, required=required)
+                if value is None or not model_name or not quantization or not benchmark:
+                    continue
+                key = (model_name, quantization, benchmark.lower())
+                if key in seen:
+                    errors.add(line, field_name, f"repeats {model_name} {quantization} {benchmark} of row {seen[key]}.")
+                    continue
+                seen[key] = line
+                parsed = ParsedScore(
+                    row=line,
+                    model_name=model_name,
+                    quantization=quantization,
+                    benchmark=benchmark,
+                    value=value,
+                    field=field_name,
+                    **common,
+                )
+                if is_long:
+                    parsed.stderr = _finite(
+                        record.get("stderr", ""), row=line, field_name="stderr", errors=errors, required=False
+                    )
+                    parsed.n_shot = _optional_int(
+                        record.get("n_shot", ""), row=line, field_name="n_shot", errors=errors
+                    )
+                rows.append(parsed)
+    except csv.Error as exc:
+        errors.add(line, "row", f"is not valid CSV ({exc}).")
+    errors.raise_if_any()
+    if not rows:
+        raise ScoreFileError([RowError("file", "rows", "no scores found below the header.")])
+    return ("long" if is_long else "wide"), rows
+
+
+def _model_from_lm_eval(doc: dict) -> str:
+    if isinstance(doc.get("model_name"), str) and doc["model_name"].strip():
+        return doc["model_name"].strip()
+    model_args = (doc.get("config") or {}).get("model_args")
+    if isinstance(model_args, str):
+        for part in model_args.split(","):
+            key, _, value = part.partition("=")
+            if key.strip() in ("pretrained", "model") and value.strip():
+                return value.strip()
+    if isinstance(model_args, dict):
+        for key in ("pretrained", "model"):
+            if isinstance(model_args.get(key), str):
+                return model_args[key]
+    return ""
+
+
+def _lm_eval_stderr(task_results: dict, metric_key: str) -> float | None:
+    metric, _, filter_name = metric_key.partition(",")
+    raw = task_results.get(f"{metric}_stderr,{filter_name}")
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw):
+        return float(raw)
+    return None  # lm-eval writes "N/A" when it has none
+
+
+def parse_lm_eval_json(text: str, *, model_name: str = "", quantization: str = "") -> list[ParsedScore]:
+    """Read an lm-evaluation-harness results file (its `results` block), one score per top-level task."""
+    errors = _Errors()
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScoreFileError([RowError(f"line {exc.lineno}", "file", f"is not valid JSON ({exc.msg}).")]) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), dict):
+        raise ScoreFileError([RowError("file", "results", "an lm-evaluation-harness results object is required.")])
+    model_name = (model_name or _model_from_lm_eval(doc)).strip()
+    quantization = normalize_quantization(quantization or "")
+    if not model_name:
+        errors.add("upload", "model", "is empty: the file names no model, give one with the upload.")
+    if not quantization:
+        errors.add("upload", "quantization", "is empty: give the quantization with the upload (e.g. BF16, AWQ).")
+    results: dict = doc["results"]
+    groups = doc.get("group_subtasks") or {}
+    subtasks = {
+        sub
+        for group, subs in groups.items()
+        if group in results and isinstance(subs, list)
+        for sub in subs
+        if sub != group
+    }
+    n_shots = doc.get("n-shot") or {}
+    evaluated_at = None
+    if isinstance(doc.get("date"), (int, float)):
+        evaluated_at = datetime.fromtimestamp(doc["date"], tz=UTC).date()
+
+    rows: list[ParsedScore] = []
+    for task, task_results in results.items():
+        if task in subtasks:
+            continue
+        if not isinstance(task_results, dict):
+            errors.add(task, "results", "is not an object of metrics.")
+            continue
+        metric_key = next((m for m in LM_EVAL_METRICS if m in task_results), None)
+        if metric_key is None:
+            metric_key = next(
+                (
+                    k
+                    for k, v in task_results.items()
+                    if "," in k and "_stderr" not in k and isinstance(v, (int, float)) and not isinstance(v, bool)
+                ),
+                None,
+            )
+        if metric_key is None:
+            errors.add(task, "metric", "has no metric of the form 'name,filter' (e.g. 'acc,none').")
+            continue
+        value = task_results[metric_key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            errors.add(task, metric_key, f"{value!r} is not a finite number.")
+            continue
+        n_shot = n_shots.get(task)
+        rows.append(
+            ParsedScore(
+                row=task,
+                model_name=model_name,
+                quantization=quantization,
+                benchmark=LM_EVAL_TASK_NAMES.get(task, task),
+                value=float(value),
+                field=metric_key,
+                stderr=_lm_eval_stderr(task_results, metric_key),
+                n_shot=n_shot if isinstance(n_shot, int) and n_shot >= 0 else None,
+                source=f"lm-evaluation-harness {metric_key}",
+                evaluated_at=evaluated_at,
+            )
+        )
+    errors.raise_if_any()
+    if not rows:
+        raise ScoreFileError([RowError("file", "results", "holds no task results.")])
+    return rows

@@ -1,0 +1,119 @@
+"""Pages of the model catalog: leaderboard, quantization view, score import, variants."""
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from apps.accounts.models import Membership
+from apps.accounts.permissions import require_role, team_view
+from apps.scores.filters import ModelVariantFilter
+from apps.scores.forms import LeaderboardQueryForm, ScoreImportForm
+from apps.scores.importers import ScoreFileError
+from apps.scores.models import Benchmark, ModelVariant
+from apps.scores.selectors import leaderboard, quantization_report
+from apps.scores.services import scores_import_apply, scores_import_plan
+
+PAGE_SIZE = 50
+
+
+def _page(request, items):
+    return Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+@team_view()
+def leaderboard_page(request):
+    names = list(Benchmark.objects.filter(team=request.team).values_list("name", flat=True))
+    form = LeaderboardQueryForm(request.GET, benchmark_names=names)
+    board, page, status = None, None, 200
+    if form.is_valid():
+        board = leaderboard(team=request.team, **form.selector_kwargs())
+        page = _page(request, board.rows)
+    else:
+        status = 400
+    context = {
+        "form": form,
+        "board": board,
+        "page": page,
+        "benchmark_names": names,
+        "families": ModelVariant.objects.filter(team=request.team)
+        .exclude(family="")
+        .values_list("family", flat=True)
+        .distinct()
+        .order_by("family"),
+        "quantizations": ModelVariant.objects.filter(team=request.team)
+        .values_list("quantization", flat=True)
+        .distinct()
+        .order_by("quantization"),
+    }
+    template = "scores/leaderboard.html#results" if request.htmx else "scores/leaderboard.html"
+    return render(request, template, context, status=status)
+
+
+@team_view()
+def quantization_page(request):
+    family = request.GET.get("family", "").strip() or None
+    report = quantization_report(team=request.team, family=family)
+    context = {"report": report, "family": family or ""}
+    template = "scores/quantization.html#results" if request.htmx else "scores/quantization.html"
+    return render(request, template, context)
+
+
+@team_view()
+@require_http_methods(["GET", "POST"])
+def import_page(request):
+    """Upload a score file: the preview (htmx) shows what would change, the submit writes it."""
+    if request.method == "GET":
+        return render(request, "scores/import.html", {"form": ScoreImportForm()})
+    require_role(request, Membership.Role.MEMBER)
+    form = ScoreImportForm(request.POST, request.FILES)
+    context: dict = {"form": form}
+    if form.is_valid():
+        try:
+            plan = scores_import_plan(team=request.team, **form.import_kwargs())
+        except ScoreFileError as exc:
+            context["file_error"] = exc.as_dict()
+        else:
+            if request.POST.get("preview"):
+                context["plan"] = plan
+                context["preview_rows"] = plan.rows[:20]
+                return render(request, "scores/import.html#preview", context)
+            summary = scores_import_apply(plan=plan)
+            messages.success(
+                request,
+                f"Imported {summary.rows} scores read as {summary.scale}s: {summary.scores_created} new, "
+                f"{summary.scores_updated} updated, {summary.variants_created} new model variants, "
+                f"{summary.benchmarks_created} new benchmarks.",
+            )
+            return redirect("scores:leaderboard")
+    template = "scores/import.html#preview" if request.POST.get("preview") else "scores/import.html"
+    return render(request, template, context, status=400)
+
+
+@team_view()
+def variant_list(request):
+    variants = ModelVariant.objects.filter(team=request.team)
+    filterset = ModelVariantFilter(request.GET, queryset=variants)
+    page = _page(request, filterset.qs)
+    template = "scores/variant_list.html#results" if request.htmx else "scores/variant_list.html"
+    return render(request, template, {"filter": filterset, "page": page})
+
+
+@team_view()
+def variant_detail(request, pk: int):
+    variant = get_object_or_404(ModelVariant, pk=pk, team=request.team)
+    scores = variant.scores.select_related("benchmark").order_by("benchmark__name")
+    base = None
+    if not variant.is_full_precision:
+        report = quantization_report(team=request.team, model_name=variant.model_name)
+        base = next((row for row in report.rows if row.variant_id == variant.pk), None)
+    return render(request, "scores/variant_detail.html", {"variant": variant, "scores": scores, "base": base})
+
+
+@team_view(Membership.Role.MEMBER)
+@require_POST
+def variant_delete(request, pk: int):
+    variant = get_object_or_404(ModelVariant, pk=pk, team=request.team)
+    variant.delete()
+    messages.success(request, f"Deleted {variant} and its scores.")
+    return redirect("scores:variants")

@@ -1,0 +1,29 @@
+"""Cross-cutting API pieces: team-scoped viewsets and related fields, form errors as 400s."""
+
+from django import forms
+from rest_framework import serializers, viewsets
+from rest_framework.exceptions import ValidationError
+
+
+class TeamScopedViewSet(viewsets.ModelViewSet):
+    """A ModelViewSet over a TeamOwned model: lists and lookups see only the request's team
+    (another team's id is a 404) and new rows are created in it."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(team=self.request.team)
+
+    def perform_create(self, serializer):
+        serializer.save(team=self.request.team)
+
+
+class TeamScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """A foreign key from a request body, accepted only when it points into the request's team."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(team=self.context["request"].team)
+
+
+def raise_form_errors(form: forms.Form) -> None:
+    """Turn an invalid Django form (query strings, uploads) into a DRF 400 naming each field."""
+    if not form.is_valid():
+        raise ValidationError({field: [str(e) for e in errs] for field, errs in form.errors.items()})

@@ -1,0 +1,15 @@
+"""The project package as an app: its templates, management commands and the team-aware admin."""
+
+from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
+
+
+class LlmbenchConfig(AppConfig):
+    default = True
+    name = "llmbench"
+    verbose_name = "llmbench"
+
+
+class LlmbenchAdminConfig(admin_apps.AdminConfig):
+    default = False
+    default_site = "llmbench.admin.TeamAdminSite"

@@ -1,0 +1,35 @@
+"""manage.py load_demo: a demo team and login with demo data in every section built so far."""
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from apps.accounts.models import Membership, Team
+from apps.accounts.services import membership_set
+from apps.scores.demo import demo_scores_load
+
+
+class Command(BaseCommand):
+    help = "Create (or refresh) the demo team, the demo login and demo data. Safe to run again."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="demo")
+        parser.add_argument("--password", default="demo-password", help="Set only when the user is created.")
+
+    @transaction.atomic
+    def handle(self, *args, username, password, **options):
+        team, _ = Team.objects.get_or_create(slug="demo", defaults={"name": "Demo team", "is_demo": True})
+        user, created = get_user_model().objects.get_or_create(username=username)
+        if created:
+            user.set_password(password)
+            user.save()
+        membership_set(user=user, team=team, role=Membership.Role.ADMIN)
+        summary = demo_scores_load(team=team)
+        self.stdout.write(
+            f"Demo team '{team.slug}': {summary.rows} scores "
+            f"({summary.scores_created} new, {summary.scores_updated} refreshed)."
+        )
+        if created:
+            self.stdout.write(f"Demo login: {username} / {password} (team admin of the demo team)")
+        else:
+            self.stdout.write(f"Demo login: {username} (password unchanged)")

@@ -1,0 +1,3 @@
+"""Websocket routes, collected from the apps that push live progress."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,38 @@
+"""URL map: pages per app, the API under /api/v1/, operations endpoints, admin."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from llmbench import views
+
+api_v1 = [
+    path("", include("apps.accounts.api.urls")),
+    path("", include("apps.scores.api.urls")),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password/", auth_views.PasswordChangeView.as_view(success_url="/password/done/"), name="password_change"),
+    path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("", include("apps.accounts.urls")),
+    path("scores/", include("apps.scores.urls")),
+    path("performance/", views.coming, {"section": "performance"}, name="performance"),
+    path("experiments/", views.coming, {"section": "experiments"}, name="experiments"),
+    path("batches/", views.coming, {"section": "batches"}, name="batches"),
+    path("analytics/", views.coming, {"section": "analytics"}, name="analytics"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("health", views.health, name="health"),
+    path("ready", views.ready, name="ready"),
+    path("metrics", views.metrics, name="metrics"),
+]
+
+handler403 = "llmbench.views.error_403"
+handler404 = "llmbench.views.error_404"
+handler500 = "llmbench.views.error_500"
