@@ -1,7 +1,7 @@
 """Cross-cutting API pieces: team-scoped viewsets and related fields, form errors as 400s."""
 
 from django import forms
-from rest_framework import serializers, viewsets
+from rest_framework import routers, serializers, viewsets
 from rest_framework.exceptions import ValidationError
 
 
@@ -27,3 +27,11 @@ def raise_form_errors(form: forms.Form) -> None:
     """Turn an invalid Django form (query strings, uploads) into a DRF 400 naming each field."""
     if not form.is_valid():
         raise ValidationError({field: [str(e) for e in errs] for field, errs in form.errors.items()})
+
+
+class OptionalSlashRouter(routers.SimpleRouter):
+    """Routes that answer with and without a trailing slash (`/api/v1/scores/import` as documented)."""
+
+    def __init__(self):
+        super().__init__()
+        self.trailing_slash = "/?"

@@ -1,9 +1,9 @@
 from django.urls import path
-from rest_framework.routers import SimpleRouter
 
 from apps.accounts.api import views
+from llmbench.api import OptionalSlashRouter
 
-router = SimpleRouter(trailing_slash="/?")
+router = OptionalSlashRouter()
 router.register("tokens", views.ApiTokenViewSet, basename="token")
 
 urlpatterns = [path("me", views.me, name="me"), *router.urls]

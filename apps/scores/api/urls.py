@@ -1,8 +1,7 @@
-from rest_framework.routers import SimpleRouter
-
 from apps.scores.api import views
+from llmbench.api import OptionalSlashRouter
 
-router = SimpleRouter(trailing_slash="/?")
+router = OptionalSlashRouter()
 router.register("variants", views.ModelVariantViewSet, basename="variant")
 router.register("benchmarks", views.BenchmarkViewSet, basename="benchmark")
 router.register("scores", views.ScoreViewSet, basename="score")
