@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponseRedirect
-from django.shortcuts import resolve_url
+from django.shortcuts import render, resolve_url
 
 from apps.accounts.models import Membership
 
@@ -27,9 +27,14 @@ class TeamAdminSite(admin.AdminSite):
         return user.is_active and (user.is_superuser or is_team_admin(request))
 
     def login(self, request: HttpRequest, extra_context=None):
-        # One login for the whole site: the admin's own form would demand is_staff.
+        # One login for the whole site: the admin's own form would demand is_staff. A signed-in
+        # user who is not an admin of the active team gets a 403, not a redirect loop.
+        if request.user.is_authenticated:
+            reason = "The admin is for admins of the active team."
+            return render(request, "403.html", {"reason": reason}, status=403)
         target = resolve_url(settings.LOGIN_URL)
-        return HttpResponseRedirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
+        next_url = request.GET.get("next") or resolve_url("admin:index")
+        return HttpResponseRedirect(f"{target}?{urlencode({'next': next_url})}")
 
 
 class TeamScopedAdmin(admin.ModelAdmin):

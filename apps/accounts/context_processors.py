@@ -5,7 +5,9 @@ from apps.accounts.services import memberships_for
 
 def team(request) -> dict:
     membership = getattr(request, "membership", None)
+    match = getattr(request, "resolver_match", None)
     return {
+        "nav_section": (match.namespace or match.url_name) if match else "",
         "active_team": membership.team if membership else None,
         "active_role": membership.role if membership else None,
         "is_team_admin": bool(membership and membership.has_role("admin")),

@@ -9,7 +9,7 @@
       var rows = JSON.parse(source.textContent);
       var chart = echarts.getInstanceByDom(el) || echarts.init(el, null, { renderer: "svg" });
       chart.setOption({
-        grid: { left: 8, right: 16, top: 16, bottom: 8, containLabel: true },
+        grid: { left: 40, right: 16, top: 24, bottom: 8, containLabel: true },
         tooltip: { trigger: "axis" },
         xAxis: { type: "category", data: rows.map(function (r) { return r.label; }),
                  axisLabel: { rotate: 35, fontSize: 10, width: 140, overflow: "truncate" } },

@@ -63,7 +63,9 @@ class TestTeamSwitch:
         assert member_client.get(reverse("accounts:switch-team")).status_code == 405
 
     def test_it_ignores_an_offsite_next(self, member_client, team):
-        response = member_client.post(reverse("accounts:switch-team"), {"team": team.pk, "next": "https://evil.example/"})
+        response = member_client.post(
+            reverse("accounts:switch-team"), {"team": team.pk, "next": "https://evil.example/"}
+        )
         assert response["Location"] == reverse("home")
 
     def test_it_redirects_anonymous_users(self, client, team):

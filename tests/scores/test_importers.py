@@ -22,7 +22,13 @@ class TestLongCsv:
         layout, rows = parse_scores_csv(text)
         assert layout == "long"
         row = rows[0]
-        assert (row.row, row.model_name, row.quantization, row.benchmark, row.value) == (2, "org/m", "AWQ", "MMLU", 0.65)
+        assert (row.row, row.model_name, row.quantization, row.benchmark, row.value) == (
+            2,
+            "org/m",
+            "AWQ",
+            "MMLU",
+            0.65,
+        )
         assert (row.n_shot, row.stderr, row.source, str(row.evaluated_at)) == (5, 0.004, "paper", "2026-01-02")
 
     def test_header_names_are_case_insensitive_and_can_be_mapped(self):

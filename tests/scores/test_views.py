@@ -111,7 +111,9 @@ class TestImportPage:
         assert not ModelVariant.objects.exists()
 
     def test_a_bad_preview_shows_the_errors(self, member_client):
-        response = member_client.post(self.URL, {"file": upload(BAD_CSV), "preview": "1"}, headers={"HX-Request": "true"})
+        response = member_client.post(
+            self.URL, {"file": upload(BAD_CSV), "preview": "1"}, headers={"HX-Request": "true"}
+        )
         assert response.status_code == 400 and b"is empty" in response.content
 
     def test_a_missing_file_is_400(self, member_client):

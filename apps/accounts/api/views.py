@@ -29,6 +29,7 @@ class ApiTokenViewSet(
 ):
     """Your API keys in the current team. Creating returns the key once; deleting revokes it."""
 
+    queryset = ApiToken.objects.none()  # for the schema; requests use get_queryset
     serializer_class = ApiTokenSerializer
     write_role = Membership.Role.VIEWER  # a personal key; it carries the user's own role
 

@@ -15,7 +15,10 @@ def get_item(mapping: dict, key):
 def chart_data(rows, attribute: str) -> list[dict]:
     """Rows → [{label, value}] for a bar chart, e.g. leaderboard rows by average_pct."""
     return [
-        {"label": f"{row.model_name} · {row.quantization}", "value": round(getattr(row, attribute), 2)}
+        {
+            "label": f"{row.model_name.rsplit('/', 1)[-1]} · {row.quantization}",
+            "value": round(getattr(row, attribute), 2),
+        }
         for row in rows
         if getattr(row, attribute) is not None
     ]

@@ -1,0 +1,108 @@
+"""/health, /ready, /metrics, the OpenAPI schema and docs, and start-up settings checks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmbench import views
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.django_db
+
+
+def test_health_answers_without_login(client):
+    response = client.get("/health")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_health_rejects_post(client):
+    assert client.post("/health").status_code == 405
+
+
+def test_ready_checks_every_dependency(client):
+    response = client.get("/ready")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok", "cache": "ok", "channel_layer": "ok", "broker": "ok"}
+
+
+def test_ready_is_503_naming_what_failed(client, monkeypatch):
+    def broken():
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setitem(views.READINESS_CHECKS, "cache", broken)
+    response = client.get("/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failed"] == ["cache"] and "redis is down" in body["checks"]["cache"]
+    assert body["checks"]["database"] == "ok"
+
+
+def test_metrics_count_requests_by_route_and_report_queue_depth(client):
+    client.get("/health")
+    client.get("/health")
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
+    text = response.content.decode()
+    line = next(
+        row for row in text.splitlines() if row.startswith('llmbench_http_requests_total{method="GET",route="health"')
+    )
+    assert float(line.rsplit(" ", 1)[1]) >= 2
+    assert "llmbench_http_request_duration_seconds_bucket" in text
+    assert "llmbench_task_queue_depth" in text
+
+
+def test_metrics_ask_for_the_token_when_one_is_set(client, settings):
+    settings.METRICS_TOKEN = "s3cret"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_the_openapi_schema_lists_the_endpoints(client, member):
+    client.force_login(member)
+    response = client.get("/api/schema/?format=json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    for path in ["/api/v1/scores/import", "/api/v1/scores/leaderboard", "/api/v1/scores/quantization", "/api/v1/me"]:
+        assert any(p.rstrip("/") == path for p in paths), path
+
+
+def test_the_api_docs_page_loads_its_assets_locally(client, member):
+    client.force_login(member)
+    response = client.get("/api/docs/")
+    assert response.status_code == 200 and b"drf_spectacular_sidecar" in response.content
+
+
+def _django(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"}}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    result = _django(["check"], {"DEBUG": "false"})
+    assert result.returncode != 0 and "SECRET_KEY is not set" in result.stderr
+
+
+def test_a_malformed_boolean_setting_fails_loudly():
+    result = _django(["check"], {"DEBUG": "maybe"})
+    assert result.returncode != 0 and "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def test_check_deploy_passes_with_the_documented_production_settings():
+    env = {
+        "DEBUG": "false",
+        "SECRET_KEY": "x7Hq2" * 12,
+        "ALLOWED_HOSTS": "llmbench.example.com",
+        "CSRF_TRUSTED_ORIGINS": "https://llmbench.example.com",
+    }
+    result = _django(["check", "--deploy", "--fail-level", "WARNING"], env)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,67 @@
+"""Site pages: home, the sections still to come, error pages and the demo data command."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+from django.urls import reverse
+
+from apps.accounts.models import Membership, Team
+from apps.scores.models import ModelVariant, Score
+from tests.factories import ModelVariantFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_home_shows_the_navigation_and_the_teams_counts(viewer_client, team):
+    ModelVariantFactory(team=team)
+    response = viewer_client.get(reverse("home"))
+    assert response.status_code == 200
+    for label in [b"Leaderboard", b"Performance", b"Experiments", b"Batches", b"Analytics"]:
+        assert label in response.content
+    assert response.context["counts"]["variants"] == 1
+    assert b'hx-headers=\'{"X-CSRFToken"' in response.content
+    assert b'href="/admin/"' not in response.content  # viewers have no admin link
+
+
+def test_team_admins_see_the_admin_link(admin_client_team):
+    assert b'href="/admin/"' in admin_client_team.get(reverse("home")).content
+
+
+@pytest.mark.parametrize("name", ["performance", "experiments", "batches", "analytics"])
+def test_sections_to_come_say_so(viewer_client, name):
+    response = viewer_client.get(reverse(name))
+    assert response.status_code == 200 and b"coming" in response.content
+
+
+def test_an_unknown_page_is_the_404_page(viewer_client):
+    with override_settings(DEBUG=False):
+        response = viewer_client.get("/no/such/page/")
+    assert response.status_code == 404 and b"belongs to another team" in response.content
+
+
+def test_a_forbidden_action_is_the_403_page(viewer_client, team):
+    variant = ModelVariantFactory(team=team)
+    with override_settings(DEBUG=False):
+        response = viewer_client.post(reverse("scores:variant-delete", args=[variant.pk]))
+    assert response.status_code == 403 and b"Not allowed" in response.content
+
+
+def test_load_demo_creates_a_team_login_and_scores_and_can_run_again():
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    team = Team.objects.get(slug="demo")
+    assert team.is_demo and "demo / demo-password" in out.getvalue()
+    assert Membership.objects.get(team=team, user__username="demo").role == "admin"
+    variants, scores = ModelVariant.objects.filter(team=team).count(), Score.objects.filter(team=team).count()
+    assert variants >= 12 and scores >= 80
+    assert {"AWQ", "BF16", "FP8", "Q4_K_M"} <= set(ModelVariant.objects.values_list("quantization", flat=True))
+    call_command("load_demo", stdout=StringIO())
+    assert (ModelVariant.objects.count(), Score.objects.count()) == (variants, scores)
+
+
+def test_the_demo_team_is_labelled_as_demo_data(client):
+    call_command("load_demo", stdout=StringIO())
+    assert client.login(username="demo", password="demo-password")
+    assert b"generated demo data" in client.get(reverse("scores:leaderboard")).content
