@@ -1,5 +1,6 @@
 """ASGI entry point: Django over HTTP and the Channels websocket routes of every app."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -19,3 +20,9 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# What start-up built (Django, numpy, scipy, URL maps) lives as long as the process. Freezing it
+# keeps the cyclic GC from rescanning it on every full collection: without this, about a third
+# of large API responses paid a 50-100 ms collection pause (measured by bench/run.py).
+gc.collect()
+gc.freeze()

@@ -20,6 +20,9 @@ class LeaderboardRow:
     average_pct: float | None  # mean over the higher-is-better benchmarks the variant has
     benchmark_count: int
 
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)  # flat: a shallow copy is the JSON shape (asdict deep-copies, slowly)
+
 
 @dataclass
 class Leaderboard:
@@ -105,9 +108,14 @@ class QuantizationRow:
     quantization: str
     base_variant_id: int
     base_quantization: str
-    deltas: dict[str, QuantizationDelta | None]
+    deltas: dict[str, QuantizationDelta]  # only benchmarks both variants have
     mean_points_lost: float | None
     benchmark_count: int
+
+    def as_dict(self) -> dict:
+        data = dict(self.__dict__)
+        data["deltas"] = {name: dict(d.__dict__) for name, d in self.deltas.items()}
+        return data
 
 
 @dataclass
@@ -144,17 +152,14 @@ def quantization_report(*, team: Team, family: str | None = None, model_name: st
             if base is None:
                 without_base.append(f"{name} · {variant['quantization']}")
                 continue
-            deltas: dict[str, QuantizationDelta | None] = {}
-            lost = []
-            for benchmark_id, benchmark in by_id.items():
-                base_value = values[base["id"]].get(benchmark_id)
-                quant_value = values[variant["id"]].get(benchmark_id)
-                if base_value is None or quant_value is None:
-                    deltas[benchmark.name] = None
-                    continue
+            base_values, quant_values = values[base["id"]], values[variant["id"]]
+            deltas: dict[str, QuantizationDelta] = {}
+            for benchmark_id in base_values.keys() & quant_values.keys():
+                benchmark = by_id[benchmark_id]
+                base_value, quant_value = base_values[benchmark_id], quant_values[benchmark_id]
                 diff = base_value - quant_value if benchmark.higher_is_better else quant_value - base_value
                 deltas[benchmark.name] = QuantizationDelta(base_value, quant_value, diff)
-                lost.append(diff)
+            lost = [d.points_lost for d in deltas.values()]
             rows.append(
                 QuantizationRow(
                     variant_id=variant["id"],
@@ -167,7 +172,7 @@ def quantization_report(*, team: Team, family: str | None = None, model_name: st
                     benchmark_count=len(lost),
                 )
             )
-    used = {name for row in rows for name, d in row.deltas.items() if d is not None}
+    used = {name for row in rows for name in row.deltas}
     return QuantizationReport(
         benchmarks=[b for b in benchmarks if b.name in used], rows=rows, without_base=without_base
     )

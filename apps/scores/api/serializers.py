@@ -125,6 +125,8 @@ class QuantizationRowSerializer(serializers.Serializer):
     quantization = serializers.CharField()
     base_variant_id = serializers.IntegerField()
     base_quantization = serializers.CharField()
-    deltas = serializers.DictField(child=QuantizationDeltaSerializer(allow_null=True))
+    deltas = serializers.DictField(
+        child=QuantizationDeltaSerializer(), help_text="Per benchmark both variants have a score on."
+    )
     mean_points_lost = serializers.FloatField(allow_null=True)
     benchmark_count = serializers.IntegerField()
