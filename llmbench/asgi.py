@@ -2,10 +2,14 @@
 
 import gc
 import os
+import warnings
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmbench.settings")
+# WhiteNoise serves static files with a synchronous file iterator, which Django's ASGI handler
+# consumes in a thread and warns about on every file; that is expected here.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)

@@ -114,3 +114,22 @@ class TestTokensPage:
     def test_revoke_rejects_get(self, member_client, member, team):
         issued = token_create(user=member, team=team, name="mine")
         assert member_client.get(reverse("accounts:token-revoke", args=[issued.token.pk])).status_code == 405
+
+
+def test_password_change_needs_the_old_password(member_client, member):
+    url = reverse("password_change")
+    assert member_client.get(url).status_code == 200
+    bad = member_client.post(
+        url, {"old_password": "wrong", "new_password1": "N3w-pass-word!", "new_password2": "N3w-pass-word!"}
+    )
+    assert bad.status_code == 200 and "old_password" in bad.context["form"].errors
+    good = member_client.post(
+        url, {"old_password": "pass-word-123", "new_password1": "N3w-pass-word!", "new_password2": "N3w-pass-word!"}
+    )
+    assert good.status_code == 302
+    member.refresh_from_db()
+    assert member.check_password("N3w-pass-word!")
+
+
+def test_password_change_redirects_anonymous_users(client):
+    assert client.get(reverse("password_change")).status_code == 302
