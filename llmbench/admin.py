@@ -82,16 +82,18 @@ class TeamScopedAdmin(admin.ModelAdmin):
             filters.insert(0, "team")
         return filters
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+    def _scope_choices(self, db_field, request, kwargs: dict) -> None:
+        # Choices of a related team-owned model are limited to the active team.
         related = db_field.related_model
         if not request.user.is_superuser and any(f.name == "team" for f in related._meta.fields):
             kwargs["queryset"] = related._default_manager.filter(team=request.team)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        self._scope_choices(db_field, request, kwargs)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
-        related = db_field.related_model
-        if not request.user.is_superuser and any(f.name == "team" for f in related._meta.fields):
-            kwargs["queryset"] = related._default_manager.filter(team=request.team)
+        self._scope_choices(db_field, request, kwargs)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):

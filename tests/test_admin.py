@@ -61,3 +61,12 @@ def test_a_superuser_sees_every_team(client, variants):
 def test_a_team_admin_manages_memberships_of_the_team_only(admin_client_team, outsider):
     content = admin_client_team.get("/admin/accounts/membership/").content
     assert outsider.username.encode() not in content
+
+
+def test_foreign_key_choices_are_limited_to_the_team(admin_client_team, team, other_team):
+    from tests.factories import BenchmarkFactory
+
+    BenchmarkFactory(team=team, name="OursBench")
+    BenchmarkFactory(team=other_team, name="TheirBench")
+    form = admin_client_team.get("/admin/scores/score/add/").context["adminform"].form
+    assert [b.name for b in form.fields["benchmark"].queryset] == ["OursBench"]
