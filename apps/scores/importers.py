@@ -8,12 +8,12 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from apps.scores.models import normalize_quantization
-
-MAX_ERRORS = 500  # past this a file is clearly the wrong kind; the list says how many more
+from llmbench.uploads import ErrorList, FileRejected, RowError
+from llmbench.uploads import decode_upload as _decode
 
 LONG_REQUIRED = ("model", "quantization", "benchmark", "score")
 LONG_OPTIONAL = ("n_shot", "stderr", "source", "evaluated_at", "family", "parameters_b")
@@ -49,32 +49,8 @@ LM_EVAL_METRICS = (
 )
 
 
-@dataclass
-class RowError:
-    """One problem: the row (CSV line number, or the task / key of a JSON file), field, message."""
-
-    row: int | str
-    field: str
-    message: str
-
-    def as_dict(self) -> dict:
-        return {"row": self.row, "field": self.field, "message": self.message}
-
-    def __str__(self) -> str:
-        return f"row {self.row}, {self.field}: {self.message}"
-
-
-class ScoreFileError(Exception):
-    """The file cannot be imported; `errors` names every bad row and field."""
-
-    def __init__(self, errors: list[RowError], more: int = 0):
-        self.errors = errors
-        self.more = more
-        super().__init__("; ".join(str(e) for e in errors[:5]))
-
-    def as_dict(self) -> dict:
-        message = f"The file was not imported: {len(self.errors) + self.more} problem(s). Nothing was written."
-        return {"detail": message, "errors": [e.as_dict() for e in self.errors], "more_errors": self.more}
+class ScoreFileError(FileRejected):
+    """A score file that cannot be imported."""
 
 
 @dataclass
@@ -95,28 +71,14 @@ class ParsedScore:
     parameters_b: float | None = None
 
 
-@dataclass
-class _Errors:
-    items: list[RowError] = field(default_factory=list)
-    more: int = 0
-
-    def add(self, row: int | str, field_name: str, message: str) -> None:
-        if len(self.items) < MAX_ERRORS:
-            self.items.append(RowError(row, field_name, message))
-        else:
-            self.more += 1
-
+class _Errors(ErrorList):
     def raise_if_any(self) -> None:
-        if self.items:
-            raise ScoreFileError(self.items, self.more)
+        super().raise_if_any(ScoreFileError)
 
 
 def decode_upload(content: bytes) -> str:
-    """Text of an uploaded file: UTF-8, with or without a byte-order mark."""
-    try:
-        return content.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ScoreFileError([RowError("file", "encoding", f"is not UTF-8 text (byte {exc.start}).")]) from None
+    """Text of an uploaded score file: UTF-8, with or without a byte-order mark."""
+    return _decode(content, ScoreFileError)
 
 
 def _finite(raw: str, *, row, field_name: str, errors: _Errors, required: bool) -> float | None:

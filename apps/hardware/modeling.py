@@ -1,0 +1,188 @@
+"""Performance prediction: a multivariate linear regression over the team's runs of one model
+variant on one hardware profile (the seed's ModelingService, with honest intervals).
+
+Features: mean input tokens, mean output tokens, concurrency. Targets: TTFT mean, TPOT mean,
+E2E mean (ms) and output token throughput (tokens/s). For each target: ordinary least squares
+(numpy.linalg.lstsq), a 95% prediction interval ŷ ± t(0.975, n−p) · s · √(1 + x₀ᵀ(XᵀX)⁻¹x₀),
+and R². A feature that did not vary in the measured runs is left out of the model (and said so).
+
+Confidence (0–1) = max(0, adjusted R²) × exp(−d / 2), d the standardized distance from the
+question to the nearest measured configuration; a question outside the measured range of any
+feature is flagged as an extrapolation.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from apps.accounts.models import Team
+from apps.hardware.models import PerformanceRun
+
+MIN_RUNS = 6
+FEATURES = ("input_tokens", "output_tokens", "concurrency")
+TARGETS = {
+    "ttft_ms": ("TTFT mean", "ms", "ttft_ms.mean"),
+    "tpot_ms": ("TPOT mean", "ms", "tpot_ms.mean"),
+    "e2e_ms": ("E2E mean", "ms", "e2e_ms.mean"),
+    "output_throughput_tps": ("Output token throughput", "tok/s", "output_token_throughput_tps"),
+}
+
+
+class NotEnoughData(Exception):
+    """The question cannot be answered from the team's runs; the message says why."""
+
+
+@dataclass
+class TargetPrediction:
+    target: str
+    label: str
+    unit: str
+    value: float
+    lower: float
+    upper: float
+    r_squared: float
+    n_runs: int
+
+
+@dataclass
+class Prediction:
+    variant_id: int
+    hardware_id: int
+    question: dict[str, float]
+    predictions: list[TargetPrediction]
+    confidence: float
+    confidence_label: str
+    extrapolation: list[str]  # features outside the measured range
+    features_used: list[str]
+    notes: list[str] = field(default_factory=list)
+    n_runs: int = 0
+
+
+def _run_point(run: PerformanceRun) -> tuple[dict[str, float], dict[str, float]] | None:
+    """(features, targets) of a run, or None when it lacks concurrency or a summary."""
+    summary = getattr(run, "summary", None)
+    if summary is None or not run.concurrency:
+        return None
+    inputs = summary.stat("input_tokens", "mean") or run.input_tokens_target
+    outputs = summary.stat("output_tokens", "mean") or run.output_tokens_target
+    if inputs is None or outputs is None:
+        return None
+    targets = {}
+    for key, (_, _, path) in TARGETS.items():
+        if "." in path:
+            metric, stat = path.split(".")
+            targets[key] = summary.stat(metric, stat)
+        else:
+            targets[key] = getattr(summary, path)
+    return {
+        "input_tokens": float(inputs),
+        "output_tokens": float(outputs),
+        "concurrency": float(run.concurrency),
+    }, targets
+
+
+def _runs(team: Team, variant_id: int | None = None, hardware_id: int | None = None):
+    runs = PerformanceRun.objects.filter(team=team, hardware__isnull=False, concurrency__isnull=False)
+    if variant_id is not None:
+        runs = runs.filter(variant_id=variant_id, hardware_id=hardware_id)
+    return runs.select_related("summary", "variant", "hardware")
+
+
+def modeling_configurations(*, team: Team) -> list[dict]:
+    """Every model variant × hardware with runs, how many are usable, and whether that is enough."""
+    usable: Counter = Counter()
+    names: dict[tuple[int, int], tuple[str, str]] = {}
+    for run in _runs(team):
+        key = (run.variant_id, run.hardware_id)
+        names[key] = (str(run.variant), run.hardware.name)
+        if _run_point(run) is not None:
+            usable[key] += 1
+        else:
+            usable.setdefault(key, 0)
+    return [
+        {
+            "variant_id": v,
+            "variant": names[(v, h)][0],
+            "hardware_id": h,
+            "hardware": names[(v, h)][1],
+            "runs": usable[(v, h)],
+            "enough_data": usable[(v, h)] >= MIN_RUNS,
+        }
+        for (v, h) in sorted(names, key=lambda k: names[k])
+    ]
+
+
+def predict(
+    *, team: Team, variant_id: int, hardware_id: int, input_tokens: float, output_tokens: float, concurrency: float
+) -> Prediction:
+    """Predict TTFT, TPOT, E2E and throughput for a workload; raises NotEnoughData."""
+    points = [p for p in (_run_point(r) for r in _runs(team, variant_id, hardware_id)) if p is not None]
+    if len(points) < MIN_RUNS:
+        raise NotEnoughData(
+            f"{len(points)} usable run(s) of this model variant on this hardware (with a concurrency and a "
+            f"summary); at least {MIN_RUNS} are needed for a prediction."
+        )
+    question = {"input_tokens": input_tokens, "output_tokens": output_tokens, "concurrency": concurrency}
+    matrix = np.array([[p[0][f] for f in FEATURES] for p in points], dtype=float)
+    varying = [i for i, _ in enumerate(FEATURES) if np.ptp(matrix[:, i]) > 0]
+    notes = [
+        f"{FEATURES[i].replace('_', ' ')} was {matrix[0, i]:g} in every measured run, so it is not in the model."
+        for i in range(len(FEATURES))
+        if i not in varying
+    ]
+    x = matrix[:, varying]
+    x0 = np.array([question[FEATURES[i]] for i in varying], dtype=float)
+
+    extrapolation = [
+        FEATURES[i]
+        for i in range(len(FEATURES))
+        if not matrix[:, i].min() <= question[FEATURES[i]] <= matrix[:, i].max()
+    ]
+    scale = x.std(axis=0, ddof=1) if x.shape[1] else np.array([])
+    distance = float(np.min(np.sqrt((((x - x0) / scale) ** 2).sum(axis=1)))) if x.shape[1] else 0.0
+
+    design = np.column_stack([np.ones(len(points)), x])
+    design0 = np.concatenate([[1.0], x0])
+    predictions, fits = [], []
+    for key, (label, unit, _) in TARGETS.items():
+        y_all = np.array([np.nan if p[1][key] is None else p[1][key] for p in points], dtype=float)
+        rows = np.isfinite(y_all)
+        n, k = int(rows.sum()), design.shape[1]
+        if n - k < 1:
+            continue
+        a, y = design[rows], y_all[rows]
+        beta, _, rank, _ = np.linalg.lstsq(a, y, rcond=None)
+        if rank < k:
+            continue
+        residuals = y - a @ beta
+        dof = n - k
+        s2 = float(residuals @ residuals) / dof
+        xtx_inv = np.linalg.inv(a.T @ a)
+        se = np.sqrt(s2 * (1.0 + design0 @ xtx_inv @ design0))
+        t = float(scipy_stats.t.ppf(0.975, dof))
+        value = float(design0 @ beta)
+        total = float(((y - y.mean()) ** 2).sum())
+        r2 = 1.0 - float(residuals @ residuals) / total if total > 0 else 1.0
+        adjusted = 1.0 - (1.0 - r2) * (n - 1) / dof if dof > 0 else r2
+        fits.append(adjusted)
+        predictions.append(TargetPrediction(key, label, unit, value, value - t * se, value + t * se, r2, n))
+    if not predictions:
+        raise NotEnoughData("The measured runs do not vary enough to fit a model.")
+    confidence = max(0.0, float(np.mean(fits))) * float(np.exp(-distance / 2))
+    label = "high" if confidence >= 0.7 else "medium" if confidence >= 0.4 else "low"
+    if extrapolation:
+        notes.append(f"Outside the measured range of: {', '.join(f.replace('_', ' ') for f in extrapolation)}.")
+    return Prediction(
+        variant_id=variant_id,
+        hardware_id=hardware_id,
+        question=question,
+        predictions=predictions,
+        confidence=confidence,
+        confidence_label=label,
+        extrapolation=extrapolation,
+        features_used=[FEATURES[i] for i in varying],
+        notes=notes,
+        n_runs=len(points),
+    )
