@@ -10,6 +10,7 @@ from llmbench import views
 api_v1 = [
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.scores.api.urls")),
+    path("", include("apps.hardware.api.urls")),
 ]
 
 urlpatterns = [
@@ -20,7 +21,7 @@ urlpatterns = [
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("", include("apps.accounts.urls")),
     path("scores/", include("apps.scores.urls")),
-    path("performance/", views.coming, {"section": "performance"}, name="performance"),
+    path("performance/", include("apps.hardware.urls")),
     path("experiments/", views.coming, {"section": "experiments"}, name="experiments"),
     path("batches/", views.coming, {"section": "batches"}, name="batches"),
     path("analytics/", views.coming, {"section": "analytics"}, name="analytics"),

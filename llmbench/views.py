@@ -16,7 +16,6 @@ from apps.scores.models import Benchmark, ModelVariant, Score
 from llmbench.metrics import render_metrics
 
 SECTIONS = {
-    "performance": ("Performance", "Serving performance: hardware, runs, grid, comparison and prediction."),
     "experiments": ("Experiments", "Test cases with approval, evaluators, experiments and their responses."),
     "batches": ("Batches", "Parameter sweeps and load sweeps with live progress."),
     "analytics": ("Analytics", "Trends, comparisons, the quality × speed × cost leaderboard, reports and exports."),

@@ -4,6 +4,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from apps.accounts.models import Membership, Team
+from apps.hardware.models import Deployment, HardwareProfile
 from apps.scores.models import Benchmark, ModelVariant, Score
 
 
@@ -64,3 +65,22 @@ class ScoreFactory(factory.django.DjangoModelFactory):
     variant = factory.SubFactory(ModelVariantFactory)
     benchmark = factory.SubFactory(BenchmarkFactory, team=factory.SelfAttribute("..variant.team"))
     value_pct = 50.0
+
+
+class HardwareProfileFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = HardwareProfile
+
+    team = factory.SubFactory(TeamFactory)
+    name = factory.Sequence(lambda n: f"gpu-box-{n}")
+    accelerator = "NVIDIA H100 80GB"
+    hourly_cost_usd = 2.0
+
+
+class DeploymentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Deployment
+
+    team = factory.SubFactory(TeamFactory)
+    name = factory.Sequence(lambda n: f"vllm-{n}")
+    engine = "vllm"

@@ -33,6 +33,7 @@ class PerformanceUploadForm(TeamChoiceMixin, forms.Form):
 
     file = forms.FileField()
     format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False)
+    summary_file = forms.FileField(required=False, help_text="LLMPerf: the *_summary.json beside the responses.")
     variant = forms.ModelChoiceField(ModelVariant.objects.none(), required=False, help_text="Or name it below.")
     model_name = forms.CharField(required=False, max_length=200, label="Model (if not chosen above)")
     quantization = forms.CharField(required=False, max_length=32)
@@ -74,9 +75,10 @@ class PerformanceUploadForm(TeamChoiceMixin, forms.Form):
         )
 
     def plan_kwargs(self) -> dict:
-        upload = self.cleaned_data["file"]
+        upload, companion = self.cleaned_data["file"], self.cleaned_data["summary_file"]
         return {
             "content": upload.read(),
+            "companion": companion.read() if companion else None,
             "filename": upload.name,
             "file_format": self.cleaned_data["format"] or None,
             "options": self.options(),

@@ -68,8 +68,10 @@ class Grid:
     cells: dict[tuple[int, int], GridCell]
     value_range: tuple[float, float] | None
 
-    def cell(self, variant_id: int, hardware_id: int) -> GridCell | None:
-        return self.cells.get((variant_id, hardware_id))
+    @property
+    def rows(self) -> list[tuple[dict, list[tuple[dict, GridCell | None]]]]:
+        """(variant, [(hardware, cell or None) for each hardware column]) for templates."""
+        return [(v, [(h, self.cells.get((v["id"], h["id"]))) for h in self.hardware]) for v in self.variants]
 
     def as_dict(self) -> dict:
         return {
@@ -236,3 +238,51 @@ def compare_runs(*, runs: list[PerformanceRun]) -> Comparison:
             tests.append(Significance(metric, float(result.pvalue), float(result.statistic)))
         significance[run.pk] = tests
     return Comparison(runs=runs, rows=rows, radar=indicators, radar_values=radar_values, significance=significance)
+
+
+# --- distributions of one run -----------------------------------------------------------------
+
+HISTOGRAM_BINS = 30
+CDF_POINTS = 101
+
+
+def _distribution(values: np.ndarray) -> dict | None:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+    quantiles = np.linspace(0, 100, CDF_POINTS)
+    return {
+        "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+        "cdf": {"x": np.percentile(values, quantiles).tolist(), "p": (quantiles / 100).tolist()},
+    }
+
+
+def run_distributions(*, run: PerformanceRun) -> dict[str, dict]:
+    """Histogram and CDF of TTFT, ITL, E2E and tokens in/out over the successful requests."""
+    rows = list(
+        RequestSample.objects.filter(run=run, error_code="").values_list(
+            "ttft_ms", "e2e_ms", "input_tokens", "output_tokens", "itl_ms", "mean_itl_ms"
+        )
+    )
+    if not rows:
+        return {}
+
+    def column(i: int) -> np.ndarray:
+        return np.array([np.nan if r[i] is None else r[i] for r in rows], dtype=float)
+
+    gaps = [itl_from_bytes(r[4]) for r in rows if r[4] is not None]
+    itl = np.concatenate(gaps) if gaps else column(5)
+    series = {
+        "ttft_ms": ("TTFT", "ms", column(0)),
+        "itl_ms": ("ITL", "ms", itl),
+        "e2e_ms": ("E2E latency", "ms", column(1)),
+        "input_tokens": ("Input tokens", "tokens", column(2)),
+        "output_tokens": ("Output tokens", "tokens", column(3)),
+    }
+    result = {}
+    for key, (label, unit, values) in series.items():
+        distribution = _distribution(values)
+        if distribution is not None:
+            result[key] = {"label": label, "unit": unit, **distribution}
+    return result

@@ -118,9 +118,13 @@ def _save_summary(run: PerformanceRun, columns: SampleColumns) -> RunSummary:
 def run_summary_compute(*, run: PerformanceRun) -> RunSummary | None:
     """Recompute a run's summary from its stored samples (after an SLO change, say).
 
-    A run imported without samples keeps the summary its tool reported."""
+    A run imported without samples, or with only a random subset of them, keeps the summary
+    its tool reported."""
+    summary = RunSummary.objects.filter(run=run).first()
+    if summary is not None and summary.source == RunSummary.Source.REPORTED:
+        return summary
     if not RequestSample.objects.filter(run=run).exists():
-        return getattr(run, "summary", None)
+        return summary
     return _save_summary(run, _columns_from_db(run))
 
 
@@ -191,6 +195,7 @@ def run_store(
     )
     if parsed.samples:
         samples_store(run=run, samples=parsed.samples)
+    if parsed.samples and not (parsed.samples_are_subset and parsed.reported is not None):
         _save_summary(run, _columns_from_parsed(parsed.samples))
     elif parsed.reported is not None:
         _reported_summary(run, parsed)

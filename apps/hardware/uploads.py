@@ -90,10 +90,16 @@ DEPLOYMENT_FIELDS = {
 
 
 def performance_import_plan(
-    *, team: Team, content: bytes, filename: str = "", file_format: str | None = None, options: UploadOptions
+    *,
+    team: Team,
+    content: bytes,
+    filename: str = "",
+    file_format: str | None = None,
+    companion: bytes | None = None,
+    options: UploadOptions,
 ) -> PerformanceImportPlan:
     """Parse and check an upload; raise PerformanceFileError naming every problem."""
-    detected, runs = parse_performance_file(content, filename=filename, file_format=file_format)
+    detected, runs = parse_performance_file(content, filename=filename, file_format=file_format, companion=companion)
     errors = ErrorList()
     planned = []
     for parsed in runs:
@@ -136,9 +142,13 @@ def performance_import_apply(*, plan: PerformanceImportPlan, user: AbstractBaseU
         target = RunTarget(variant=item.variant, hardware=item.hardware, deployment=item.deployment)
         stored.append(
             run_store(
-                team=plan.team, parsed=item.parsed, target=target, user=user, filename=plan.filename,
+                team=plan.team,
+                parsed=item.parsed,
+                target=target,
+                user=user,
+                filename=plan.filename,
                 slo=plan.options.slo,
-            )  # fmt: skip
+            )
         )
     return stored
 

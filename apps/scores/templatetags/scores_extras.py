@@ -7,11 +7,6 @@ register = template.Library()
 
 
 @register.filter
-def get_item(mapping: dict, key):
-    return mapping.get(key)
-
-
-@register.filter
 def chart_data(rows, attribute: str) -> list[dict]:
     """Rows → [{label, value}] for a bar chart, e.g. leaderboard rows by average_pct."""
     return [

@@ -6,6 +6,7 @@ from django.db import transaction
 
 from apps.accounts.models import Membership, Team
 from apps.accounts.services import membership_set
+from apps.hardware.demo import demo_performance_load
 from apps.scores.demo import demo_scores_load
 
 
@@ -25,9 +26,10 @@ class Command(BaseCommand):
             user.save()
         membership_set(user=user, team=team, role=Membership.Role.ADMIN)
         summary = demo_scores_load(team=team)
+        runs = demo_performance_load(team=team)
         self.stdout.write(
             f"Demo team '{team.slug}': {summary.rows} scores "
-            f"({summary.scores_created} new, {summary.scores_updated} refreshed)."
+            f"({summary.scores_created} new, {summary.scores_updated} refreshed), {runs} performance runs."
         )
         if created:
             self.stdout.write(f"Demo login: {username} / {password} (team admin of the demo team)")

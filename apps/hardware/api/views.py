@@ -1,0 +1,237 @@
+"""Serving performance API: hardware, deployments, runs and samples, upload, grid, compare, predict."""
+
+from dataclasses import asdict
+
+from django.db.models import Count
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action, api_view, parser_classes
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from apps.hardware.api.serializers import (
+    DeploymentSerializer,
+    HardwareProfileSerializer,
+    PerformanceRunSerializer,
+    PerformanceUploadResultSerializer,
+    PredictRequestSerializer,
+    RequestSampleSerializer,
+)
+from apps.hardware.filters import PerformanceRunFilter
+from apps.hardware.forms import CompareQueryForm, GridQueryForm, PerformanceUploadForm, PredictForm
+from apps.hardware.importers import PerformanceFileError
+from apps.hardware.modeling import NotEnoughData, modeling_configurations, predict
+from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun, RequestSample
+from apps.hardware.selectors import GRID_METRICS, compare_runs, performance_grid
+from apps.hardware.services import run_summary_compute
+from apps.hardware.uploads import performance_import_apply, performance_import_plan
+from apps.scores.models import ModelVariant
+from llmbench.api import TeamScopedViewSet, raise_form_errors
+from llmbench.pagination import PageNumberPagination
+
+
+class HardwareProfileViewSet(TeamScopedViewSet):
+    """Hardware profiles: accelerators, memory, interconnect, hourly cost."""
+
+    queryset = HardwareProfile.objects.all()
+    serializer_class = HardwareProfileSerializer
+
+
+class DeploymentViewSet(TeamScopedViewSet):
+    """Deployments: engine and version, parallelism, batch and cache settings."""
+
+    queryset = Deployment.objects.all()
+    serializer_class = DeploymentSerializer
+
+
+class PerformanceRunViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Performance runs with their stored summary. PATCH sets name, tags, notes and the goodput
+    SLO (the summary is recomputed); runs are created by uploading a file."""
+
+    queryset = PerformanceRun.objects.select_related("variant", "hardware", "deployment", "summary")
+    serializer_class = PerformanceRunSerializer
+    filterset_class = PerformanceRunFilter
+    http_method_names = ["get", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return super().get_queryset().filter(team=self.request.team)
+
+    def perform_update(self, serializer):
+        run = serializer.save()
+        run_summary_compute(run=run)
+
+    @extend_schema(responses=RequestSampleSerializer(many=True))
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def samples(self, request, pk=None):
+        """The run's per-request samples, in order (paginated)."""
+        run = self.get_object()
+        page = self.paginate_queryset(RequestSample.objects.filter(run=run).order_by("index"))
+        return self.get_paginated_response(RequestSampleSerializer(page, many=True).data)
+
+
+UPLOAD_SCHEMA = {
+    "multipart/form-data": {
+        "type": "object",
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "summary_file": {"type": "string", "format": "binary", "description": "LLMPerf *_summary.json"},
+            "format": {"type": "string", "enum": ["seed_csv", "llmbench_json", "llmperf", "vllm", "guidellm"]},
+            "variant": {"type": "integer"},
+            "model_name": {"type": "string"},
+            "quantization": {"type": "string"},
+            "hardware": {"type": "integer"},
+            "deployment": {"type": "integer"},
+            "concurrency": {"type": "integer"},
+            "request_rate_rps": {"type": "number"},
+            "duration_s": {"type": "number"},
+            "name": {"type": "string"},
+            "tags": {"type": "string"},
+            "slo_ttft_ms": {"type": "number"},
+            "slo_tpot_ms": {"type": "number"},
+            "slo_e2e_ms": {"type": "number"},
+        },
+        "required": ["file"],
+    }
+}
+
+
+@extend_schema(request=UPLOAD_SCHEMA, responses={201: PerformanceUploadResultSerializer})
+@api_view(["POST"])
+@parser_classes([MultiPartParser, FormParser])
+def upload(request):
+    """Upload a result file (format detected from the content unless given). What the file lacks
+    (model, quantization, hardware, concurrency) comes from the fields; a bad file is a 400
+    naming every row and field, and nothing is written."""
+    form = PerformanceUploadForm(request.data, request.FILES, team=request.team)
+    raise_form_errors(form)
+    try:
+        plan = performance_import_plan(team=request.team, **form.plan_kwargs())
+    except PerformanceFileError as exc:
+        return Response(exc.as_dict(), status=400)
+    runs = performance_import_apply(plan=plan, user=request.user)
+    runs = list(PerformanceRun.objects.filter(pk__in=[r.pk for r in runs]).select_related("summary", "variant"))
+    body = {"format": plan.file_format, "runs": runs, "samples": plan.sample_count}
+    return Response(PerformanceUploadResultSerializer(body).data, status=201)
+
+
+@extend_schema(responses=OpenApiTypes.OBJECT)
+@api_view(["GET"])
+def models_with_runs(request):
+    """Model variants that have performance runs, with how many."""
+    variants = (
+        ModelVariant.objects.filter(team=request.team, performance_runs__isnull=False)
+        .annotate(run_count=Count("performance_runs"))
+        .order_by("model_name", "quantization")
+    )
+    return Response(
+        [
+            {"id": v.pk, "model_name": v.model_name, "quantization": v.quantization, "run_count": v.run_count}
+            for v in variants
+        ]
+    )
+
+
+@extend_schema(responses=PerformanceRunSerializer(many=True))
+@api_view(["GET"])
+def model_runs(request, variant_id: int):
+    """The runs of one model variant (paginated)."""
+    variant = get_object_or_404(ModelVariant, pk=variant_id, team=request.team)
+    runs = PerformanceRun.objects.filter(team=request.team, variant=variant).select_related(
+        "variant", "hardware", "deployment", "summary"
+    )
+    paginator = PageNumberPagination()
+    page = paginator.paginate_queryset(runs, request)
+    return paginator.get_paginated_response(PerformanceRunSerializer(page, many=True).data)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("metric", str, enum=list(GRID_METRICS)),
+        *[OpenApiParameter(name, str) for name in PerformanceRunFilter.base_filters],
+    ],
+    responses=OpenApiTypes.OBJECT,
+)
+@api_view(["GET"])
+def grid(request):
+    """Model variants × hardware for one metric; each cell the mean over the matching runs."""
+    query = GridQueryForm(request.query_params)
+    raise_form_errors(query)
+    filterset = PerformanceRunFilter(request.query_params, queryset=PerformanceRun.objects.filter(team=request.team))
+    raise_form_errors(filterset.form)
+    return Response(
+        performance_grid(team=request.team, metric=query.cleaned_data["metric"], runs=filterset.qs).as_dict()
+    )
+
+
+@extend_schema(parameters=[OpenApiParameter("runs", str, required=True)], responses=OpenApiTypes.OBJECT)
+@api_view(["GET"])
+def compare(request):
+    """Two to four runs side by side: figures, differences against the first, radar values, and
+    a Mann-Whitney U test per latency metric on the per-request samples."""
+    form = CompareQueryForm(request.query_params)
+    raise_form_errors(form)
+    ids = form.cleaned_data["runs"]
+    runs = {
+        r.pk: r
+        for r in PerformanceRun.objects.filter(team=request.team, pk__in=ids).select_related("summary", "variant")
+    }
+    missing = [i for i in ids if i not in runs]
+    if missing:
+        raise NotFound(f"No run {', '.join(map(str, missing))} in this team.")
+    comparison = compare_runs(runs=[runs[i] for i in ids])
+    return Response(
+        {
+            "runs": [{"id": r.pk, "label": r.label} for r in comparison.runs],
+            "figures": comparison.rows,
+            "radar": {"indicators": comparison.radar, "values": comparison.radar_values},
+            "significance": {
+                str(run_id): [
+                    {
+                        "metric": t.metric,
+                        "test": "mann-whitney-u",
+                        "p_value": t.p_value,
+                        "statistic": t.statistic,
+                        "significant": t.significant,
+                        "note": t.note,
+                    }
+                    for t in tests
+                ]
+                for run_id, tests in comparison.significance.items()
+            },
+        }
+    )
+
+
+@extend_schema(responses=OpenApiTypes.OBJECT)
+@api_view(["GET"])
+def modeling_models(request):
+    """Model variant × hardware configurations with runs, and whether they have enough for predictions."""
+    return Response(modeling_configurations(team=request.team))
+
+
+@extend_schema(request=PredictRequestSerializer, responses=OpenApiTypes.OBJECT)
+@api_view(["POST"])
+@parser_classes([JSONParser, FormParser, MultiPartParser])
+def predict_view(request):
+    """Predict TTFT, TPOT, E2E and throughput for a workload, with 95% prediction intervals and a
+    confidence score; 422 with the reason when the team's runs are not enough."""
+    form = PredictForm(request.data, team=request.team)
+    raise_form_errors(form)
+    data = form.cleaned_data
+    try:
+        prediction = predict(
+            team=request.team, variant_id=data["variant"].pk, hardware_id=data["hardware"].pk,
+            input_tokens=data["input_tokens"], output_tokens=data["output_tokens"], concurrency=data["concurrency"],
+        )  # fmt: skip
+    except NotEnoughData as exc:
+        return Response({"detail": str(exc), "enough_data": False}, status=422)
+    return Response({"enough_data": True, **asdict(prediction)})

@@ -1,0 +1,201 @@
+"""Serving performance pages: grid, runs, run detail, compare, prediction and upload."""
+
+import csv
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from apps.accounts.models import Membership
+from apps.accounts.permissions import require_role, team_view
+from apps.hardware.filters import PerformanceRunFilter
+from apps.hardware.forms import CompareQueryForm, GridQueryForm, PerformanceUploadForm, PredictForm, RunSloForm
+from apps.hardware.importers import PerformanceFileError
+from apps.hardware.modeling import NotEnoughData, modeling_configurations, predict
+from apps.hardware.models import PerformanceRun, RequestSample
+from apps.hardware.selectors import GRID_METRICS, compare_runs, performance_grid, run_distributions
+from apps.hardware.services import itl_from_bytes, run_update_slo
+from apps.hardware.uploads import performance_import_apply, performance_import_plan
+from llmbench.exports import neutralize_formula
+
+PAGE_SIZE = 50
+
+
+def team_runs(request):
+    """The active team's runs with everything the pages show about them."""
+    return PerformanceRun.objects.filter(team=request.team).select_related(
+        "variant", "hardware", "deployment", "summary"
+    )
+
+
+@team_view()
+def grid_page(request):
+    query = GridQueryForm(request.GET)
+    filterset = PerformanceRunFilter(request.GET, queryset=team_runs(request))
+    if not query.is_valid() or not filterset.is_valid():
+        context = {"query": query, "filter": filterset, "grid": None, "metrics": GRID_METRICS}
+        return render(request, "hardware/grid.html", context, status=400)
+    grid = performance_grid(team=request.team, metric=query.cleaned_data["metric"], runs=filterset.qs)
+    context = {"query": query, "filter": filterset, "grid": grid, "metrics": GRID_METRICS}
+    template = "hardware/grid.html#results" if request.htmx else "hardware/grid.html"
+    return render(request, template, context)
+
+
+@team_view()
+def run_list(request):
+    filterset = PerformanceRunFilter(request.GET, queryset=team_runs(request))
+    page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    template = "hardware/run_list.html#results" if request.htmx else "hardware/run_list.html"
+    return render(request, template, {"filter": filterset, "page": page}, status=200 if filterset.is_valid() else 400)
+
+
+@team_view()
+@require_http_methods(["GET", "POST"])
+def run_detail(request, pk: int):
+    run = get_object_or_404(team_runs(request), pk=pk)
+    slo_form = RunSloForm(instance=run)
+    status = 200
+    if request.method == "POST":
+        require_role(request, Membership.Role.MEMBER)
+        slo_form = RunSloForm(request.POST, instance=run)
+        if slo_form.is_valid():
+            data = slo_form.cleaned_data
+            run_update_slo(run=run, ttft_ms=data["slo_ttft_ms"], tpot_ms=data["slo_tpot_ms"], e2e_ms=data["slo_e2e_ms"])
+            messages.success(request, "Goodput SLO saved; the summary was recomputed.")
+            return redirect("hardware:run", pk=run.pk)
+        status = 400
+    summary = getattr(run, "summary", None)
+    context = {
+        "run": run,
+        "summary": summary,
+        "distributions": run_distributions(run=run),
+        "sample_count": RequestSample.objects.filter(run=run).count(),
+        "slo_form": slo_form,
+        "metric_rows": [
+            ("ttft_ms", "TTFT", "ms"),
+            ("itl_ms", "ITL", "ms"),
+            ("tpot_ms", "TPOT", "ms"),
+            ("e2e_ms", "E2E latency", "ms"),
+            ("output_tps", "Output tokens/s per request", "tok/s"),
+            ("input_tokens", "Input tokens", "tokens"),
+            ("output_tokens", "Output tokens", "tokens"),
+        ],
+    }
+    return render(request, "hardware/run_detail.html", context, status=status)
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+SAMPLE_CSV_HEADER = [
+    "index", "error_code", "error_message", "ttft_ms", "e2e_ms", "input_tokens", "output_tokens", "mean_itl_ms",
+    "itl_ms", "start_offset_ms",
+]  # fmt: skip
+
+
+def sample_csv_rows(run: PerformanceRun):
+    """The run's samples as CSV rows (ITL gaps space-separated); cells that could be read as a
+    spreadsheet formula are prefixed with a quote."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(SAMPLE_CSV_HEADER)
+    rows = RequestSample.objects.filter(run=run).order_by("index").values_list(
+        "index", "error_code", "error_message", "ttft_ms", "e2e_ms", "input_tokens", "output_tokens",
+        "mean_itl_ms", "itl_ms", "start_offset_ms",
+    )  # fmt: skip
+    for row in rows.iterator(chunk_size=5000):
+        gaps = itl_from_bytes(row[8])
+        cells = [*row[:8], "" if gaps is None else " ".join(f"{g:.6g}" for g in gaps), row[9]]
+        cells = ["" if c is None else c for c in cells]
+        cells[2] = neutralize_formula(cells[2])
+        cells[1] = neutralize_formula(cells[1])
+        yield writer.writerow(cells)
+
+
+@team_view()
+def run_samples_csv(request, pk: int):
+    run = get_object_or_404(PerformanceRun, pk=pk, team=request.team)
+    response = StreamingHttpResponse(sample_csv_rows(run), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-samples.csv"'
+    return response
+
+
+@team_view(Membership.Role.MEMBER)
+@require_POST
+def run_delete(request, pk: int):
+    run = get_object_or_404(PerformanceRun, pk=pk, team=request.team)
+    run.delete()
+    messages.success(request, f"Deleted run {pk} and its samples.")
+    return redirect("hardware:runs")
+
+
+@team_view()
+def compare_page(request):
+    form = CompareQueryForm(request.GET)
+    context: dict = {"form": form, "comparison": None}
+    if not form.is_valid():
+        return render(request, "hardware/compare.html", context, status=400 if request.GET else 200)
+    ids = form.cleaned_data["runs"]
+    runs = {r.pk: r for r in team_runs(request).filter(pk__in=ids)}
+    if len(runs) != len(ids):
+        return render(request, "404.html", status=404)
+    comparison = compare_runs(runs=[runs[i] for i in ids])
+    context["comparison"] = comparison
+    context["radar"] = {
+        "indicators": comparison.radar,
+        "series": [
+            {"name": f"#{r.pk}", "values": v} for r, v in zip(comparison.runs, comparison.radar_values, strict=True)
+        ],
+    }
+    return render(request, "hardware/compare.html", context)
+
+
+@team_view()
+def predict_page(request):
+    form = PredictForm(request.GET or None, team=request.team)
+    context: dict = {"form": form, "configurations": modeling_configurations(team=request.team)}
+    status = 200
+    if request.GET:
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                context["prediction"] = predict(
+                    team=request.team, variant_id=data["variant"].pk, hardware_id=data["hardware"].pk,
+                    input_tokens=data["input_tokens"], output_tokens=data["output_tokens"],
+                    concurrency=data["concurrency"],
+                )  # fmt: skip
+            except NotEnoughData as exc:
+                context["not_enough"] = str(exc)
+        else:
+            status = 400
+    return render(request, "hardware/predict.html", context, status=status)
+
+
+@team_view()
+@require_http_methods(["GET", "POST"])
+def upload_page(request):
+    """Upload a result file: the preview (htmx) shows the runs found, the submit stores them."""
+    if request.method == "GET":
+        return render(request, "hardware/upload.html", {"form": PerformanceUploadForm(team=request.team)})
+    require_role(request, Membership.Role.MEMBER)
+    form = PerformanceUploadForm(request.POST, request.FILES, team=request.team)
+    preview = bool(request.POST.get("preview"))
+    context: dict = {"form": form}
+    if form.is_valid():
+        try:
+            plan = performance_import_plan(team=request.team, **form.plan_kwargs())
+        except PerformanceFileError as exc:
+            context["file_error"] = exc.as_dict()
+        else:
+            if preview:
+                context["plan"] = plan
+                return render(request, "hardware/upload.html#preview", context)
+            runs = performance_import_apply(plan=plan, user=request.user)
+            messages.success(request, f"Stored {len(runs)} run(s) with {plan.sample_count:,} request samples.")
+            if len(runs) == 1:
+                return redirect("hardware:run", pk=runs[0].pk)
+            return redirect("hardware:runs")
+    return render(request, "hardware/upload.html#preview" if preview else "hardware/upload.html", context, status=400)

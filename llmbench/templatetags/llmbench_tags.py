@@ -1,0 +1,35 @@
+"""Template helpers used across apps."""
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def get_item(mapping, key):
+    """mapping[key], or None (dicts, and lists by index)."""
+    if mapping is None:
+        return None
+    try:
+        return mapping[key]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+@register.filter
+def num(value, digits: int = 2):
+    """A figure with `digits` decimals and thousands separators; an en dash when missing."""
+    if value is None or value == "":
+        return "–"
+    try:
+        return f"{float(value):,.{int(digits)}f}"
+    except (TypeError, ValueError):
+        return value
+
+
+@register.filter
+def pct(value, digits: int = 1):
+    """A 0–1 fraction as a percentage."""
+    if value is None:
+        return "–"
+    return f"{float(value) * 100:.{int(digits)}f}%"
