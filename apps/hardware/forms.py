@@ -125,3 +125,4 @@ class RunSloForm(forms.ModelForm):
     class Meta:
         model = PerformanceRun
         fields = ["slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms"]
+        labels = {"slo_ttft_ms": "TTFT ≤ (ms)", "slo_tpot_ms": "TPOT ≤ (ms)", "slo_e2e_ms": "E2E ≤ (ms)"}

@@ -7,9 +7,10 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from apps.accounts.models import Team
-from apps.hardware.models import PerformanceRun, RequestSample, RunSummary
+from apps.hardware.models import HardwareProfile, PerformanceRun, RequestSample, RunSummary
 from apps.hardware.services import itl_from_bytes
 from apps.hardware.stats import LATENCY_METRICS, per_request_output_tps, per_request_tpot_ms
+from apps.scores.models import ModelVariant
 
 # metric key → (label, unit, higher is better, figure of the summary; cost is derived)
 GRID_METRICS = {
@@ -88,25 +89,35 @@ class Grid:
         }
 
 
+def _grid_value_field(metric: str) -> str:
+    """The summary column (or JSON key path) a grid metric reads; the database extracts it, so
+    2,000 runs do not mean 2,000 decoded JSON documents."""
+    path = GRID_METRICS[metric][3] or "output_token_throughput_tps"
+    if "." in path:
+        name, stat = path.split(".")
+        return f"summary__metrics__{name}__{stat}"
+    return f"summary__{path}"
+
+
 def performance_grid(*, team: Team, metric: str, runs=None) -> Grid:
     """Model variants × hardware: each cell the mean figure of the matching runs (filter first)."""
-    label, unit, higher, _ = GRID_METRICS[metric]
+    label, unit, higher, path = GRID_METRICS[metric]
     runs = (runs if runs is not None else PerformanceRun.objects.filter(team=team)).filter(hardware__isnull=False)
-    rows = runs.select_related("summary", "variant", "hardware").only(
-        "id", "variant__model_name", "variant__quantization", "hardware__name", "hardware__hourly_cost_usd",
-        "summary__metrics", "summary__output_token_throughput_tps", "summary__request_throughput_rps",
-    )  # fmt: skip
+    rows = runs.values_list("pk", "variant_id", "hardware_id", _grid_value_field(metric), "hardware__hourly_cost_usd")
     values: dict[tuple[int, int], list[float]] = defaultdict(list)
     run_ids: dict[tuple[int, int], list[int]] = defaultdict(list)
-    variants, hardware = {}, {}
-    for run in rows:
-        key = (run.variant_id, run.hardware_id)
-        variants[run.variant_id] = str(run.variant)
-        hardware[run.hardware_id] = run.hardware.name
-        run_ids[key].append(run.pk)
-        value = summary_figure(getattr(run, "summary", None), run.hardware.hourly_cost_usd, metric)
-        if value is not None:
-            values[key].append(value)
+    for run_id, variant_id, hardware_id, value, hourly_cost in rows:
+        key = (variant_id, hardware_id)
+        run_ids[key].append(run_id)
+        if path is None:
+            value = cost_per_1m_output_usd(hourly_cost, value)
+        if isinstance(value, (int, float)):
+            values[key].append(float(value))
+    variant_names = {
+        v.pk: str(v)
+        for v in ModelVariant.objects.filter(pk__in={k[0] for k in run_ids}).only("model_name", "quantization")
+    }
+    hardware_names = dict(HardwareProfile.objects.filter(pk__in={k[1] for k in run_ids}).values_list("pk", "name"))
     cells = {
         key: GridCell(value=float(np.mean(values[key])) if values[key] else None, run_ids=sorted(ids))
         for key, ids in run_ids.items()
@@ -117,8 +128,8 @@ def performance_grid(*, team: Team, metric: str, runs=None) -> Grid:
         label=label,
         unit=unit,
         higher_is_better=higher,
-        variants=[{"id": k, "name": v} for k, v in sorted(variants.items(), key=lambda kv: kv[1].lower())],
-        hardware=[{"id": k, "name": v} for k, v in sorted(hardware.items(), key=lambda kv: kv[1].lower())],
+        variants=[{"id": k, "name": v} for k, v in sorted(variant_names.items(), key=lambda kv: kv[1].lower())],
+        hardware=[{"id": k, "name": v} for k, v in sorted(hardware_names.items(), key=lambda kv: kv[1].lower())],
         cells=cells,
         value_range=(min(present), max(present)) if present else None,
     )

@@ -54,20 +54,20 @@ def samples_store(*, run: PerformanceRun, samples: list[ParsedSample]) -> int:
 
 
 def _columns_from_parsed(samples: list[ParsedSample]) -> SampleColumns:
-    return SampleColumns.from_rows(
-        [
-            (
-                s.error_code,
-                s.ttft_ms,
-                s.e2e_ms,
-                s.input_tokens,
-                s.output_tokens,
-                s.mean_itl_ms,
-                None if s.itl_ms is None else np.asarray(s.itl_ms, dtype=float),
-                s.start_offset_ms,
-            )
-            for s in samples
-        ]
+    def column(attribute: str) -> np.ndarray:
+        values = (getattr(s, attribute) for s in samples)
+        return np.fromiter((np.nan if v is None else v for v in values), dtype=float, count=len(samples))
+
+    return SampleColumns(
+        ok=np.fromiter((not s.error_code for s in samples), dtype=bool, count=len(samples)),
+        error_codes=[s.error_code for s in samples],
+        ttft_ms=column("ttft_ms"),
+        e2e_ms=column("e2e_ms"),
+        input_tokens=column("input_tokens"),
+        output_tokens=column("output_tokens"),
+        mean_itl_ms=column("mean_itl_ms"),
+        itl_gaps_ms=[None if s.itl_ms is None else np.asarray(s.itl_ms, dtype=float) for s in samples],
+        start_offset_ms=column("start_offset_ms"),
     )
 
 

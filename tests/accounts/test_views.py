@@ -30,7 +30,7 @@ def test_logout_needs_post_and_signs_out(member_client):
 
 
 def test_pages_redirect_anonymous_users_to_login(client):
-    for name in ["home", "accounts:tokens", "scores:leaderboard", "performance"]:
+    for name in ["home", "accounts:tokens", "scores:leaderboard", "hardware:grid"]:
         response = client.get(reverse(name))
         assert response.status_code == 302 and response["Location"].startswith("/login/"), name
 
