@@ -19,9 +19,14 @@ def generated_samples(n: int = 50, *, seed: int = 0, ttft_ms: float = 100.0, gap
         ttft = float(rng.normal(ttft_ms, ttft_ms / 10))
         samples.append(
             ParsedSample(
-                index=i, ttft_ms=ttft, e2e_ms=ttft + float(gaps.sum()), input_tokens=100, output_tokens=len(gaps) + 1,
-                itl_ms=gaps.tolist(), start_offset_ms=float(i * 50),
-            )  # fmt: skip
+                index=i,
+                ttft_ms=ttft,
+                e2e_ms=ttft + float(gaps.sum()),
+                input_tokens=100,
+                output_tokens=len(gaps) + 1,
+                itl_ms=gaps.tolist(),
+                start_offset_ms=float(i * 50),
+            )
         )
     return samples
 
