@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from apps.hardware.models import HardwareProfile, PerformanceRun
 from apps.scores.models import Benchmark, ModelVariant, Score
 from llmbench.metrics import render_metrics
 
@@ -31,6 +32,8 @@ def home(request):
             "variants": ModelVariant.objects.filter(team=team).count(),
             "benchmarks": Benchmark.objects.filter(team=team).count(),
             "scores": Score.objects.filter(team=team).count(),
+            "runs": PerformanceRun.objects.filter(team=team).count(),
+            "hardware": HardwareProfile.objects.filter(team=team).count(),
         }
     return render(request, "home.html", {"counts": counts, "sections": SECTIONS})
 
