@@ -1,8 +1,9 @@
 """Cross-cutting API pieces: team-scoped viewsets and related fields, form errors as 400s."""
 
 from django import forms
+from django.db.models import ProtectedError
 from rest_framework import routers, serializers, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 
 
 class TeamScopedViewSet(viewsets.ModelViewSet):
@@ -14,6 +15,21 @@ class TeamScopedViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         serializer.save(team=self.request.team)
+
+    def perform_destroy(self, instance):
+        try:
+            instance.delete()
+        except ProtectedError as exc:
+            names = sorted({str(type(obj)._meta.verbose_name_plural) for obj in exc.protected_objects})
+            raise Conflict(
+                f"Still used by {len(exc.protected_objects)} {', '.join(names)}; delete those first."
+            ) from None
+
+
+class Conflict(APIException):
+    status_code = 409
+    default_detail = "The object is still in use."
+    default_code = "conflict"
 
 
 class TeamScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):

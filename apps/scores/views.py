@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -114,6 +115,12 @@ def variant_detail(request, pk: int):
 @require_POST
 def variant_delete(request, pk: int):
     variant = get_object_or_404(ModelVariant, pk=pk, team=request.team)
-    variant.delete()
+    try:
+        variant.delete()
+    except ProtectedError:
+        # Performance runs are measurements; deleting a catalog entry must not take them along.
+        count = variant.performance_runs.count()
+        messages.error(request, f"{variant} has {count} performance run(s); delete those first.")
+        return redirect("scores:variant", pk=variant.pk)
     messages.success(request, f"Deleted {variant} and its scores.")
     return redirect("scores:variants")

@@ -249,3 +249,10 @@ class TestHardwareAndDeployments:
 
     def test_anonymous_is_401(self, anon_api, db):
         assert anon_api.get("/api/v1/performance/hardware").status_code == 401
+
+
+def test_a_variant_or_hardware_with_runs_cannot_be_deleted(admin_api, own):
+    response = admin_api.delete(f"/api/v1/variants/{own.variant_id}")
+    assert response.status_code == 409 and "performance runs" in response.json()["detail"]
+    assert admin_api.delete(f"/api/v1/performance/hardware/{own.hardware_id}").status_code == 409
+    assert PerformanceRun.objects.filter(pk=own.pk).exists()

@@ -162,3 +162,9 @@ def test_failed_request_without_latency_is_fine_in_detail(viewer_client, team):
     run = stored_run(team, samples=[ParsedSample(index=0, error_code="timeout")])
     response = viewer_client.get(reverse("hardware:run", args=[run.pk]))
     assert response.status_code == 200 and b"timeout" in response.content
+
+
+def test_deleting_a_variant_with_runs_keeps_the_runs_and_says_why(member_client, own):
+    response = member_client.post(reverse("scores:variant-delete", args=[own.variant_id]), follow=True)
+    assert response.status_code == 200 and b"1 performance run(s); delete those first" in response.content
+    assert PerformanceRun.objects.filter(pk=own.pk).exists()
