@@ -4,7 +4,20 @@ from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun, Re
 from apps.hardware.services import itl_from_bytes
 
 
-class HardwareProfileSerializer(serializers.ModelSerializer):
+class UniqueNameInTeamMixin:
+    """`name` is unique within the request's team (the database says so too; this says it as a 400)."""
+
+    def validate_name(self, value: str) -> str:
+        model = self.Meta.model
+        clash = model.objects.filter(team=self.context["request"].team, name=value.strip())
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError(f"{model._meta.verbose_name} {value!r} already exists in this team.")
+        return value.strip()
+
+
+class HardwareProfileSerializer(UniqueNameInTeamMixin, serializers.ModelSerializer):
     class Meta:
         model = HardwareProfile
         fields = [
@@ -12,30 +25,14 @@ class HardwareProfileSerializer(serializers.ModelSerializer):
             "ram_gb", "hourly_cost_usd", "notes",
         ]  # fmt: skip
 
-    def validate_name(self, value: str) -> str:
-        clash = HardwareProfile.objects.filter(team=self.context["request"].team, name=value.strip())
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError(f"Hardware named {value!r} already exists in this team.")
-        return value.strip()
 
-
-class DeploymentSerializer(serializers.ModelSerializer):
+class DeploymentSerializer(UniqueNameInTeamMixin, serializers.ModelSerializer):
     class Meta:
         model = Deployment
         fields = [
             "id", "name", "engine", "engine_version", "tensor_parallel", "pipeline_parallel", "max_batch_size",
             "kv_cache_dtype", "settings", "notes",
         ]  # fmt: skip
-
-    def validate_name(self, value: str) -> str:
-        clash = Deployment.objects.filter(team=self.context["request"].team, name=value.strip())
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError(f"A deployment named {value!r} already exists in this team.")
-        return value.strip()
 
 
 class RunSummarySerializer(serializers.ModelSerializer):
