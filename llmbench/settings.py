@@ -204,6 +204,20 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Provider secrets (see llmbench/crypto.py) ------------------------------------------------
+LLMBENCH_ENCRYPTION_KEYS = env_list("LLMBENCH_ENCRYPTION_KEYS", [])
+# Development only: without a key list, a key generated once into this file (with a warning).
+LLMBENCH_DEV_KEY_FILE = BASE_DIR / ".llmbench-dev-encryption-key" if DEBUG and not LLMBENCH_ENCRYPTION_KEYS else None
+if not DEBUG and not LLMBENCH_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured(
+        "LLMBENCH_ENCRYPTION_KEYS is not set. With DEBUG=false llmbench needs its own key list for provider "
+        "API keys: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'."
+    )
+# Base URLs of provider endpoints: private and loopback addresses are allowed, cloud metadata
+# addresses never are; these optional lists (hosts, or networks in CIDR form) restrict further.
+PROVIDER_URL_ALLOWLIST = env_list("PROVIDER_URL_ALLOWLIST", [])
+PROVIDER_URL_DENYLIST = env_list("PROVIDER_URL_DENYLIST", [])
+
 # --- Operations ---------------------------------------------------------------------------------
 # When set, /metrics asks for `Authorization: Bearer <METRICS_TOKEN>`.
 METRICS_TOKEN = env_str("METRICS_TOKEN")

@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.scores.api.urls")),
     path("", include("apps.hardware.api.urls")),
+    path("", include("apps.providers.api.urls")),
 ]
 
 urlpatterns = [
@@ -22,6 +23,7 @@ urlpatterns = [
     path("", include("apps.accounts.urls")),
     path("scores/", include("apps.scores.urls")),
     path("performance/", include("apps.hardware.urls")),
+    path("providers/", include("apps.providers.urls")),
     path("experiments/", views.coming, {"section": "experiments"}, name="experiments"),
     path("batches/", views.coming, {"section": "batches"}, name="batches"),
     path("analytics/", views.coming, {"section": "analytics"}, name="analytics"),

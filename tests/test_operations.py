@@ -91,6 +91,11 @@ def _django(args: list[str], env: dict) -> subprocess.CompletedProcess:
     )
 
 
+def test_production_refuses_to_start_without_an_encryption_key_list():
+    result = _django(["check"], {"DEBUG": "false", "SECRET_KEY": "x7Hq2" * 12, "ALLOWED_HOSTS": "example.com"})
+    assert result.returncode != 0 and "LLMBENCH_ENCRYPTION_KEYS is not set" in result.stderr
+
+
 def test_production_refuses_to_start_without_a_secret_key():
     result = _django(["check"], {"DEBUG": "false"})
     assert result.returncode != 0 and "SECRET_KEY is not set" in result.stderr
@@ -107,6 +112,7 @@ def test_check_deploy_passes_with_the_documented_production_settings():
         "SECRET_KEY": "x7Hq2" * 12,
         "ALLOWED_HOSTS": "llmbench.example.com",
         "CSRF_TRUSTED_ORIGINS": "https://llmbench.example.com",
+        "LLMBENCH_ENCRYPTION_KEYS": "q0bVZhHZr1_fh7t1yhXfYb0g3JVK6bXmLkRvX0C3H5w=",
     }
     result = _django(["check", "--deploy", "--fail-level", "WARNING"], env)
     assert result.returncode == 0, result.stdout + result.stderr
