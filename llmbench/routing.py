@@ -1,3 +1,5 @@
 """Websocket routes, collected from the apps that push live progress."""
 
-websocket_urlpatterns: list = []
+from apps.batches.routing import websocket_urlpatterns as batches_routes
+
+websocket_urlpatterns = [*batches_routes]

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("apps.scores.api.urls")),
     path("", include("apps.hardware.api.urls")),
     path("", include("apps.providers.api.urls")),
+    path("", include("apps.batches.api.urls")),
 ]
 
 urlpatterns = [
@@ -25,7 +26,7 @@ urlpatterns = [
     path("performance/", include("apps.hardware.urls")),
     path("providers/", include("apps.providers.urls")),
     path("experiments/", views.coming, {"section": "experiments"}, name="experiments"),
-    path("batches/", views.coming, {"section": "batches"}, name="batches"),
+    path("batches/", include("apps.batches.urls")),
     path("analytics/", views.coming, {"section": "analytics"}, name="analytics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

@@ -18,7 +18,6 @@ from llmbench.metrics import render_metrics
 
 SECTIONS = {
     "experiments": ("Experiments", "Test cases with approval, evaluators, experiments and their responses."),
-    "batches": ("Batches", "Parameter sweeps and load sweeps with live progress."),
     "analytics": ("Analytics", "Trends, comparisons, the quality × speed × cost leaderboard, reports and exports."),
 }
 

@@ -1,1 +1,100 @@
-"""batches: filled by a later issue."""
+"""Load sweeps: steps of concurrency levels or request rates against an endpoint, each stored as a
+performance run. The state lives here, never only in the task queue."""
+
+from django.conf import settings
+from django.db import models
+
+from apps.accounts.models import TeamOwned
+from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun
+from apps.providers.models import ProviderEndpoint
+from apps.scores.models import ModelVariant
+
+
+class Status(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = {Status.COMPLETED, Status.FAILED, Status.CANCELLED}
+
+
+class LoadSweep(TeamOwned):
+    """A load test: one endpoint and model, a workload, and a list of steps to run in order."""
+
+    class Mode(models.TextChoices):
+        CLOSED = "closed", "Concurrency levels (closed loop)"
+        OPEN = "open", "Request rates (open loop)"
+
+    class Arrivals(models.TextChoices):
+        CONSTANT = "constant"
+        POISSON = "poisson"
+
+    name = models.CharField(max_length=200)
+    endpoint = models.ForeignKey(ProviderEndpoint, on_delete=models.PROTECT, related_name="load_sweeps")
+    model = models.CharField(max_length=200, help_text="Model name sent to the endpoint.")
+    variant = models.ForeignKey(ModelVariant, on_delete=models.PROTECT, related_name="load_sweeps")
+    hardware = models.ForeignKey(HardwareProfile, on_delete=models.PROTECT, null=True, blank=True)
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, null=True, blank=True)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.CLOSED)
+    arrivals = models.CharField(max_length=10, choices=Arrivals.choices, default=Arrivals.CONSTANT)
+    levels = models.JSONField(help_text="Concurrency levels or request rates (req/s), one step each.")
+    step_duration_s = models.FloatField(null=True, blank=True)
+    step_request_count = models.PositiveIntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=256, help_text="Mean prompt length (synthetic text).")
+    prompt_tokens_stdev = models.PositiveIntegerField(default=0)
+    prompts = models.JSONField(default=list, blank=True, help_text="Prompts to cycle through instead of synthetic text.")
+    output_tokens = models.PositiveIntegerField(default=128)
+    ignore_eos = models.BooleanField(default=True)
+    temperature = models.FloatField(default=0.0)
+    seed = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    current_step = models.PositiveIntegerField(null=True, blank=True)
+    progress = models.JSONField(default=dict, blank=True, help_text="Live figures of the running step.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def group_name(self) -> str:
+        return f"sweep-{self.pk}"
+
+
+class LoadSweepStep(models.Model):
+    """One level of a sweep; its results are the performance run it stored."""
+
+    sweep = models.ForeignKey(LoadSweep, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveIntegerField()
+    level = models.FloatField(help_text="Concurrency, or request rate in req/s.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    run = models.OneToOneField(PerformanceRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="sweep_step")
+    achieved_concurrency = models.FloatField(null=True, blank=True)
+    achieved_rate_rps = models.FloatField(null=True, blank=True)
+    dispatch_delay_p99_ms = models.FloatField(null=True, blank=True)
+    client_kept_up = models.BooleanField(null=True)
+    client_note = models.CharField(max_length=300, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["sweep", "index"]
+        constraints = [models.UniqueConstraint(fields=["sweep", "index"], name="sweep_step_unique_index")]
+
+    def __str__(self) -> str:
+        return f"{self.sweep} step {self.index + 1}"

@@ -7,6 +7,7 @@ from django.db import transaction
 from apps.accounts.models import Membership, Team
 from apps.accounts.services import membership_set
 from apps.hardware.demo import demo_performance_load
+from apps.providers.demo import demo_endpoint_load
 from apps.scores.demo import demo_scores_load
 
 
@@ -27,6 +28,7 @@ class Command(BaseCommand):
         membership_set(user=user, team=team, role=Membership.Role.ADMIN)
         summary = demo_scores_load(team=team)
         runs = demo_performance_load(team=team)
+        demo_endpoint_load(team=team)
         self.stdout.write(
             f"Demo team '{team.slug}': {summary.rows} scores "
             f"({summary.scores_created} new, {summary.scores_updated} refreshed), {runs} performance runs."

@@ -1,0 +1,197 @@
+"""Runs a load sweep in the worker: each step through the load generator and the endpoint's
+adapter, stored as a performance run the moment it finishes; progress and cancel go through the
+database every half second.
+
+Load steps send every request once: a retried request would hide the failure and stretch the
+latency the step is measuring. The endpoint's rate limits do not apply either: finding where the
+server stops keeping up is the point.
+"""
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import aiohttp
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from apps.batches.models import LoadSweep, LoadSweepStep, Status
+from apps.batches.services import HEARTBEAT_S, progress_publish
+from apps.hardware.parsed import ParsedRun
+from apps.hardware.services import RunTarget, run_store
+from apps.providers.engine.adapters import adapter_for
+from apps.providers.engine.loadgen import StepOutcome, StepProgress, StepSpec, run_step
+from apps.providers.engine.types import EndpointConfig, ErrorKind, GenerationRequest, GenerationResult, Kind
+from apps.providers.urlcheck import check_base_url
+
+WORDS = (
+    "latency throughput token model server request batch cache prefill decode memory bandwidth kernel "
+    "attention layer weight tensor parallel pipeline queue schedule stream benchmark measure report"
+).split()
+
+
+def synthetic_prompts(sweep: LoadSweep, count: int = 512) -> list[str]:
+    """Deterministic prompts of about `prompt_tokens` words (± stdev), each with a distinct
+    opening so a server's prefix cache does not turn the test into a cache benchmark."""
+    if sweep.prompts:
+        return list(sweep.prompts)
+    rng = random.Random(sweep.seed)
+    prompts = []
+    for i in range(count):
+        length = max(1, int(rng.gauss(sweep.prompt_tokens, sweep.prompt_tokens_stdev or 0)))
+        prompts.append(f"Request {i}: " + " ".join(rng.choice(WORDS) for _ in range(length)))
+    return prompts
+
+
+def step_spec(sweep: LoadSweep, step: LoadSweepStep) -> StepSpec:
+    if sweep.mode == LoadSweep.Mode.CLOSED:
+        return StepSpec(
+            mode="closed", concurrency=int(step.level), duration_s=sweep.step_duration_s,
+            request_count=sweep.step_request_count,
+        )  # fmt: skip
+    return StepSpec(
+        mode="open", rate_rps=step.level, arrivals=sweep.arrivals, seed=sweep.seed + step.index,
+        duration_s=sweep.step_duration_s, request_count=sweep.step_request_count,
+    )  # fmt: skip
+
+
+@dataclass
+class _Live:
+    """Shared between the step's event loop and the database pulse."""
+
+    cancel: asyncio.Event
+    progress: StepProgress | None = None
+    auth_refused: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _pulse_sync(sweep_id: int, step_index: int, progress: StepProgress | None) -> bool:
+    """Write the heartbeat and live figures, publish them; True when a cancel was asked for."""
+    live = {}
+    if progress is not None:
+        live = {k: v for k, v in vars(progress).items() if isinstance(v, int | float | str | type(None))}
+    LoadSweep.objects.filter(pk=sweep_id).update(
+        heartbeat_at=timezone.now(), current_step=step_index, progress=live
+    )
+    progress_publish(sweep_id=sweep_id)
+    return LoadSweep.objects.filter(pk=sweep_id, cancel_requested=True).exists()
+
+
+async def _run_step_async(sweep: LoadSweep, step: LoadSweepStep, config: EndpointConfig) -> tuple[StepOutcome, _Live]:
+    adapter = adapter_for(config)
+    prompts = synthetic_prompts(sweep)
+    live = _Live(cancel=asyncio.Event())
+    timeout = aiohttp.ClientTimeout(
+        total=config.total_timeout_s, sock_connect=config.connect_timeout_s, sock_read=config.read_timeout_s
+    )
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+
+        async def send(i: int) -> GenerationResult:
+            request = GenerationRequest(
+                model=sweep.model, messages=[{"role": "user", "content": prompts[i % len(prompts)]}],
+                max_tokens=sweep.output_tokens, temperature=sweep.temperature, ignore_eos=sweep.ignore_eos,
+                seed=sweep.seed,
+            )  # fmt: skip
+            result = await adapter.generate(session, request)
+            if result.error is not None and result.error.kind == ErrorKind.AUTH and not live.auth_refused:
+                live.auth_refused = f"The endpoint refused the API key ({result.error.code}): {result.error.message}"
+                live.cancel.set()
+            return result
+
+        def on_progress(progress: StepProgress) -> None:
+            live.progress = progress
+
+        async def pulse() -> None:
+            while True:
+                if await sync_to_async(_pulse_sync, thread_sensitive=False)(sweep.pk, step.index, live.progress):
+                    live.cancel.set()
+                await asyncio.sleep(HEARTBEAT_S / 2)
+
+        pulser = asyncio.create_task(pulse())
+        try:
+            outcome = await run_step(step_spec(sweep, step), send, on_progress=on_progress, cancel=live.cancel)
+        finally:
+            pulser.cancel()
+    return outcome, live
+
+
+@transaction.atomic
+def _store_step(sweep: LoadSweep, step: LoadSweepStep, outcome: StepOutcome) -> LoadSweepStep:
+    """The step's requests become a performance run, and the step is finished, in one transaction."""
+    results = sorted(outcome.results, key=lambda r: r.send_time)
+    closed = sweep.mode == LoadSweep.Mode.CLOSED
+    parsed = ParsedRun(
+        source_format="llmbench_live",
+        tool="llmbench",
+        tool_version="1",
+        provider=sweep.endpoint.kind,
+        name=f"{sweep.name} · {'c=' if closed else ''}{step.level:g}{'' if closed else ' req/s'}",
+        concurrency=int(step.level) if closed else None,
+        request_rate_rps=None if closed else step.level,
+        input_tokens_target=sweep.prompt_tokens,
+        output_tokens_target=sweep.output_tokens,
+        dataset="custom prompts" if sweep.prompts else "synthetic",
+        started_at=timezone.now() - timedelta(seconds=outcome.end_time - outcome.start_time),
+        duration_s=outcome.end_time - outcome.start_time,
+        tags=["load-sweep", *(["simulated"] if sweep.endpoint.kind == Kind.SIM else [])],
+        notes=step.client_note,
+        samples=[r.to_sample(i, outcome.start_time) for i, r in enumerate(results)],
+    )
+    run = run_store(
+        team=sweep.team, parsed=parsed, target=RunTarget(sweep.variant, sweep.hardware, sweep.deployment),
+        user=sweep.created_by,
+    )  # fmt: skip
+    step.run = run
+    step.status = Status.CANCELLED if outcome.cancelled else Status.COMPLETED
+    step.achieved_concurrency = outcome.achieved_concurrency
+    step.achieved_rate_rps = outcome.achieved_rate_rps
+    step.dispatch_delay_p99_ms = outcome.dispatch_delay_p99_ms
+    step.client_kept_up = outcome.client_kept_up
+    step.client_note = outcome.client_note[:300]
+    step.finished_at = timezone.now()
+    step.save()
+    return step
+
+
+def _finish(sweep: LoadSweep, status: str, error: str = "") -> None:
+    LoadSweep.objects.filter(pk=sweep.pk).update(status=status, error=error, finished_at=timezone.now(), progress={})
+    progress_publish(sweep_id=sweep.pk)
+
+
+def run_sweep(sweep_id: int) -> str:
+    """Run every unfinished step of a sweep; safe to run again (finished steps are skipped)."""
+    sweep = LoadSweep.objects.select_related("endpoint", "team", "variant", "hardware", "deployment").get(pk=sweep_id)
+    if sweep.status not in (Status.PENDING, Status.RUNNING):  # RUNNING: re-delivered after a lost worker
+        return sweep.status
+    if sweep.cancel_requested:
+        _finish(sweep, Status.CANCELLED)
+        return Status.CANCELLED
+    LoadSweep.objects.filter(pk=sweep.pk).update(
+        status=Status.RUNNING, error="", started_at=sweep.started_at or timezone.now(), heartbeat_at=timezone.now()
+    )
+    progress_publish(sweep_id=sweep.pk)
+    config = sweep.endpoint.config()
+    try:
+        if config.kind != Kind.SIM:
+            check_base_url(config.base_url, must_resolve=True)
+        for step in sweep.steps.exclude(status__in=[Status.COMPLETED, Status.CANCELLED]).order_by("index"):
+            LoadSweepStep.objects.filter(pk=step.pk).update(status=Status.RUNNING, started_at=timezone.now())
+            outcome, live = asyncio.run(_run_step_async(sweep, step, config))
+            _store_step(sweep, step, outcome)
+            if live.auth_refused:
+                _finish(sweep, Status.FAILED, live.auth_refused)
+                return Status.FAILED
+            if outcome.cancelled or LoadSweep.objects.filter(pk=sweep.pk, cancel_requested=True).exists():
+                _finish(sweep, Status.CANCELLED)
+                return Status.CANCELLED
+    except Exception as exc:  # the sweep records why (never the key); the queue sees a finished task
+        message = f"{type(exc).__name__}: {exc}"
+        if config.api_key:
+            message = message.replace(config.api_key, "[key]")
+        _finish(sweep, Status.FAILED, message[:2000])
+        return Status.FAILED
+    _finish(sweep, Status.COMPLETED)
+    return Status.COMPLETED
+
