@@ -1,5 +1,7 @@
 """Provider endpoints: keys encrypted and write-only, base URL rules, pages and API by role."""
 
+import io
+
 import pytest
 from django.urls import reverse
 
@@ -37,7 +39,9 @@ class TestSecrets:
         endpoint = make_endpoint(team)
         settings.LLMBENCH_ENCRYPTION_KEYS = [new, old]
         crypto.reset_cache()
-        call_command("rotate_keys", stdout=open("/dev/null", "w"))
+        out = io.StringIO()
+        call_command("rotate_keys", stdout=out)
+        assert "Re-encrypted 1 key(s)" in out.getvalue()
         settings.LLMBENCH_ENCRYPTION_KEYS = [new]
         crypto.reset_cache()
         endpoint.refresh_from_db()
@@ -158,3 +162,25 @@ class TestApi:
 
     def test_anonymous_is_401(self, anon_api, db):
         assert anon_api.get(self.URL).status_code == 401
+
+
+class TestConnection:
+    def test_a_sim_endpoint_lists_its_models(self, admin_api, team):
+        endpoint = ProviderEndpoint.objects.create(team=team, name="sim", kind="sim")
+        response = admin_api.post(f"/api/v1/providers/endpoints/{endpoint.pk}/test")
+        assert response.status_code == 200 and response.json()["ok"] is True
+        endpoint.refresh_from_db()
+        assert endpoint.last_test_ok and "sim-small" in endpoint.model_names
+
+    def test_a_refused_key_is_reported_without_the_key(self, admin_client_team, team):
+        from tests.providers.servers import Script, mock_server  # noqa: F401
+
+        endpoint = make_endpoint(team, base_url="http://127.0.0.1:9/v1")  # nothing listens on port 9
+        response = admin_client_team.post(reverse("providers:test", args=[endpoint.pk]), follow=True)
+        endpoint.refresh_from_db()
+        assert endpoint.last_test_ok is False and CANARY not in endpoint.last_test_message
+        assert CANARY.encode() not in response.content
+
+    def test_members_cannot_test(self, member_api, team):
+        endpoint = ProviderEndpoint.objects.create(team=team, name="sim", kind="sim")
+        assert member_api.post(f"/api/v1/providers/endpoints/{endpoint.pk}/test").status_code == 403
