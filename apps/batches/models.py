@@ -45,7 +45,9 @@ class LoadSweep(TeamOwned):
     step_request_count = models.PositiveIntegerField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=256, help_text="Mean prompt length (synthetic text).")
     prompt_tokens_stdev = models.PositiveIntegerField(default=0)
-    prompts = models.JSONField(default=list, blank=True, help_text="Prompts to cycle through instead of synthetic text.")
+    prompts = models.JSONField(
+        default=list, blank=True, help_text="Prompts to cycle through instead of synthetic text."
+    )
     output_tokens = models.PositiveIntegerField(default=128)
     ignore_eos = models.BooleanField(default=True)
     temperature = models.FloatField(default=0.0)
@@ -83,12 +85,17 @@ class LoadSweepStep(models.Model):
     index = models.PositiveIntegerField()
     level = models.FloatField(help_text="Concurrency, or request rate in req/s.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    run = models.OneToOneField(PerformanceRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="sweep_step")
+    run = models.OneToOneField(
+        PerformanceRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="sweep_step"
+    )
     achieved_concurrency = models.FloatField(null=True, blank=True)
     achieved_rate_rps = models.FloatField(null=True, blank=True)
     dispatch_delay_p99_ms = models.FloatField(null=True, blank=True)
     client_kept_up = models.BooleanField(null=True)
     client_note = models.CharField(max_length=300, blank=True)
+    # Open loop: latency counted from each request's scheduled time, so a client that fell behind
+    # cannot hide its delay (coordinated omission): {"ttft_p50_ms", "ttft_p99_ms", "e2e_p50_ms", "e2e_p99_ms"}.
+    schedule_latency = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

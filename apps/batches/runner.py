@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import aiohttp
+import numpy as np
 from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
@@ -26,10 +27,33 @@ from apps.providers.engine.loadgen import StepOutcome, StepProgress, StepSpec, r
 from apps.providers.engine.types import EndpointConfig, ErrorKind, GenerationRequest, GenerationResult, Kind
 from apps.providers.urlcheck import check_base_url
 
-WORDS = (
-    "latency throughput token model server request batch cache prefill decode memory bandwidth kernel "
-    "attention layer weight tensor parallel pipeline queue schedule stream benchmark measure report"
-).split()
+WORDS = [
+    "latency",
+    "throughput",
+    "token",
+    "model",
+    "server",
+    "request",
+    "batch",
+    "cache",
+    "prefill",
+    "decode",
+    "memory",
+    "bandwidth",
+    "kernel",
+    "attention",
+    "layer",
+    "weight",
+    "tensor",
+    "parallel",
+    "pipeline",
+    "queue",
+    "schedule",
+    "stream",
+    "benchmark",
+    "measure",
+    "report",
+]
 
 
 def synthetic_prompts(sweep: LoadSweep, count: int = 512) -> list[str]:
@@ -72,9 +96,7 @@ def _pulse_sync(sweep_id: int, step_index: int, progress: StepProgress | None) -
     live = {}
     if progress is not None:
         live = {k: v for k, v in vars(progress).items() if isinstance(v, int | float | str | type(None))}
-    LoadSweep.objects.filter(pk=sweep_id).update(
-        heartbeat_at=timezone.now(), current_step=step_index, progress=live
-    )
+    LoadSweep.objects.filter(pk=sweep_id).update(heartbeat_at=timezone.now(), current_step=step_index, progress=live)
     progress_publish(sweep_id=sweep_id)
     return LoadSweep.objects.filter(pk=sweep_id, cancel_requested=True).exists()
 
@@ -136,7 +158,7 @@ def _store_step(sweep: LoadSweep, step: LoadSweepStep, outcome: StepOutcome) -> 
         started_at=timezone.now() - timedelta(seconds=outcome.end_time - outcome.start_time),
         duration_s=outcome.end_time - outcome.start_time,
         tags=["load-sweep", *(["simulated"] if sweep.endpoint.kind == Kind.SIM else [])],
-        notes=step.client_note,
+        notes=outcome.kept_up_reason,
         samples=[r.to_sample(i, outcome.start_time) for i, r in enumerate(results)],
     )
     run = run_store(
@@ -149,10 +171,21 @@ def _store_step(sweep: LoadSweep, step: LoadSweepStep, outcome: StepOutcome) -> 
     step.achieved_rate_rps = outcome.achieved_rate_rps
     step.dispatch_delay_p99_ms = outcome.dispatch_delay_p99_ms
     step.client_kept_up = outcome.client_kept_up
-    step.client_note = outcome.client_note[:300]
+    step.client_note = outcome.kept_up_reason[:300]
+    if not closed:
+        step.schedule_latency = _schedule_latency(outcome)
     step.finished_at = timezone.now()
     step.save()
     return step
+
+
+def _schedule_latency(outcome: StepOutcome) -> dict[str, float]:
+    figures = {}
+    for name, values in (("ttft", outcome.ttft_ms(from_schedule=True)), ("e2e", outcome.e2e_ms(from_schedule=True))):
+        if values.size:
+            figures[f"{name}_p50_ms"] = float(np.percentile(values, 50))
+            figures[f"{name}_p99_ms"] = float(np.percentile(values, 99))
+    return figures
 
 
 def _finish(sweep: LoadSweep, status: str, error: str = "") -> None:
@@ -194,4 +227,3 @@ def run_sweep(sweep_id: int) -> str:
         return Status.FAILED
     _finish(sweep, Status.COMPLETED)
     return Status.COMPLETED
-

@@ -33,7 +33,9 @@ def sweep_new(request):
 
 @team_view()
 def sweep_detail(request, pk: int):
-    sweep = get_object_or_404(LoadSweep.objects.select_related("endpoint", "variant", "hardware"), pk=pk, team=request.team)
+    sweep = get_object_or_404(
+        LoadSweep.objects.select_related("endpoint", "variant", "hardware"), pk=pk, team=request.team
+    )
     return render(request, "batches/sweep_detail.html", {"sweep": sweep, "state": progress_payload(sweep)})
 
 

@@ -48,11 +48,11 @@
     if (status) status.className = "badge status-" + state.status;
     text("live-step", state.current_step === null ? "–" : state.current_step + 1);
     var live = state.live || {};
-    text("live-done", live.done === undefined ? 0 : live.done);
-    text("live-failed", live.failed === undefined ? 0 : live.failed);
+    text("live-done", live.requests_done === undefined ? 0 : live.requests_done);
+    text("live-failed", live.requests_failed === undefined ? 0 : live.requests_failed);
     text("live-ttft", fmt(live.ttft_p50_ms, 1) + " / " + fmt(live.ttft_p95_ms, 1));
     text("live-itl", fmt(live.itl_p50_ms, 2));
-    text("live-tps", fmt(live.output_tps, 1));
+    text("live-tps", fmt(live.output_tokens_per_s, 1));
     var error = document.getElementById("sweep-error");
     if (error) { error.textContent = state.error || ""; error.hidden = !state.error; }
     var stalled = document.getElementById("sweep-stalled");
@@ -65,7 +65,7 @@
     if (live.elapsed_s !== undefined && live.ttft_p50_ms !== undefined && live.ttft_p50_ms !== null) {
       var t = (state.current_step || 0) * 1000 + live.elapsed_s;
       points.ttft.push([t, live.ttft_p50_ms]);
-      points.tps.push([t, live.output_tps]);
+      points.tps.push([t, live.output_tokens_per_s]);
       drawChart();
     }
     document.body.dataset.sweepStatus = state.status;

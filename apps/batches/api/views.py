@@ -49,7 +49,7 @@ class LoadSweepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     @extend_schema(request=OpenApiTypes.OBJECT, responses={201: LoadSweepSerializer})
     def create(self, request):
         """Create a sweep (and start it with `"start": true`)."""
-        form = LoadSweepForm(request.data, team=request.team)
+        form = LoadSweepForm(_with_defaults(request.data), team=request.team)
         raise_form_errors(form)
         sweep = sweep_create(team=request.team, user=request.user, **form.sweep_fields())
         if request.data.get("start") in (True, "true", "1", 1):
@@ -71,6 +71,17 @@ class LoadSweepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def cancel(self, request, pk=None):
         """Stop a sweep: no new requests, what finished is kept."""
         return Response(self.get_serializer(sweep_cancel(sweep=self.get_object())).data)
+
+
+def _with_defaults(data) -> dict:
+    """API bodies may leave out what has a default, and give `levels` as a JSON list."""
+    values = {
+        f.name: f.default for f in LoadSweep._meta.fields if f.name in LoadSweepForm.Meta.fields and f.has_default()
+    }
+    values.update({k: v for k, v in data.items()})
+    if isinstance(values.get("levels"), list):
+        values["levels"] = ",".join(str(v) for v in values["levels"])
+    return values
 
 
 def _sse(payload: dict) -> bytes:
@@ -122,3 +133,4 @@ class _DrfShim:
     def __init__(self, request):
         self._request = request
         self.META = request.META
+        self.headers = request.headers
