@@ -60,3 +60,16 @@ class ProviderEndpoint(TeamOwned):
             read_timeout_s=self.read_timeout_s,
             total_timeout_s=self.total_timeout_s,
         )
+
+
+class RateBucket(models.Model):
+    """The database token bucket of an endpoint (when no Redis is configured): shared by every
+    worker through row locks."""
+
+    endpoint = models.ForeignKey(ProviderEndpoint, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10)  # "requests" | "tokens"
+    level = models.FloatField()
+    updated = models.FloatField(help_text="time.time() of the last refill")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["endpoint", "kind"], name="rate_bucket_unique")]
