@@ -5,5 +5,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-codes = [subprocess.call([sys.executable, str(HERE / script)], cwd=HERE) for script in ("scores.py", "performance.py", "loadgen.py")]
+codes = [
+    subprocess.call([sys.executable, str(HERE / script)], cwd=HERE)
+    for script in ("scores.py", "performance.py", "loadgen.py")
+]
 sys.exit(max(codes))

@@ -73,3 +73,6 @@ class RateBucket(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["endpoint", "kind"], name="rate_bucket_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_id} {self.kind}: {self.level:.1f}"

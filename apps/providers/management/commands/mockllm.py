@@ -1,0 +1,61 @@
+"""manage.py mockllm: serve the OpenAI-compatible mock (apps/providers/mockllm.py) until Ctrl-C, to
+point an endpoint or a bench at a server whose latencies are known."""
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.providers.mockllm import MockProfile, run
+
+
+def profile_from_options(options: dict[str, Any]) -> MockProfile:
+    """The MockProfile the command line asks for (kept apart from `handle` so it can be tested)."""
+    profile = MockProfile(
+        ttft_ms=options["ttft_ms"],
+        itl_ms=options["itl_ms"],
+        output_tokens=options["output_tokens"],
+        jitter_ms=options["jitter_ms"],
+        tokens_per_chunk=options["tokens_per_chunk"],
+        per_prompt_token_us=options["per_prompt_token_us"],
+        error_rate=options["error_rate"],
+        error_status=options["error_status"],
+        retry_after_s=options["retry_after_s"],
+        cut_rate=options["cut_rate"],
+        seed=options["seed"],
+        model=options["model"],
+    )
+    if min(profile.ttft_ms, profile.itl_ms, profile.jitter_ms, profile.per_prompt_token_us) < 0:
+        raise CommandError("latencies must not be negative")
+    if profile.output_tokens < 1 or profile.tokens_per_chunk < 1:
+        raise CommandError("--output-tokens and --tokens-per-chunk must be at least 1")
+    if not (0 <= profile.error_rate <= 1 and 0 <= profile.cut_rate <= 1):
+        raise CommandError("--error-rate and --cut-rate are shares between 0 and 1")
+    if not 400 <= profile.error_status <= 599:
+        raise CommandError("--error-status must be an HTTP error status (400-599)")
+    return profile
+
+
+class Command(BaseCommand):
+    help = "Serve an OpenAI-compatible mock LLM with injected latencies, errors and cut streams."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8001)
+        parser.add_argument("--ttft-ms", type=float, default=50.0, help="Time to first token.")
+        parser.add_argument("--itl-ms", type=float, default=10.0, help="Time between tokens.")
+        parser.add_argument("--output-tokens", type=int, default=128, help="Answer length (max_tokens caps it).")
+        parser.add_argument("--jitter-ms", type=float, default=0.0, help="Each chunk moves by ± up to this.")
+        parser.add_argument("--tokens-per-chunk", type=int, default=1)
+        parser.add_argument("--per-prompt-token-us", type=float, default=0.0, help="Extra TTFT per prompt token.")
+        parser.add_argument("--error-rate", type=float, default=0.0, help="Share of requests that fail.")
+        parser.add_argument("--error-status", type=int, default=500, help="The status of a failed request.")
+        parser.add_argument("--retry-after-s", type=float, default=None, help="Retry-After sent with a 429.")
+        parser.add_argument("--cut-rate", type=float, default=0.0, help="Share of streams dropped half-way.")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--model", default="mock", help="The model id /v1/models lists.")
+
+    def handle(self, *args, host, port, **options):
+        profile = profile_from_options(options)
+        self.stdout.write(f"mockllm serving http://{host}:{port}/v1 ({profile}); Ctrl-C to stop")
+        self.stdout.flush()
+        run(host, port, profile)
