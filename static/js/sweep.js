@@ -7,6 +7,17 @@
   var chart = window.echarts ? echarts.init(chartEl, null, { renderer: "svg" }) : null;
   var points = { ttft: [], tps: [] };
   var finished = ["completed", "failed", "cancelled"];
+  var xName = "s", stepOffsets = {}, lastStep = null, lastElapsed = 0;
+
+  function elapsedBefore(state) {
+    // Seconds of the steps before the current one, so live points of a new step continue the line.
+    if (state.current_step !== lastStep) {
+      stepOffsets[state.current_step] = (stepOffsets[lastStep] || 0) + lastElapsed;
+      lastStep = state.current_step;
+    }
+    lastElapsed = (state.live || {}).elapsed_s || 0;
+    return stepOffsets[state.current_step] || 0;
+  }
 
   function fmt(v, d) { return v === null || v === undefined ? "–" : Number(v).toFixed(d); }
   function text(id, value) { var el = document.getElementById(id); if (el) el.textContent = value; }
@@ -14,16 +25,16 @@
   function drawChart() {
     if (!chart) return;
     chart.setOption({
-      grid: { left: 50, right: 50, top: 30, bottom: 30 },
-      legend: { data: ["TTFT p50 ms", "output tok/s"] },
+      grid: { left: 50, right: 70, top: 40, bottom: 30 },
+      legend: { top: 0, data: ["TTFT p50 ms", "output tok/s"] },
       tooltip: { trigger: "axis" },
-      xAxis: { type: "value", name: "s" },
+      xAxis: { type: "value", name: xName },
       yAxis: [{ type: "value", name: "ms" }, { type: "value", name: "tok/s" }],
       series: [
-        { name: "TTFT p50 ms", type: "line", showSymbol: false, data: points.ttft },
-        { name: "output tok/s", type: "line", showSymbol: false, yAxisIndex: 1, data: points.tps }
+        { name: "TTFT p50 ms", type: "line", showSymbol: xName !== "s", data: points.ttft },
+        { name: "output tok/s", type: "line", showSymbol: xName !== "s", yAxisIndex: 1, data: points.tps }
       ]
-    });
+    }, true);
   }
 
   function row(step) {
@@ -62,10 +73,18 @@
     var start = document.getElementById("start-form"), cancel = document.getElementById("cancel-form");
     if (start) start.hidden = !(state.status === "pending" || state.status === "failed");
     if (cancel) cancel.hidden = !(state.status === "pending" || state.status === "running");
-    if (live.elapsed_s !== undefined && live.ttft_p50_ms !== undefined && live.ttft_p50_ms !== null) {
-      var t = (state.current_step || 0) * 1000 + live.elapsed_s;
-      points.ttft.push([t, live.ttft_p50_ms]);
-      points.tps.push([t, live.output_tokens_per_s]);
+    if (state.status === "running" && live.elapsed_s !== undefined && live.ttft_p50_ms !== undefined && live.ttft_p50_ms !== null) {
+      // While running: the live figures over time (steps laid end to end).
+      xName = "s";
+      points.ttft.push([elapsedBefore(state) + live.elapsed_s, live.ttft_p50_ms]);
+      points.tps.push([elapsedBefore(state) + live.elapsed_s, live.output_tokens_per_s]);
+      drawChart();
+    } else if (state.status !== "running") {
+      // Otherwise: each finished step's figures against its level.
+      var done = state.steps.filter(function (s) { return s.run_id; });
+      xName = script.dataset.mode === "open" ? "req/s" : "concurrency";
+      points.ttft = done.map(function (s) { return [s.level, s.ttft_p50_ms]; });
+      points.tps = done.map(function (s) { return [s.level, s.output_tps]; });
       drawChart();
     }
     document.body.dataset.sweepStatus = state.status;
