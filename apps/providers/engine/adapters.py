@@ -306,6 +306,19 @@ class Adapter:
             stream.error = RequestError(ErrorKind.PROTOCOL, f"unparsable JSON after {count} chunks: {data[:120]!r}")
             return None
 
+    def _event_object(self, data: str, stream: _Stream) -> dict | None:
+        """An event's JSON object, or None after recording why it is not a usable one."""
+        chunk = self._load(data, stream)
+        if chunk is None:
+            return None
+        if not isinstance(chunk, dict):
+            stream.error = RequestError(ErrorKind.PROTOCOL, f"unexpected event: {data[:120]!r}")
+            return None
+        if chunk.get("error"):
+            stream.error = self._body_error(chunk)
+            return None
+        return chunk
+
     async def _http_error(self, response: aiohttp.ClientResponse) -> RequestError:
         status = response.status
         parts: list[bytes] = []
@@ -492,14 +505,8 @@ class OpenAIAdapter(Adapter):
         if data == "[DONE]":
             stream.done = True
             return
-        chunk = self._load(data, stream)
+        chunk = self._event_object(data, stream)
         if chunk is None:
-            return
-        if not isinstance(chunk, dict):
-            stream.error = RequestError(ErrorKind.PROTOCOL, f"unexpected event: {data[:120]!r}")
-            return
-        if chunk.get("error"):
-            stream.error = self._body_error(chunk)
             return
         usage = chunk.get("usage")
         total = None
@@ -670,14 +677,8 @@ class GeminiAdapter(Adapter):
         return body
 
     def _on_event(self, event: str, data: str, arrived: float, stream: _Stream) -> None:
-        chunk = self._load(data, stream)
+        chunk = self._event_object(data, stream)
         if chunk is None:
-            return
-        if not isinstance(chunk, dict):
-            stream.error = RequestError(ErrorKind.PROTOCOL, f"unexpected event: {data[:120]!r}")
-            return
-        if chunk.get("error"):
-            stream.error = self._body_error(chunk)
             return
         self._take(chunk, arrived, stream, streamed=True)
 
