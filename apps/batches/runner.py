@@ -15,7 +15,7 @@ from datetime import timedelta
 import aiohttp
 import numpy as np
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.batches.models import LoadSweep, LoadSweepStep, Status
@@ -96,9 +96,14 @@ def _pulse_sync(sweep_id: int, step_index: int, progress: StepProgress | None) -
     live = {}
     if progress is not None:
         live = {k: v for k, v in vars(progress).items() if isinstance(v, int | float | str | type(None))}
-    LoadSweep.objects.filter(pk=sweep_id).update(heartbeat_at=timezone.now(), current_step=step_index, progress=live)
-    progress_publish(sweep_id=sweep_id)
-    return LoadSweep.objects.filter(pk=sweep_id, cancel_requested=True).exists()
+    try:
+        LoadSweep.objects.filter(pk=sweep_id).update(
+            heartbeat_at=timezone.now(), current_step=step_index, progress=live
+        )
+        progress_publish(sweep_id=sweep_id)
+        return LoadSweep.objects.filter(pk=sweep_id, cancel_requested=True).exists()
+    finally:
+        connection.close()  # this pool thread's own connection: do not leave one open per thread
 
 
 async def _run_step_async(sweep: LoadSweep, step: LoadSweepStep, config: EndpointConfig) -> tuple[StepOutcome, _Live]:

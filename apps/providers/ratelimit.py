@@ -10,7 +10,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from apps.providers.models import ProviderEndpoint, RateBucket
 
@@ -69,6 +69,12 @@ class EndpointRateLimiter:
         return await sync_to_async(self._take_db, thread_sensitive=False)(kind, capacity, rate, want, now)
 
     def _take_db(self, kind: str, capacity: float, rate: float, want: float, now: float) -> float:
+        try:
+            return self._take_db_locked(kind, capacity, rate, want, now)
+        finally:
+            connection.close()  # runs in a pool thread: do not leave a connection open per thread
+
+    def _take_db_locked(self, kind: str, capacity: float, rate: float, want: float, now: float) -> float:
         with transaction.atomic():
             bucket, _ = RateBucket.objects.select_for_update().get_or_create(
                 endpoint_id=self.endpoint_id, kind=kind, defaults={"level": capacity, "updated": now}

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.urls import reverse
 from django.utils import timezone
@@ -207,7 +207,7 @@ class TestWebsocket:
             assert connected
             first = await communicator.receive_json_from(timeout=5)
             assert first["status"] == "pending"
-            await sync_to_async(sweep_cancel)(sweep=sweep)
+            await database_sync_to_async(sweep_cancel)(sweep=sweep)
             update = await communicator.receive_json_from(timeout=5)
             assert update["status"] == "cancelled"
             await communicator.disconnect()
