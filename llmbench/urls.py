@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("apps.hardware.api.urls")),
     path("", include("apps.providers.api.urls")),
     path("", include("apps.batches.api.urls")),
+    path("", include("apps.experiments.api.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,37 @@
+from rest_framework import serializers
+
+from apps.experiments.models import EVALUATOR_KINDS, TestCase
+
+
+class TestCaseSerializer(serializers.ModelSerializer):
+    author = serializers.CharField(source="author.username", read_only=True, default=None)
+    reviewer = serializers.CharField(source="reviewer.username", read_only=True, default=None)
+    submit = serializers.BooleanField(write_only=True, required=False, default=False)
+
+    class Meta:
+        model = TestCase
+        fields = [
+            "id", "lineage", "version", "is_current", "title", "system_prompt", "prompt", "expected_output",
+            "evaluator", "evaluator_settings", "tags", "status", "author", "reviewer", "reviewed_at", "review_reason",
+            "created_at", "submit",
+        ]  # fmt: skip
+        read_only_fields = ["lineage", "version", "is_current", "status", "reviewed_at", "review_reason", "created_at"]
+
+    def validate_evaluator(self, value: str) -> str:
+        if value not in EVALUATOR_KINDS:
+            raise serializers.ValidationError(f"One of: {', '.join(EVALUATOR_KINDS)}.")
+        return value
+
+    def validate_tags(self, value):
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise serializers.ValidationError("A list of strings.")
+        return value
+
+    def validate_evaluator_settings(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("An object of settings.")
+        return value
+
+
+class RejectSerializer(serializers.Serializer):
+    reason = serializers.CharField()

@@ -1,0 +1,71 @@
+"""Test case operations: write, submit, approve, reject; each leaves a trail."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from apps.accounts.models import Team
+from apps.experiments.models import TestCase
+
+CONTENT_FIELDS = ("title", "system_prompt", "prompt", "expected_output", "evaluator", "evaluator_settings", "tags")
+
+
+class TransitionRefused(ValueError):
+    """The test case is not in a state that allows this; the message says why."""
+
+
+def testcase_create(*, team: Team, author: AbstractBaseUser, submit: bool = False, **fields) -> TestCase:
+    status = TestCase.Status.PENDING if submit else TestCase.Status.DRAFT
+    return TestCase.objects.create(team=team, author=author, status=status, **fields)
+
+
+@transaction.atomic
+def testcase_update(*, testcase: TestCase, author: AbstractBaseUser, **fields) -> TestCase:
+    """Change a test case. A draft, pending or rejected version is edited in place (and goes back
+    to pending when it was rejected); an approved one gets a new pending version."""
+    testcase = TestCase.objects.select_for_update().get(pk=testcase.pk)
+    if not testcase.is_current:
+        raise TransitionRefused("Only the latest version of a test case can be edited.")
+    if testcase.status != TestCase.Status.APPROVED:
+        for name, value in fields.items():
+            setattr(testcase, name, value)
+        if testcase.status == TestCase.Status.REJECTED:
+            testcase.status = TestCase.Status.PENDING
+        testcase.save()
+        return testcase
+    TestCase.objects.filter(pk=testcase.pk).update(is_current=False)
+    content = {name: getattr(testcase, name) for name in CONTENT_FIELDS}
+    content.update(fields)
+    return TestCase.objects.create(
+        team=testcase.team, lineage=testcase.lineage, version=testcase.version + 1, author=author,
+        status=TestCase.Status.PENDING, **content,
+    )  # fmt: skip
+
+
+def testcase_submit(*, testcase: TestCase) -> TestCase:
+    if testcase.status not in (TestCase.Status.DRAFT, TestCase.Status.REJECTED):
+        raise TransitionRefused(f"A {testcase.status} test case cannot be submitted.")
+    testcase.status = TestCase.Status.PENDING
+    testcase.save(update_fields=["status"])
+    return testcase
+
+
+def _review(testcase: TestCase, reviewer: AbstractBaseUser, status: str, reason: str) -> TestCase:
+    if testcase.status != TestCase.Status.PENDING:
+        raise TransitionRefused(f"Only pending test cases can be reviewed; this one is {testcase.status}.")
+    testcase.status, testcase.reviewer, testcase.reviewed_at, testcase.review_reason = (
+        status, reviewer, timezone.now(), reason,
+    )  # fmt: skip
+    testcase.save(update_fields=["status", "reviewer", "reviewed_at", "review_reason"])
+    return testcase
+
+
+def testcase_approve(*, testcase: TestCase, reviewer: AbstractBaseUser) -> TestCase:
+    """Approve a pending version (callers check that the reviewer is a team admin)."""
+    return _review(testcase, reviewer, TestCase.Status.APPROVED, "")
+
+
+def testcase_reject(*, testcase: TestCase, reviewer: AbstractBaseUser, reason: str) -> TestCase:
+    if not reason.strip():
+        raise TransitionRefused("A rejection needs a reason.")
+    return _review(testcase, reviewer, TestCase.Status.REJECTED, reason.strip())
