@@ -56,3 +56,88 @@ class TestCase(TeamOwned):
             .order_by("-version")
             .first()
         )
+
+
+class Experiment(TeamOwned):
+    """A prompt or a set of approved test cases × targets × sampling parameters × N responses."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    favourite = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
+    system_prompt = models.TextField(blank=True)
+    prompt = models.TextField(blank=True, help_text="Used when no test cases are chosen.")
+    test_cases = models.ManyToManyField(TestCase, blank=True, related_name="experiments")
+    parameters = models.JSONField(default=dict, blank=True, help_text="temperature, top_p, max_tokens, penalties, seed")
+    responses_per_item = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExperimentTarget(models.Model):
+    """An endpoint and the model asked there."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="targets")
+    endpoint = models.ForeignKey("providers.ProviderEndpoint", on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} · {self.model}"
+
+
+class Response(models.Model):
+    """One answer, stored and evaluated the moment it arrives; the unique key makes a rerun skip it."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="responses")
+    target = models.ForeignKey(ExperimentTarget, on_delete=models.CASCADE, related_name="responses")
+    test_case = models.ForeignKey(TestCase, on_delete=models.PROTECT, null=True, blank=True, related_name="responses")
+    item_key = models.CharField(max_length=40, help_text='"prompt" or "tc:<test case id>": part of the unique key.')
+    repetition = models.PositiveIntegerField(default=0)
+    content = models.TextField(blank=True)
+    parameters = models.JSONField(default=dict)
+    input_tokens = models.PositiveIntegerField(null=True)
+    output_tokens = models.PositiveIntegerField(null=True)
+    ttft_ms = models.FloatField(null=True)
+    latency_ms = models.FloatField(null=True)
+    cost_usd = models.FloatField(null=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    passed = models.BooleanField(null=True)
+    score = models.FloatField(null=True, help_text="0–1")
+    evaluation = models.JSONField(default=dict, blank=True, help_text="The evaluator's detail.")
+    evaluation_error = models.TextField(blank=True)
+    quality = models.JSONField(default=dict, blank=True, help_text="Text-quality metrics, 0–100.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "target", "item_key", "repetition"], name="response_unique_item"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Response {self.pk}"

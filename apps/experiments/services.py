@@ -3,9 +3,11 @@
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from apps.accounts.models import Team
-from apps.experiments.models import TestCase
+from apps.experiments.models import Experiment, ExperimentTarget, TestCase
+from apps.providers.models import ProviderEndpoint
 
 CONTENT_FIELDS = ("title", "system_prompt", "prompt", "expected_output", "evaluator", "evaluator_settings", "tags")
 
@@ -69,3 +71,49 @@ def testcase_reject(*, testcase: TestCase, reviewer: AbstractBaseUser, reason: s
     if not reason.strip():
         raise TransitionRefused("A rejection needs a reason.")
     return _review(testcase, reviewer, TestCase.Status.REJECTED, reason.strip())
+
+
+# --- experiments ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def experiment_create(
+    *,
+    team: Team,
+    user: AbstractBaseUser | None,
+    name: str,
+    targets: list[tuple[ProviderEndpoint, str]],
+    test_cases: list[TestCase] | None = None,
+    **fields,
+) -> Experiment:
+    """An experiment over approved test cases (or its own prompt) and one or more targets."""
+    cases = list(test_cases or [])
+    if any(c.team_id != team.pk or c.status != TestCase.Status.APPROVED for c in cases):
+        raise TransitionRefused("Only approved test cases of the team can run.")
+    if any(endpoint.team_id != team.pk for endpoint, _ in targets):
+        raise TransitionRefused("Every endpoint must belong to the team.")
+    experiment = Experiment.objects.create(team=team, created_by=user, name=name, **fields)
+    experiment.test_cases.set(cases)
+    ExperimentTarget.objects.bulk_create(
+        ExperimentTarget(experiment=experiment, endpoint=e, model=m) for e, m in targets
+    )
+    return experiment
+
+
+def experiment_start(*, experiment: Experiment) -> Experiment:
+    """Queue the run (only its primary key travels); a failed experiment resumes where it stopped."""
+    if experiment.status in (Experiment.Status.RUNNING, Experiment.Status.COMPLETED, Experiment.Status.CANCELLED):
+        raise TransitionRefused(f"The experiment is {experiment.status}.")
+    Experiment.objects.filter(pk=experiment.pk).update(status=Experiment.Status.PENDING, cancel_requested=False)
+    transaction.on_commit(lambda: async_task("apps.experiments.tasks.experiment_run", experiment.pk))
+    experiment.refresh_from_db()
+    return experiment
+
+
+def experiment_cancel(*, experiment: Experiment) -> Experiment:
+    Experiment.objects.filter(pk=experiment.pk).update(cancel_requested=True)
+    Experiment.objects.filter(pk=experiment.pk, status=Experiment.Status.PENDING).update(
+        status=Experiment.Status.CANCELLED, finished_at=timezone.now()
+    )
+    experiment.refresh_from_db()
+    return experiment

@@ -66,7 +66,7 @@ class EndpointRateLimiter:
                 self._redis = redis.from_url(settings.REDIS_URL)
             key = f"{settings.CACHES['default'].get('KEY_PREFIX', 'llmbench')}:bucket:{self.endpoint_id}:{kind}"
             return float(await self._redis.eval(_LUA, 1, key, capacity, rate, now, want))
-        return await sync_to_async(self._take_db, thread_sensitive=False)(kind, capacity, rate, want, now)
+        return await sync_to_async(self._take_db)(kind, capacity, rate, want, now)
 
     def _take_db(self, kind: str, capacity: float, rate: float, want: float, now: float) -> float:
         try:

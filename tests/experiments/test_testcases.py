@@ -77,7 +77,7 @@ class TestAdmin:
         approved = testcase_approve(testcase=make_case(team, member, title="A first"), reviewer=admin_user)
         new = testcase_update(testcase=approved, author=member, expected_output="Paris!")
         listing = admin_client_team.get(self.URL)
-        assert list(listing.context["cl"].result_list)[0] == new
+        assert listing.context["cl"].result_list[0] == new
         change = admin_client_team.get(f"{self.URL}{new.pk}/change/")
         assert b"-expected_output: Paris" in change.content and b"+expected_output: Paris!" in change.content
 

@@ -17,7 +17,9 @@ from apps.experiments.evaluators.numeric import Numeric
 from apps.experiments.evaluators.structured import JSONSchema, extract_json
 from apps.experiments.evaluators.text import Contains, ExactMatch, Regex
 
-EVALUATORS: dict[str, Evaluator] = {e.kind: e for e in (ExactMatch(), Contains(), Regex(), JSONSchema(), Numeric(), LLMJudge())}
+EVALUATORS: dict[str, Evaluator] = {
+    e.kind: e for e in (ExactMatch(), Contains(), Regex(), JSONSchema(), Numeric(), LLMJudge())
+}
 JUDGED_KINDS = frozenset({"llm_judge"})  # need evaluate_with_judge and a judge model
 
 

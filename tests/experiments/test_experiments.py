@@ -1,0 +1,119 @@
+"""Experiments run against sim and over HTTP: responses stored and evaluated as they arrive, a
+rerun repeats none, a refused key stops the run, and the per-target figures match scipy."""
+
+import pytest
+from scipy import stats
+
+from apps.experiments.models import Experiment, Response
+from apps.experiments.runner import run_experiment
+from apps.experiments.selectors import experiment_summary, mean_interval, wilson_interval
+from apps.experiments.services import TransitionRefused, experiment_create, testcase_approve, testcase_create
+from apps.providers.models import ProviderEndpoint
+from tests.providers.servers import MockLLMServer, Script
+from tests.threaded import running_in_thread
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def approved_case(team, author, reviewer, **fields):
+    case = testcase_create(team=team, author=author, submit=True, **{"title": "t", "prompt": "Say hi", **fields})
+    return testcase_approve(testcase=case, reviewer=reviewer)
+
+
+def sim(team, name="sim"):
+    return ProviderEndpoint.objects.create(team=team, name=name, kind="sim", price_input_per_1m_usd=1.0,
+                                           price_output_per_1m_usd=2.0)  # fmt: skip
+
+
+def test_a_prompt_experiment_against_sim_stores_every_response(team, member):
+    experiment = experiment_create(
+        team=team, user=member, name="prompt", targets=[(sim(team), "sim-small")], prompt="Explain caching",
+        parameters={"temperature": 0.2, "max_tokens": 40}, responses_per_item=3,
+    )  # fmt: skip
+    assert run_experiment(experiment.pk) == "completed"
+    responses = list(Response.objects.filter(experiment=experiment))
+    assert len(responses) == 3 and all(r.content and r.quality["word_count"] > 0 for r in responses)
+    assert all(r.parameters == {"temperature": 0.2, "max_tokens": 40} for r in responses)
+    assert all(r.cost_usd == pytest.approx((r.input_tokens * 1 + r.output_tokens * 2) / 1e6) for r in responses)
+
+
+def test_test_cases_are_evaluated_and_a_rerun_repeats_nothing(team, member, admin_user):
+    hit = approved_case(team, member, admin_user, expected_output="", evaluator="regex",
+                        evaluator_settings={"pattern": "."})  # fmt: skip
+    miss = approved_case(team, member, admin_user, expected_output="zzz-not-there", evaluator="contains")
+    experiment = experiment_create(team=team, user=member, name="cases", targets=[(sim(team), "sim-small")],
+                                   test_cases=[hit, miss], responses_per_item=2)  # fmt: skip
+    run_experiment(experiment.pk)
+    by_case = {c.pk: [r.passed for r in Response.objects.filter(test_case=c)] for c in (hit, miss)}
+    assert by_case == {hit.pk: [True, True], miss.pk: [False, False]}
+    Experiment.objects.filter(pk=experiment.pk).update(status="pending")
+    run_experiment(experiment.pk)
+    assert Response.objects.filter(experiment=experiment).count() == 4
+
+
+def test_only_approved_cases_of_the_team_run(team, other_team, member, outsider):
+    draft = testcase_create(team=team, author=member, title="d", prompt="p")
+    with pytest.raises(TransitionRefused):
+        experiment_create(team=team, user=member, name="x", targets=[(sim(team), "m")], test_cases=[draft])
+    with pytest.raises(TransitionRefused):
+        experiment_create(team=team, user=member, name="x", targets=[(sim(other_team, "theirs"), "m")], prompt="p")
+
+
+def _server(script):
+    async def start():
+        return await MockLLMServer(script).start()
+
+    async def stop(server):
+        await server.close()
+
+    return running_in_thread(start, stop)
+
+
+def test_an_experiment_over_http_with_the_retry_layer(team, member, admin_user):
+    case = approved_case(team, member, admin_user, expected_output="Hello, world!", evaluator="exact_match")
+    with _server(Script()) as server:
+        server.queue.append(Script(status=429, headers={"retry-after-ms": "10"}))
+        endpoint = ProviderEndpoint.objects.create(team=team, name="http", kind="openai_compatible",
+                                                   base_url=f"{server.root}/v1")  # fmt: skip
+        experiment = experiment_create(team=team, user=member, name="http", targets=[(endpoint, "gpt-test")],
+                                       test_cases=[case])  # fmt: skip
+        assert run_experiment(experiment.pk) == "completed"
+        assert len(server.requests) == 2  # the 429 was retried once
+    response = Response.objects.get(experiment=experiment)
+    assert response.content == "Hello, world!" and response.passed is True and response.ttft_ms is not None
+
+
+def test_a_refused_key_stops_the_run_and_says_so(team, member):
+    with _server(Script(status=401, error_message="invalid api key")) as server:
+        endpoint = ProviderEndpoint.objects.create(team=team, name="bad", kind="openai_compatible",
+                                                   base_url=f"{server.root}/v1", max_concurrency=1)  # fmt: skip
+        experiment = experiment_create(team=team, user=member, name="401", targets=[(endpoint, "gpt-test")],
+                                       prompt="hi", responses_per_item=5)  # fmt: skip
+        assert run_experiment(experiment.pk) == "failed"
+        assert len(server.requests) == 1
+    experiment.refresh_from_db()
+    assert "refused the API key (401)" in experiment.error
+
+
+def test_the_summary_matches_scipy(team, member, admin_user):
+    case = approved_case(
+        team, member, admin_user, expected_output="", evaluator="regex", evaluator_settings={"pattern": "cach"}
+    )
+    experiment = experiment_create(team=team, user=member, name="s", targets=[(sim(team), "sim-small")],
+                                   test_cases=[case], responses_per_item=6, parameters={"temperature": 1.3})  # fmt: skip
+    run_experiment(experiment.pk)
+    summary = experiment_summary(experiment)[0]
+    rows = list(Response.objects.filter(experiment=experiment, error_code=""))
+    passed = sum(1 for r in rows if r.passed)
+    assert summary.passed == passed and summary.evaluated == len(rows)
+    expected_ci = stats.binomtest(passed, len(rows)).proportion_ci(method="wilson")
+    assert summary.pass_rate_ci == pytest.approx((expected_ci.low, expected_ci.high))
+
+
+def test_interval_helpers():
+    assert wilson_interval(0, 0) is None
+    low, high = wilson_interval(8, 10)
+    assert low < 0.8 < high
+    assert mean_interval([1.0]) is None
+    low, high = mean_interval([1.0, 2.0, 3.0])
+    assert low < 2.0 < high
