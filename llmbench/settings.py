@@ -202,6 +202,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        # pending → running → completed / failed / cancelled: sweeps and experiments alike
+        "RunStatusEnum": "apps.batches.models.Status",
+        "TestCaseStatusEnum": "apps.experiments.models.TestCase.Status",
+    },
 }
 
 # --- Provider secrets (see llmbench/crypto.py) ------------------------------------------------

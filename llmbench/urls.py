@@ -26,7 +26,7 @@ urlpatterns = [
     path("scores/", include("apps.scores.urls")),
     path("performance/", include("apps.hardware.urls")),
     path("providers/", include("apps.providers.urls")),
-    path("experiments/", views.coming, {"section": "experiments"}, name="experiments"),
+    path("experiments/", include("apps.experiments.urls")),
     path("batches/", include("apps.batches.urls")),
     path("analytics/", views.coming, {"section": "analytics"}, name="analytics"),
     path("admin/", admin.site.urls),

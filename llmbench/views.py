@@ -17,7 +17,6 @@ from apps.scores.models import Benchmark, ModelVariant, Score
 from llmbench.metrics import render_metrics
 
 SECTIONS = {
-    "experiments": ("Experiments", "Test cases with approval, evaluators, experiments and their responses."),
     "analytics": ("Analytics", "Trends, comparisons, the quality × speed × cost leaderboard, reports and exports."),
 }
 

@@ -28,6 +28,11 @@ def mean_interval(values: list[float], confidence: float = 0.95) -> tuple[float,
     return float(low), float(high)
 
 
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
 @dataclass
 class TargetSummary:
     target_id: int
@@ -68,8 +73,8 @@ def experiment_summary(experiment: Experiment) -> list[TargetSummary]:
                 mean_score=float(np.mean(scores)) if scores else None,
                 mean_score_ci=mean_interval(scores),
                 quality={m: float(np.mean([r.quality[m] for r in ok if m in r.quality])) for m in metric_names},
-                mean_latency_ms=float(np.mean([r.latency_ms for r in ok if r.latency_ms is not None])) if ok else None,
-                mean_ttft_ms=float(np.mean([r.ttft_ms for r in ok if r.ttft_ms is not None])) if ok else None,
+                mean_latency_ms=_mean([r.latency_ms for r in ok]),
+                mean_ttft_ms=_mean([r.ttft_ms for r in ok]),
                 cost_usd=float(sum(r.cost_usd or 0 for r in rows)),
             )
         )

@@ -35,3 +35,32 @@ class TestCaseSerializer(serializers.ModelSerializer):
 
 class RejectSerializer(serializers.Serializer):
     reason = serializers.CharField()
+
+
+class ExperimentSerializer(serializers.ModelSerializer):
+    targets = serializers.SerializerMethodField()
+
+    class Meta:
+        from apps.experiments.models import Experiment
+
+        model = Experiment
+        fields = [
+            "id", "name", "description", "tags", "favourite", "archived", "system_prompt", "prompt", "test_cases",
+            "parameters", "responses_per_item", "status", "error", "created_at", "started_at", "finished_at", "targets",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_targets(self, experiment) -> list[dict]:
+        return [{"id": t.pk, "endpoint": t.endpoint_id, "model": t.model} for t in experiment.targets.all()]
+
+
+class ResponseSerializer(serializers.ModelSerializer):
+    class Meta:
+        from apps.experiments.models import Response
+
+        model = Response
+        fields = [
+            "id", "target", "test_case", "repetition", "content", "parameters", "input_tokens", "output_tokens",
+            "ttft_ms", "latency_ms", "cost_usd", "error_code", "error_message", "passed", "score", "evaluation",
+            "evaluation_error", "quality", "created_at",
+        ]  # fmt: skip

@@ -4,4 +4,5 @@ from llmbench.api import OptionalSlashRouter
 router = OptionalSlashRouter()
 router.register("testcases", views.TestCaseViewSet, basename="testcase")
 router.register("admin/testcases", views.ReviewViewSet, basename="review")
+router.register("experiments", views.ExperimentViewSet, basename="experiment")
 urlpatterns = router.urls

@@ -1,5 +1,7 @@
 """Test cases API, and the approval queue (seed 003's admin endpoints) for team admins."""
 
+from dataclasses import asdict
+
 from django.db.models import Count
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -8,16 +10,28 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.accounts.models import Membership
-from apps.experiments.api.serializers import RejectSerializer, TestCaseSerializer
-from apps.experiments.models import TestCase
+from apps.experiments.api.serializers import (
+    ExperimentSerializer,
+    RejectSerializer,
+    ResponseSerializer,
+    TestCaseSerializer,
+)
+from apps.experiments.forms import ExperimentForm
+from apps.experiments.models import Experiment, TestCase
+from apps.experiments.models import Response as ResponseModel
+from apps.experiments.selectors import experiment_summary
 from apps.experiments.services import (
     TransitionRefused,
+    experiment_cancel,
+    experiment_create,
+    experiment_start,
     testcase_approve,
     testcase_create,
     testcase_reject,
     testcase_submit,
     testcase_update,
 )
+from llmbench.api import raise_form_errors
 
 
 class TestCaseViewSet(
@@ -109,3 +123,53 @@ class ReviewViewSet(viewsets.GenericViewSet):
         except TransitionRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(case).data)
+
+
+class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Experiments of the team. Create with `targets_text` ("<endpoint name>: <model>" per line),
+    `prompt` or `test_cases`, sampling parameters and `responses_per_item`; it starts at once."""
+
+    serializer_class = ExperimentSerializer
+    queryset = Experiment.objects.none()
+
+    def get_queryset(self):
+        return Experiment.objects.filter(team=self.request.team).prefetch_related("targets", "test_cases")
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: ExperimentSerializer})
+    def create(self, request):
+        data = request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
+        if isinstance(data.get("targets"), list):
+            data["targets_text"] = "\n".join(f"{t.get('endpoint')}: {t.get('model')}" for t in data["targets"])
+        data.setdefault("responses_per_item", 1)
+        form = ExperimentForm(data, team=request.team)
+        raise_form_errors(form)
+        experiment = experiment_create(team=request.team, user=request.user, **form.create_kwargs())
+        experiment_start(experiment=experiment)
+        return Response(self.get_serializer(experiment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        try:
+            experiment = experiment_start(experiment=self.get_object())
+        except TransitionRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(self.get_serializer(experiment).data)
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return Response(self.get_serializer(experiment_cancel(experiment=self.get_object())).data)
+
+    @extend_schema(responses=ResponseSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def responses(self, request, pk=None):
+        rows = ResponseModel.objects.filter(experiment=self.get_object()).order_by("id")
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(ResponseSerializer(page, many=True).data)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"])
+    def metrics(self, request, pk=None):
+        """Per target: pass rate with its Wilson 95% interval, mean score and quality, latency, cost."""
+        return Response([asdict(s) for s in experiment_summary(self.get_object())])

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from apps.experiments import views
+
+app_name = "experiments"
+urlpatterns = [
+    path("", views.experiment_list, name="list"),
+    path("new/", views.experiment_new, name="new"),
+    path("<int:pk>/", views.experiment_detail, name="detail"),
+    *[
+        path(f"<int:pk>/{action}/", views.experiment_action, {"action": action}, name=action)
+        for action in ("start", "cancel", "favourite", "archive")
+    ],
+]

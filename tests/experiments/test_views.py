@@ -1,0 +1,101 @@
+"""Experiment pages and API by role and team; model output renders as inert text."""
+
+from html.parser import HTMLParser
+
+import pytest
+from django.urls import reverse
+
+from apps.experiments.models import Experiment, ExperimentTarget, Response
+from apps.experiments.services import experiment_create
+from apps.providers.models import ProviderEndpoint
+
+pytestmark = pytest.mark.django_db
+HOSTILE = (
+    '<script>alert(1)</script><img src=x onerror="alert(2)"><a href="javascript:alert(3)">x</a>'
+    '<div hx-get="/admin/" hx-trigger="load" hx-on:click="alert(4)">y</div>'
+)
+
+
+def make_experiment(team, user=None) -> Experiment:
+    endpoint = ProviderEndpoint.objects.create(team=team, name=f"sim-{team.slug}", kind="sim")
+    return experiment_create(team=team, user=user, name="exp", targets=[(endpoint, "sim-small")], prompt="hello")
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_model_output_is_rendered_inert(viewer_client, team):
+    experiment = make_experiment(team)
+    Response.objects.create(experiment=experiment, target=experiment.targets.get(), item_key="prompt", content=HOSTILE)
+    page = viewer_client.get(reverse("experiments:detail", args=[experiment.pk])).content.decode()
+    parser = _Tags()
+    parser.feed(page)
+    output_tags = [(t, a) for t, a in parser.tags if t in ("img", "a", "div", "script")]
+    assert not any("onerror" in a or "hx-get" in a or "hx-on:click" in a for _, a in output_tags)
+    assert not any(a.get("href", "").startswith("javascript:") for t, a in output_tags if t == "a")
+    assert "alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "hx-disable" in page  # htmx ignores anything inside the response block anyway
+
+
+def test_a_member_creates_and_runs_an_experiment(member_client, team, django_capture_on_commit_callbacks):
+    ProviderEndpoint.objects.create(team=team, name="Simulator", kind="sim")
+    body = {"name": "mine", "prompt": "Explain caching", "targets_text": "Simulator: sim-small", "responses_per_item": 2,
+            "temperature": 0.5}  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = member_client.post(reverse("experiments:new"), body)
+    experiment = Experiment.objects.get()
+    assert response.status_code == 302 and len(callbacks) == 1
+    assert experiment.parameters == {"temperature": 0.5} and ExperimentTarget.objects.get().model == "sim-small"
+
+
+def test_bad_input_names_the_field(member_client, team):
+    response = member_client.post(
+        reverse("experiments:new"), {"name": "x", "targets_text": "Nowhere: m", "responses_per_item": 1}
+    )
+    assert response.status_code == 400
+    assert {"targets_text", "prompt"} <= set(response.context["form"].errors)
+
+
+def test_viewers_cannot_create_or_act(viewer_client, team):
+    experiment = make_experiment(team)
+    assert viewer_client.post(reverse("experiments:new"), {}).status_code == 403
+    assert viewer_client.post(reverse("experiments:cancel", args=[experiment.pk])).status_code == 403
+
+
+def test_another_teams_experiment_is_404(member_client, other_team):
+    experiment = make_experiment(other_team)
+    assert member_client.get(reverse("experiments:detail", args=[experiment.pk])).status_code == 404
+    assert member_client.post(reverse("experiments:favourite", args=[experiment.pk])).status_code == 404
+
+
+def test_list_filters_and_anonymous_redirect(member_client, client, team):
+    make_experiment(team)
+    assert b"exp" in member_client.get(reverse("experiments:list"), {"q": "ex"}).content
+    assert b"No experiments yet" in member_client.get(reverse("experiments:list"), {"q": "zzz"}).content
+    client.logout()
+
+
+def test_api_create_list_responses_metrics(member_api, team):
+    ProviderEndpoint.objects.create(team=team, name="Simulator", kind="sim")
+    body = {"name": "api", "prompt": "hi", "targets": [{"endpoint": "Simulator", "model": "sim-small"}]}
+    created = member_api.post("/api/v1/experiments", body, format="json")
+    assert created.status_code == 201, created.json()
+    experiment_id = created.json()["id"]
+    assert member_api.get("/api/v1/experiments").json()["results"][0]["id"] == experiment_id
+    assert member_api.get(f"/api/v1/experiments/{experiment_id}/responses").json()["count"] == 0
+    assert member_api.get(f"/api/v1/experiments/{experiment_id}/metrics").json()[0]["responses"] == 0
+    assert member_api.post(f"/api/v1/experiments/{experiment_id}/cancel").json()["status"] == "cancelled"
+
+
+def test_api_refusals(member_api, viewer_api, anon_api, team, other_team):
+    theirs = make_experiment(other_team)
+    assert member_api.get(f"/api/v1/experiments/{theirs.pk}").status_code == 404
+    assert member_api.post("/api/v1/experiments", {"name": "x"}, format="json").status_code == 400
+    assert viewer_api.post("/api/v1/experiments", {"name": "x"}, format="json").status_code == 403
+    assert anon_api.get("/api/v1/experiments").status_code == 401
