@@ -48,6 +48,7 @@ def test_a_forbidden_action_is_the_403_page(viewer_client, team):
     assert response.status_code == 403 and b"Not allowed" in response.content
 
 
+@pytest.mark.django_db(transaction=True)  # the demo experiment's responses are written from another thread
 def test_load_demo_creates_a_team_login_and_scores_and_can_run_again():
     out = StringIO()
     call_command("load_demo", stdout=out)
@@ -57,10 +58,18 @@ def test_load_demo_creates_a_team_login_and_scores_and_can_run_again():
     variants, scores = ModelVariant.objects.filter(team=team).count(), Score.objects.filter(team=team).count()
     assert variants >= 12 and scores >= 80
     assert {"AWQ", "BF16", "FP8", "Q4_K_M"} <= set(ModelVariant.objects.values_list("quantization", flat=True))
+    from apps.experiments.models import Response, TestCase
+
+    assert TestCase.objects.filter(team=team, status="approved").count() == 4
+    assert TestCase.objects.filter(team=team, status="pending").count() == 1
+    assert Response.objects.filter(experiment__team=team).count() == 16
+    assert Response.objects.filter(experiment__team=team, passed__isnull=False).count() == 16
     call_command("load_demo", stdout=StringIO())
     assert (ModelVariant.objects.count(), Score.objects.count()) == (variants, scores)
+    assert TestCase.objects.filter(team=team).count() == 5
 
 
+@pytest.mark.django_db(transaction=True)
 def test_the_demo_team_is_labelled_as_demo_data(client):
     call_command("load_demo", stdout=StringIO())
     assert client.login(username="demo", password="demo-password")

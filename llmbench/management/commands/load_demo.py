@@ -2,10 +2,10 @@
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-from django.db import transaction
 
 from apps.accounts.models import Membership, Team
 from apps.accounts.services import membership_set
+from apps.experiments.demo import demo_quality_load
 from apps.hardware.demo import demo_performance_load
 from apps.providers.demo import demo_endpoint_load
 from apps.scores.demo import demo_scores_load
@@ -18,7 +18,6 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="demo")
         parser.add_argument("--password", default="demo-password", help="Set only when the user is created.")
 
-    @transaction.atomic
     def handle(self, *args, username, password, **options):
         team, _ = Team.objects.get_or_create(slug="demo", defaults={"name": "Demo team", "is_demo": True})
         user, created = get_user_model().objects.get_or_create(username=username)
@@ -29,9 +28,11 @@ class Command(BaseCommand):
         summary = demo_scores_load(team=team)
         runs = demo_performance_load(team=team)
         demo_endpoint_load(team=team)
+        responses = demo_quality_load(team=team, user=user)
         self.stdout.write(
             f"Demo team '{team.slug}': {summary.rows} scores "
-            f"({summary.scores_created} new, {summary.scores_updated} refreshed), {runs} performance runs."
+            f"({summary.scores_created} new, {summary.scores_updated} refreshed), {runs} performance runs, "
+            f"{responses} evaluated demo responses."
         )
         if created:
             self.stdout.write(f"Demo login: {username} / {password} (team admin of the demo team)")
