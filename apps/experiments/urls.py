@@ -7,6 +7,9 @@ urlpatterns = [
     path("", views.experiment_list, name="list"),
     path("new/", views.experiment_new, name="new"),
     path("<int:pk>/", views.experiment_detail, name="detail"),
+    path("<int:pk>/compare/", views.experiment_compare, name="compare"),
+    path("<int:pk>/export.csv", views.experiment_export, {"fmt": "csv"}, name="export-csv"),
+    path("<int:pk>/export.json", views.experiment_export, {"fmt": "json"}, name="export-json"),
     *[
         path(f"<int:pk>/{action}/", views.experiment_action, {"action": action}, name=action)
         for action in ("start", "cancel", "favourite", "archive")

@@ -4,11 +4,13 @@ live HTML, scripts or htmx attributes."""
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
+from apps.experiments.exports import experiment_csv, experiment_json
 from apps.experiments.forms import ExperimentForm
 from apps.experiments.models import Experiment, Response
 from apps.experiments.selectors import experiment_summary
@@ -50,6 +52,32 @@ def experiment_detail(request, pk: int):
     page = Paginator(responses, 50).get_page(request.GET.get("page"))
     context = {"experiment": experiment, "summary": experiment_summary(experiment), "page": page}
     return render(request, "experiments/experiment_detail.html", context)
+
+
+@team_view()
+def experiment_export(request, pk: int, fmt: str):
+    experiment = get_object_or_404(Experiment, pk=pk, team=request.team)
+    body, content_type = (experiment_csv, "text/csv") if fmt == "csv" else (experiment_json, "application/json")
+    response = StreamingHttpResponse(body(experiment), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="experiment-{experiment.pk}.{fmt}"'
+    return response
+
+
+@team_view()
+def experiment_compare(request, pk: int):
+    """Two targets' responses to the same test case (or prompt) side by side."""
+    experiment = get_object_or_404(Experiment, pk=pk, team=request.team)
+    targets = list(experiment.targets.select_related("endpoint"))
+    chosen = [t for t in targets if str(t.pk) in request.GET.getlist("target")][:2] or targets[:2]
+    rows: dict[tuple[str, int], dict] = {}
+    for response in Response.objects.filter(experiment=experiment, target__in=chosen).select_related("test_case"):
+        row = rows.setdefault((response.item_key, response.repetition), {"case": response.test_case, "by_target": {}})
+        row["by_target"][response.target_id] = response
+    context = {
+        "experiment": experiment, "targets": targets, "chosen": chosen,
+        "rows": [rows[key] for key in sorted(rows)],
+    }  # fmt: skip
+    return render(request, "experiments/experiment_compare.html", context)
 
 
 @team_view(Membership.Role.MEMBER)

@@ -99,3 +99,41 @@ def test_api_refusals(member_api, viewer_api, anon_api, team, other_team):
     assert member_api.post("/api/v1/experiments", {"name": "x"}, format="json").status_code == 400
     assert viewer_api.post("/api/v1/experiments", {"name": "x"}, format="json").status_code == 403
     assert anon_api.get("/api/v1/experiments").status_code == 401
+
+
+def test_exports_carry_every_response_and_neutralize_formulas(viewer_client, team):
+    import csv
+    import io
+    import json
+
+    experiment = make_experiment(team)
+    target = experiment.targets.get()
+    Response.objects.create(
+        experiment=experiment, target=target, item_key="prompt", content="=HYPERLINK(1)", passed=True
+    )
+    Response.objects.create(experiment=experiment, target=target, item_key="prompt", repetition=1, content="plain")
+    raw = b"".join(viewer_client.get(reverse("experiments:export-csv", args=[experiment.pk])).streaming_content)
+    rows = list(csv.DictReader(io.StringIO(raw.decode())))
+    assert [r["content"] for r in rows] == ["'=HYPERLINK(1)", "plain"] and rows[0]["passed"] == "True"
+    body = json.loads(
+        b"".join(viewer_client.get(reverse("experiments:export-json", args=[experiment.pk])).streaming_content)
+    )
+    assert [r["content"] for r in body["responses"]] == ["=HYPERLINK(1)", "plain"]
+
+
+def test_exports_and_side_by_side_of_another_team_are_404(viewer_client, other_team):
+    experiment = make_experiment(other_team)
+    for name in ("experiments:export-csv", "experiments:export-json", "experiments:compare"):
+        assert viewer_client.get(reverse(name, args=[experiment.pk])).status_code == 404
+
+
+def test_side_by_side_pairs_responses_to_the_same_item(viewer_client, team):
+    experiment = make_experiment(team)
+    other = ExperimentTarget.objects.create(
+        experiment=experiment, endpoint=experiment.targets.first().endpoint, model="sim-large"
+    )
+    first = experiment.targets.first()
+    Response.objects.create(experiment=experiment, target=first, item_key="prompt", content="from small")
+    Response.objects.create(experiment=experiment, target=other, item_key="prompt", content="from large")
+    page = viewer_client.get(reverse("experiments:compare", args=[experiment.pk]))
+    assert len(page.context["rows"]) == 1 and b"from small" in page.content and b"from large" in page.content
