@@ -58,6 +58,23 @@ class TestCase(TeamOwned):
         )
 
 
+class Suite(TeamOwned):
+    """A named, versioned set of approved test-case versions; publishing again makes version n+1."""
+
+    name = models.CharField(max_length=200)
+    version = models.PositiveIntegerField(default=1)
+    description = models.TextField(blank=True)
+    test_cases = models.ManyToManyField(TestCase, related_name="suites")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["team", "name", "version"], name="suite_unique_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
 class Experiment(TeamOwned):
     """A prompt or a set of approved test cases × targets × sampling parameters × N responses."""
 
@@ -76,6 +93,8 @@ class Experiment(TeamOwned):
     system_prompt = models.TextField(blank=True)
     prompt = models.TextField(blank=True, help_text="Used when no test cases are chosen.")
     test_cases = models.ManyToManyField(TestCase, blank=True, related_name="experiments")
+    suite = models.ForeignKey(Suite, on_delete=models.PROTECT, null=True, blank=True, related_name="experiments",
+                              help_text="The suite version the experiment ran.")  # fmt: skip
     parameters = models.JSONField(default=dict, blank=True, help_text="temperature, top_p, max_tokens, penalties, seed")
     responses_per_item = models.PositiveIntegerField(default=1)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)

@@ -6,7 +6,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from apps.accounts.models import Team
-from apps.experiments.models import Experiment, ExperimentTarget, TestCase
+from apps.experiments.models import Experiment, ExperimentTarget, Suite, TestCase
 from apps.providers.models import ProviderEndpoint
 
 CONTENT_FIELDS = ("title", "system_prompt", "prompt", "expected_output", "evaluator", "evaluator_settings", "tags")
@@ -77,6 +77,21 @@ def testcase_reject(*, testcase: TestCase, reviewer: AbstractBaseUser, reason: s
 
 
 @transaction.atomic
+def suite_publish(*, team: Team, name: str, test_cases: list[TestCase], description: str = "") -> Suite:
+    """A new version of the suite `name` with these approved test-case versions."""
+    if not test_cases:
+        raise TransitionRefused("A suite needs at least one test case.")
+    if any(c.team_id != team.pk or c.status != TestCase.Status.APPROVED for c in test_cases):
+        raise TransitionRefused("A suite holds approved test cases of the team only.")
+    last = Suite.objects.filter(team=team, name=name).order_by("-version").first()
+    suite = Suite.objects.create(
+        team=team, name=name, description=description, version=(last.version + 1) if last else 1
+    )
+    suite.test_cases.set(test_cases)
+    return suite
+
+
+@transaction.atomic
 def experiment_create(
     *,
     team: Team,
@@ -87,6 +102,11 @@ def experiment_create(
     **fields,
 ) -> Experiment:
     """An experiment over approved test cases (or its own prompt) and one or more targets."""
+    suite = fields.get("suite")
+    if suite is not None:
+        if suite.team_id != team.pk:
+            raise TransitionRefused("The suite must belong to the team.")
+        test_cases = list(suite.test_cases.all())
     cases = list(test_cases or [])
     if any(c.team_id != team.pk or c.status != TestCase.Status.APPROVED for c in cases):
         raise TransitionRefused("Only approved test cases of the team can run.")

@@ -3,10 +3,13 @@
 from dataclasses import asdict
 
 from django.db.models import Count
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
-from rest_framework.decorators import action
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action, api_view, parser_classes
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Membership
@@ -17,7 +20,7 @@ from apps.experiments.api.serializers import (
     TestCaseSerializer,
 )
 from apps.experiments.forms import ExperimentForm
-from apps.experiments.models import Experiment, TestCase
+from apps.experiments.models import Experiment, Suite, TestCase
 from apps.experiments.models import Response as ResponseModel
 from apps.experiments.selectors import experiment_summary
 from apps.experiments.services import (
@@ -25,13 +28,17 @@ from apps.experiments.services import (
     experiment_cancel,
     experiment_create,
     experiment_start,
+    suite_publish,
     testcase_approve,
     testcase_create,
     testcase_reject,
     testcase_submit,
     testcase_update,
 )
+from apps.experiments.testcase_io import export_csv, export_jsonl
+from apps.experiments.testcase_io import testcases_import as import_testcases
 from llmbench.api import raise_form_errors
+from llmbench.uploads import FileRejected
 
 
 class TestCaseViewSet(
@@ -173,3 +180,101 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def metrics(self, request, pk=None):
         """Per target: pass rate with its Wilson 95% interval, mean score and quality, latency, cost."""
         return Response([asdict(s) for s in experiment_summary(self.get_object())])
+
+
+class SuiteSerializer(serializers.ModelSerializer):
+    test_cases = serializers.PrimaryKeyRelatedField(many=True, queryset=TestCase.objects.none())
+
+    class Meta:
+        model = Suite
+        fields = ["id", "name", "version", "description", "test_cases", "created_at"]
+        read_only_fields = ["version", "created_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None and getattr(request, "team", None) is not None:
+            self.fields["test_cases"].child_relation.queryset = TestCase.objects.filter(
+                team=request.team, status=TestCase.Status.APPROVED
+            )
+
+
+class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    """Named, versioned sets of approved test cases; POSTing a name again publishes its next version."""
+
+    serializer_class = SuiteSerializer
+    queryset = Suite.objects.none()
+
+    def get_queryset(self):
+        return Suite.objects.filter(team=self.request.team).prefetch_related("test_cases")
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = suite_publish(
+            team=self.request.team, name=data["name"], description=data.get("description", ""),
+            test_cases=list(data["test_cases"]),
+        )  # fmt: skip
+
+
+@extend_schema(parameters=[OpenApiParameter("type", str, enum=["jsonl", "csv"])], responses=OpenApiTypes.STR)
+@api_view(["GET"])
+def testcases_export(request):
+    """The latest version of every test case of the team, as JSON Lines or CSV (`?type=`; DRF keeps
+    `?format=` for its renderers)."""
+    fmt = request.query_params.get("type", "jsonl")
+    if fmt not in ("jsonl", "csv"):
+        return Response({"type": ["One of: jsonl, csv."]}, status=status.HTTP_400_BAD_REQUEST)
+    cases = TestCase.objects.filter(team=request.team, is_current=True).order_by("title")
+    body = export_jsonl(cases) if fmt == "jsonl" else export_csv(cases)
+    response = StreamingHttpResponse(body, content_type="application/jsonl" if fmt == "jsonl" else "text/csv")
+    response["Content-Disposition"] = f'attachment; filename="testcases.{fmt}"'
+    return response
+
+
+@extend_schema(
+    request={"multipart/form-data": {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary"}, "type": {"type": "string", "enum": ["jsonl", "csv"]},
+        "submit": {"type": "boolean"}}, "required": ["file"]}},
+    responses=OpenApiTypes.OBJECT,
+)  # fmt: skip
+@api_view(["POST"])
+@parser_classes([MultiPartParser, FormParser])
+def testcases_import(request):
+    """Create test cases from a JSON Lines or CSV file; a bad row rejects the file (nothing written)."""
+    upload = request.FILES.get("file")
+    fmt = request.data.get("type") or ("csv" if upload and upload.name.endswith(".csv") else "jsonl")
+    if upload is None or fmt not in ("jsonl", "csv"):
+        return Response({"file": ["A .jsonl or .csv file is required."]}, status=status.HTTP_400_BAD_REQUEST)
+    try:
+        created = import_testcases(team=request.team, author=request.user, content=upload.read(), fmt=fmt,
+                                   submit=str(request.data.get("submit", "")).lower() in ("1", "true"))  # fmt: skip
+    except FileRejected as exc:
+        return Response(exc.as_dict(), status=status.HTTP_400_BAD_REQUEST)
+    return Response({"created": created}, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(request=OpenApiTypes.OBJECT, responses={201: ExperimentSerializer})
+@api_view(["POST"])
+def testcase_run(request, pk: int):
+    """Run one approved test case against `targets` ([{"endpoint": "<name>", "model": "..."}]): an
+    experiment (an execution) of that single case."""
+    case = get_object_or_404(TestCase, pk=pk, team=request.team)
+    targets = request.data.get("targets") or []
+    data = {"name": f"Run of {case}", "targets_text": "\n".join(f"{t.get('endpoint')}: {t.get('model')}" for t in targets
+                                                                if isinstance(t, dict)),
+            "test_cases": [case.pk], "responses_per_item": request.data.get("responses_per_item", 1)}  # fmt: skip
+    form = ExperimentForm(data, team=request.team)
+    raise_form_errors(form)
+    experiment = experiment_create(team=request.team, user=request.user, **form.create_kwargs())
+    experiment_start(experiment=experiment)
+    return Response(ExperimentSerializer(experiment).data, status=status.HTTP_201_CREATED)
+
+
+class ResponseViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """One response with its evaluation and text-quality metrics."""
+
+    serializer_class = ResponseSerializer
+    queryset = ResponseModel.objects.none()
+
+    def get_queryset(self):
+        return ResponseModel.objects.filter(experiment__team=self.request.team)
