@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
-from apps.experiments.evaluators import JUDGED_KINDS, evaluate, evaluate_with_judge, make_judge
+from apps.experiments.evaluators import JUDGED_KINDS, Evaluation, evaluate, evaluate_with_judge, make_judge
 from apps.experiments.models import Experiment, ExperimentTarget, Response, TestCase
 from apps.experiments.textmetrics import text_quality
 from apps.providers.engine.adapters import adapter_for
@@ -95,7 +95,9 @@ async def _run(experiment: Experiment, todo: list[tuple[ExperimentTarget, Item, 
         judge_cache: dict[tuple[int, str], object] = {}
 
         def judge_for(settings: dict):
-            endpoint = ProviderEndpoint.objects.get(pk=settings["judge_endpoint"], team=experiment.team)
+            endpoint = ProviderEndpoint.objects.filter(pk=settings.get("judge_endpoint"), team=experiment.team).first()
+            if endpoint is None:
+                return None
             key = (endpoint.pk, settings.get("judge_model", ""))
             if key not in judge_cache:
                 judge_cache[key] = make_judge(adapter_for(endpoint.config()), session, settings.get("judge_model", ""))
@@ -121,9 +123,12 @@ async def _run(experiment: Experiment, todo: list[tuple[ExperimentTarget, Item, 
                 if result.ok and case is not None:
                     if case.evaluator in JUDGED_KINDS:
                         judge = await sync_to_async(judge_for)(case.evaluator_settings)
-                        evaluation = await evaluate_with_judge(
-                            result.text, case.expected_output, case.evaluator_settings, judge, question=case.prompt
-                        )
+                        if judge is None:
+                            evaluation = Evaluation.undecided("judge_endpoint: no such endpoint in the team")
+                        else:
+                            evaluation = await evaluate_with_judge(
+                                result.text, case.expected_output, case.evaluator_settings, judge, question=case.prompt
+                            )
                     else:
                         evaluation = evaluate(
                             case.evaluator, result.text, expected=case.expected_output, settings=case.evaluator_settings

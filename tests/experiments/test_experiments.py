@@ -117,3 +117,29 @@ def test_interval_helpers():
     assert mean_interval([1.0]) is None
     low, high = mean_interval([1.0, 2.0, 3.0])
     assert low < 2.0 < high
+
+
+def test_an_llm_judge_grades_over_http_and_an_unparsable_answer_is_an_error(team, member, admin_user):
+    with (
+        _server(Script(pieces=["SCORE: 8\nRATIONALE: ", "clear and correct"])) as good,
+        _server(Script(pieces=["I would rather not say."])) as vague,
+    ):
+        judges = [
+            ProviderEndpoint.objects.create(
+                team=team, name=name, kind="openai_compatible", base_url=f"{server.root}/v1"
+            )
+            for name, server in (("good judge", good), ("vague judge", vague))
+        ]
+        cases = [
+            approved_case(team, member, admin_user, title=f"judged {i}", evaluator="llm_judge", evaluator_settings={
+                "rubric": "Is it polite?", "judge_endpoint": judge.pk, "judge_model": "gpt-test"})
+            for i, judge in enumerate(judges)
+        ]  # fmt: skip
+        experiment = experiment_create(team=team, user=member, name="judged", targets=[(sim(team), "sim-small")],
+                                       test_cases=cases)  # fmt: skip
+        assert run_experiment(experiment.pk) == "completed"
+    graded = Response.objects.get(experiment=experiment, test_case=cases[0])
+    assert graded.passed is True and graded.score == pytest.approx((8 - 1) / 9)
+    assert graded.evaluation["raw_answer"].startswith("SCORE: 8")
+    undecided = Response.objects.get(experiment=experiment, test_case=cases[1])
+    assert undecided.passed is None and undecided.score is None and undecided.evaluation_error

@@ -115,7 +115,8 @@ def _on_scale(score: float, low: float, high: float) -> float:
 class LLMJudge(BaseEvaluator):
     """settings: rubric (required), scale_min 1, scale_max 10, pass_threshold (on the judge's scale,
     a score ≥ it passes; default the middle of the scale), answer_format (the one the prompt asks
-    for: text | json; both are parsed whatever was asked)."""
+    for: text | json; both are parsed whatever was asked), judge_endpoint (an endpoint id of the
+    team) and judge_model (used by experiment runs)."""
 
     kind = "llm_judge"
 
@@ -129,6 +130,13 @@ class LLMJudge(BaseEvaluator):
         if not low <= threshold <= high:
             raise SettingsError("pass_threshold", f"must be within the scale {_fmt(low)}–{_fmt(high)}")
         reader.choice("answer_format", "text", tuple(REPLY_FORMATS))
+        # Which model judges: an endpoint of the team (its id) and a model there. Optional here so
+        # the evaluator stays usable on its own; an experiment run needs both.
+        endpoint = reader.value("judge_endpoint", None)
+        if endpoint is not None and (isinstance(endpoint, bool) or not isinstance(endpoint, int)):
+            raise SettingsError("judge_endpoint", "must be the id of an endpoint")
+        reader.keep("judge_endpoint", endpoint)
+        reader.text("judge_model", "")
 
     def run(self, output: str, expected: Any, settings: dict[str, Any]) -> Evaluation:
         return Evaluation.undecided("llm_judge needs a judge model: use evaluate_with_judge()")
