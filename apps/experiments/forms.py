@@ -14,6 +14,8 @@ class ExperimentForm(forms.ModelForm):
     temperature = forms.FloatField(required=False, min_value=0, max_value=2)
     top_p = forms.FloatField(required=False, min_value=0, max_value=1)
     max_tokens = forms.IntegerField(required=False, min_value=1)
+    frequency_penalty = forms.FloatField(required=False, min_value=-2, max_value=2)
+    presence_penalty = forms.FloatField(required=False, min_value=-2, max_value=2)
     seed = forms.IntegerField(required=False, min_value=0)
 
     class Meta:
@@ -50,7 +52,8 @@ class ExperimentForm(forms.ModelForm):
 
     def create_kwargs(self) -> dict:
         data = self.cleaned_data
-        parameters = {k: data[k] for k in ("temperature", "top_p", "max_tokens", "seed") if data.get(k) is not None}
+        names = ("temperature", "top_p", "max_tokens", "frequency_penalty", "presence_penalty", "seed")
+        parameters = {k: data[k] for k in names if data.get(k) is not None}
         return {
             "name": data["name"], "description": data["description"], "system_prompt": data["system_prompt"],
             "prompt": data["prompt"], "test_cases": list(data["test_cases"]), "targets": data["targets_text"],

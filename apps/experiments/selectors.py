@@ -79,3 +79,40 @@ def experiment_summary(experiment: Experiment) -> list[TargetSummary]:
             )
         )
     return summaries
+
+
+def compare_targets(experiment: Experiment, target_ids: list[int] | None = None) -> dict:
+    """Two targets side by side: pass-rate difference with Fisher's exact test and score difference
+    with a two-sided Mann-Whitney U test; "not enough data" where a side has none."""
+    targets = list(experiment.targets.order_by("pk"))
+    chosen = [t for t in targets if t.pk in target_ids] if target_ids else targets[:2]
+    if len(chosen) != 2:
+        raise ValueError("Choose exactly two targets of this experiment.")
+    sides = []
+    for target in chosen:
+        rows = list(Response.objects.filter(target=target, error_code="", passed__isnull=False))
+        sides.append(
+            {
+                "target_id": target.pk,
+                "label": str(target),
+                "passed": sum(r.passed for r in rows),
+                "evaluated": len(rows),
+                "scores": [r.score for r in rows if r.score is not None],
+            }
+        )
+    a, b = sides
+    result: dict = {"targets": [{k: v for k, v in s.items() if k != "scores"} for s in sides]}
+    if a["evaluated"] and b["evaluated"]:
+        table = [[a["passed"], a["evaluated"] - a["passed"]], [b["passed"], b["evaluated"] - b["passed"]]]
+        result["pass_rate_difference"] = b["passed"] / b["evaluated"] - a["passed"] / a["evaluated"]
+        result["pass_rate_p_value"] = float(stats.fisher_exact(table).pvalue)
+    else:
+        result["pass_rate_difference"] = result["pass_rate_p_value"] = None
+    if a["scores"] and b["scores"]:
+        result["mean_score_difference"] = float(np.mean(b["scores"]) - np.mean(a["scores"]))
+        result["mean_score_p_value"] = float(
+            stats.mannwhitneyu(a["scores"], b["scores"], alternative="two-sided").pvalue
+        )
+    else:
+        result["mean_score_difference"] = result["mean_score_p_value"] = None
+    return result

@@ -26,6 +26,8 @@ def experiment_list(request):
         experiments = experiments.filter(archived=False)
     if request.GET.get("favourite") == "1":
         experiments = experiments.filter(favourite=True)
+    if tag := request.GET.get("tag", "").strip():
+        experiments = [e for e in experiments if tag in e.tags]  # a JSON list: SQLite cannot ask "contains"
     page = Paginator(experiments, 50).get_page(request.GET.get("page"))
     return render(request, "experiments/experiment_list.html", {"page": page})
 
@@ -51,7 +53,8 @@ def experiment_detail(request, pk: int):
     responses = Response.objects.filter(experiment=experiment).select_related("target__endpoint", "test_case")
     page = Paginator(responses, 50).get_page(request.GET.get("page"))
     context = {"experiment": experiment, "summary": experiment_summary(experiment), "page": page}
-    return render(request, "experiments/experiment_detail.html", context)
+    template = "experiments/experiment_detail.html#results" if request.htmx else "experiments/experiment_detail.html"
+    return render(request, template, context)
 
 
 @team_view()

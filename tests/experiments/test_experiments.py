@@ -143,3 +143,49 @@ def test_an_llm_judge_grades_over_http_and_an_unparsable_answer_is_an_error(team
     assert graded.evaluation["raw_answer"].startswith("SCORE: 8")
     undecided = Response.objects.get(experiment=experiment, test_case=cases[1])
     assert undecided.passed is None and undecided.score is None and undecided.evaluation_error
+
+
+def test_an_experiment_against_mockllm_over_http(team, member, admin_user):
+    from aiohttp import web
+
+    from apps.providers.mockllm import MockProfile, make_app
+
+    async def start():
+        runner = web.AppRunner(make_app(MockProfile(ttft_ms=5, itl_ms=1, output_tokens=12)))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return runner
+
+    async def stop(runner):
+        await runner.cleanup()
+
+    case = approved_case(
+        team, member, admin_user, expected_output="", evaluator="regex", evaluator_settings={"pattern": r"\w"}
+    )
+    with running_in_thread(start, stop) as runner:
+        endpoint = ProviderEndpoint.objects.create(team=team, name="mock", kind="openai_compatible",
+                                                   base_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1")  # fmt: skip
+        experiment = experiment_create(team=team, user=member, name="mock", targets=[(endpoint, "mock")],
+                                       test_cases=[case], responses_per_item=3, parameters={"max_tokens": 12})  # fmt: skip
+        assert run_experiment(experiment.pk) == "completed"
+    responses = list(Response.objects.filter(experiment=experiment))
+    assert len(responses) == 3
+    assert [(r.output_tokens, r.passed, r.error_code) for r in responses] == [(12, True, "")] * 3
+    assert all(r.ttft_ms >= 4 for r in responses)
+
+
+def test_compare_two_targets_with_fisher_and_mann_whitney(team, member):
+    experiment = experiment_create(team=team, user=member, name="c", prompt="p",
+                                   targets=[(sim(team), "a"), (sim(team, "sim2"), "b")])  # fmt: skip
+    first, second = experiment.targets.order_by("pk")
+    for i, (target, passed, score) in enumerate([(first, True, 1.0)] * 6 + [(first, False, 0.0)] * 2
+                                                + [(second, True, 1.0)] * 2 + [(second, False, 0.0)] * 6):  # fmt: skip
+        Response.objects.create(experiment=experiment, target=target, item_key="prompt", repetition=i, passed=passed,
+                                score=score)  # fmt: skip
+    from apps.experiments.selectors import compare_targets
+
+    result = compare_targets(experiment)
+    assert result["pass_rate_difference"] == pytest.approx(2 / 8 - 6 / 8)
+    assert result["pass_rate_p_value"] == pytest.approx(stats.fisher_exact([[6, 2], [2, 6]]).pvalue)
+    expected = stats.mannwhitneyu([1.0] * 6 + [0.0] * 2, [1.0] * 2 + [0.0] * 6, alternative="two-sided").pvalue
+    assert result["mean_score_p_value"] == pytest.approx(expected)

@@ -19,10 +19,11 @@ from apps.experiments.api.serializers import (
     ResponseSerializer,
     TestCaseSerializer,
 )
+from apps.experiments.exports import experiment_csv, experiment_json
 from apps.experiments.forms import ExperimentForm
 from apps.experiments.models import Experiment, Suite, TestCase
 from apps.experiments.models import Response as ResponseModel
-from apps.experiments.selectors import experiment_summary
+from apps.experiments.selectors import compare_targets, experiment_summary
 from apps.experiments.services import (
     TransitionRefused,
     experiment_cancel,
@@ -132,7 +133,20 @@ class ReviewViewSet(viewsets.GenericViewSet):
         return Response(self.get_serializer(case).data)
 
 
-class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ExperimentUpdateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Experiment
+        fields = ["name", "description", "tags", "favourite", "archived"]
+
+    def validate_tags(self, value):
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise serializers.ValidationError("A list of strings.")
+        return value
+
+
+class ExperimentViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):  # fmt: skip
     """Experiments of the team. Create with `targets_text` ("<endpoint name>: <model>" per line),
     `prompt` or `test_cases`, sampling parameters and `responses_per_item`; it starts at once."""
 
@@ -153,6 +167,38 @@ class ExperimentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         experiment = experiment_create(team=request.team, user=request.user, **form.create_kwargs())
         experiment_start(experiment=experiment)
         return Response(self.get_serializer(experiment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ExperimentUpdateSerializer, responses=ExperimentSerializer)
+    def partial_update(self, request, pk=None):
+        """Rename, describe, tag, favourite or archive an experiment."""
+        serializer = ExperimentUpdateSerializer(self.get_object(), data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        return Response(self.get_serializer(serializer.save()).data)
+
+    @extend_schema(parameters=[OpenApiParameter("type", str, enum=["csv", "json"])], responses=OpenApiTypes.STR)
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        """Responses with their evaluations as CSV or JSON (`?type=`), streamed."""
+        kind = request.query_params.get("type", "csv")
+        if kind not in ("csv", "json"):
+            return Response({"type": ["One of: csv, json."]}, status=status.HTTP_400_BAD_REQUEST)
+        experiment = self.get_object()
+        body = experiment_csv(experiment) if kind == "csv" else experiment_json(experiment)
+        response = StreamingHttpResponse(body, content_type="text/csv" if kind == "csv" else "application/json")
+        response["Content-Disposition"] = f'attachment; filename="experiment-{experiment.pk}.{kind}"'
+        return response
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"])
+    def compare(self, request, pk=None):
+        """Two targets of the experiment (`?targets=a,b`, default the first two): pass rates with
+        Fisher's exact test, scores with Mann-Whitney U."""
+        experiment = self.get_object()
+        ids = [int(v) for v in request.query_params.get("targets", "").split(",") if v.strip().isdigit()]
+        try:
+            return Response(compare_targets(experiment, ids or None))
+        except ValueError as exc:
+            return Response({"targets": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
 
     @extend_schema(request=None, responses=ExperimentSerializer)
     @action(detail=True, methods=["post"])
