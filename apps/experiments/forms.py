@@ -1,5 +1,8 @@
+import json
+
 from django import forms
 
+from apps.experiments.evaluators import SettingsError, validate_settings
 from apps.experiments.models import Experiment, TestCase
 from apps.providers.models import ProviderEndpoint
 
@@ -59,3 +62,43 @@ class ExperimentForm(forms.ModelForm):
             "prompt": data["prompt"], "test_cases": list(data["test_cases"]), "targets": data["targets_text"],
             "responses_per_item": data["responses_per_item"], "parameters": parameters,
         }  # fmt: skip
+
+
+class TestCaseForm(forms.ModelForm):
+    """A test case; the evaluator's settings are JSON, checked by the evaluator itself."""
+
+    __test__ = False
+    tags_text = forms.CharField(required=False, label="Tags", help_text="Comma-separated.")
+    settings_json = forms.CharField(
+        required=False, label="Evaluator settings", widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='JSON, e.g. {"case_sensitive": true} or {"schema": {...}}; see docs/evaluators.md.',
+    )  # fmt: skip
+
+    class Meta:
+        model = TestCase
+        fields = ["title", "system_prompt", "prompt", "expected_output", "evaluator"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["tags_text"] = ", ".join(self.instance.tags)
+            self.initial["settings_json"] = json.dumps(self.instance.evaluator_settings)
+
+    def clean(self):
+        data = super().clean()
+        raw = (data.get("settings_json") or "").strip()
+        try:
+            settings = json.loads(raw) if raw else {}
+        except json.JSONDecodeError as exc:
+            self.add_error("settings_json", f"Not valid JSON: {exc.msg}.")
+            return data
+        try:
+            data["evaluator_settings"] = validate_settings(data.get("evaluator") or "exact_match", settings)
+        except SettingsError as exc:
+            self.add_error("settings_json", str(exc))
+        data["tags"] = [t.strip() for t in (data.get("tags_text") or "").split(",") if t.strip()]
+        return data
+
+    def content(self) -> dict:
+        data = self.cleaned_data
+        return {name: data[name] for name in (*self.Meta.fields, "evaluator_settings", "tags")}

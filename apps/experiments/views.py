@@ -11,10 +11,18 @@ from django.views.decorators.http import require_http_methods, require_POST
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
 from apps.experiments.exports import experiment_csv, experiment_json
-from apps.experiments.forms import ExperimentForm
-from apps.experiments.models import Experiment, Response
+from apps.experiments.forms import ExperimentForm, TestCaseForm
+from apps.experiments.models import Experiment, Response, TestCase
 from apps.experiments.selectors import experiment_summary
-from apps.experiments.services import TransitionRefused, experiment_cancel, experiment_create, experiment_start
+from apps.experiments.services import (
+    TransitionRefused,
+    experiment_cancel,
+    experiment_create,
+    experiment_start,
+    testcase_create,
+    testcase_submit,
+    testcase_update,
+)
 
 
 @team_view()
@@ -99,3 +107,38 @@ def experiment_action(request, pk: int, action: str):
     except TransitionRefused as exc:
         messages.error(request, str(exc))
     return redirect("experiments:detail", pk=pk)
+
+
+@team_view()
+def testcase_list(request):
+    cases = TestCase.objects.filter(team=request.team, is_current=True).select_related("author", "reviewer")
+    if status := request.GET.get("status"):
+        cases = cases.filter(status=status)
+    page = Paginator(cases, 50).get_page(request.GET.get("page"))
+    return render(request, "experiments/testcase_list.html", {"page": page, "statuses": TestCase.Status.values})
+
+
+@team_view()
+@require_http_methods(["GET", "POST"])
+def testcase_edit(request, pk: int | None = None):
+    """Write a test case; saving an approved one makes a new version that goes back to review."""
+    case = get_object_or_404(TestCase, pk=pk, team=request.team) if pk else None
+    if request.method == "POST":
+        require_role(request, Membership.Role.MEMBER)
+    form = TestCaseForm(request.POST or None, instance=case)
+    if request.method == "POST" and form.is_valid():
+        submit = bool(request.POST.get("submit"))
+        try:
+            if case is None:
+                case = testcase_create(team=request.team, author=request.user, submit=submit, **form.content())
+            else:
+                case = testcase_update(testcase=case, author=request.user, **form.content())
+                if submit and case.status == TestCase.Status.DRAFT:
+                    case = testcase_submit(testcase=case)
+        except TransitionRefused as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Saved {case} ({case.status}).")
+            return redirect("experiments:testcases")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "experiments/testcase_form.html", {"form": form, "case": case}, status=status)

@@ -5,7 +5,7 @@ from html.parser import HTMLParser
 import pytest
 from django.urls import reverse
 
-from apps.experiments.models import Experiment, ExperimentTarget, Response
+from apps.experiments.models import Experiment, ExperimentTarget, Response, TestCase
 from apps.experiments.services import experiment_create
 from apps.providers.models import ProviderEndpoint
 
@@ -162,3 +162,41 @@ def test_api_update_export_compare_delete(member_api, viewer_api, team):
     assert member_api.get(f"{url}/export?type=xml").status_code == 400
     assert member_api.get(f"{url}/compare").status_code == 400  # one target only
     assert member_api.delete(url).status_code == 204 and not Experiment.objects.filter(pk=experiment.pk).exists()
+
+
+def test_a_member_writes_and_submits_a_test_case(member_client, team):
+    body = {"title": "Capital", "prompt": "Capital of France?", "expected_output": "Paris", "evaluator": "exact_match",
+            "settings_json": '{"case_sensitive": true}', "tags_text": "geo, easy", "submit": "1"}  # fmt: skip
+    response = member_client.post(reverse("experiments:testcase-new"), body)
+    case = TestCase.objects.get()
+    assert response.status_code == 302 and case.status == "pending" and case.tags == ["geo", "easy"]
+    assert case.evaluator_settings["case_sensitive"] is True
+    assert b"Capital" in member_client.get(reverse("experiments:testcases"), {"status": "pending"}).content
+
+
+def test_a_bad_evaluator_setting_is_400_naming_it(member_client):
+    body = {"title": "t", "prompt": "p", "evaluator": "regex", "settings_json": '{"pattern": "("}'}
+    response = member_client.post(reverse("experiments:testcase-new"), body)
+    assert response.status_code == 400 and "pattern" in str(response.context["form"].errors["settings_json"])
+
+
+def test_saving_an_approved_test_case_makes_a_new_version(member_client, team, member, admin_user):
+    from apps.experiments.services import testcase_approve, testcase_create
+
+    case = testcase_approve(testcase=testcase_create(team=team, author=member, submit=True, title="t", prompt="p"),
+                            reviewer=admin_user)  # fmt: skip
+    body = {"title": "t", "prompt": "p2", "evaluator": "exact_match", "settings_json": ""}
+    assert member_client.post(reverse("experiments:testcase", args=[case.pk]), body).status_code == 302
+    assert list(TestCase.objects.order_by("version").values_list("version", "status")) == [
+        (1, "approved"),
+        (2, "pending"),
+    ]
+
+
+def test_test_case_pages_by_role_and_team(viewer_client, other_team, outsider):
+    from apps.experiments.services import testcase_create
+
+    theirs = testcase_create(team=other_team, author=outsider, title="secret", prompt="p")
+    assert viewer_client.get(reverse("experiments:testcase", args=[theirs.pk])).status_code == 404
+    assert viewer_client.post(reverse("experiments:testcase-new"), {"title": "x"}).status_code == 403
+    assert b"secret" not in viewer_client.get(reverse("experiments:testcases")).content
