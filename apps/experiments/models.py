@@ -85,7 +85,12 @@ class Experiment(TeamOwned):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
+    class Kind(models.TextChoices):
+        SINGLE = "single", "Experiment"
+        BATCH = "batch", "Parameter sweep"  # run by apps.batches, one response set per parameter combination
+
     name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SINGLE, editable=False)
     description = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)
     favourite = models.BooleanField(default=False)
@@ -133,6 +138,7 @@ class Response(models.Model):
     target = models.ForeignKey(ExperimentTarget, on_delete=models.CASCADE, related_name="responses")
     test_case = models.ForeignKey(TestCase, on_delete=models.PROTECT, null=True, blank=True, related_name="responses")
     item_key = models.CharField(max_length=40, help_text='"prompt" or "tc:<test case id>": part of the unique key.')
+    combination = models.PositiveIntegerField(default=0, help_text="A parameter sweep's combination (0 otherwise).")
     repetition = models.PositiveIntegerField(default=0)
     content = models.TextField(blank=True)
     parameters = models.JSONField(default=dict)
@@ -154,9 +160,11 @@ class Response(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["experiment", "target", "item_key", "repetition"], name="response_unique_item"
+                fields=["experiment", "target", "item_key", "combination", "repetition"], name="response_unique_item"
             )
         ]
+        # Live pages read "this experiment's responses after id N".
+        indexes = [models.Index(fields=["experiment", "id"], name="response_experiment_id")]
 
     def __str__(self) -> str:
         return f"Response {self.pk}"

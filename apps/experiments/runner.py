@@ -1,10 +1,16 @@
 """Runs an experiment in the worker: every (target, item, repetition) through the endpoint's
 adapter with the retry layer, the endpoint's token bucket and its circuit breaker; each response
 is stored and evaluated the moment it arrives, under a unique key, so a rerun after a crash
-repeats nothing. A refused key (401/403) stops the run and says so."""
+repeats nothing. A refused key (401/403) stops the run and says so.
+
+`Answerer` (ask one target one item with given parameters, then evaluate the answer) and
+`response_fields` (what a Response row holds) are shared with the parameter sweeps of
+apps.batches, which run the same requests once per parameter combination.
+"""
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from asgiref.sync import sync_to_async
@@ -44,29 +50,112 @@ def experiment_items(experiment: Experiment) -> list[Item]:
     return items
 
 
-def _cost(endpoint: ProviderEndpoint, result: GenerationResult) -> float | None:
+def cost_usd(endpoint: ProviderEndpoint, result: GenerationResult) -> float | None:
+    """Input tokens × input price + output tokens × output price (per 1M); None without prices."""
     if endpoint.price_input_per_1m_usd is None and endpoint.price_output_per_1m_usd is None:
         return None
     return ((result.input_tokens or 0) * (endpoint.price_input_per_1m_usd or 0.0)
             + (result.output_tokens or 0) * (endpoint.price_output_per_1m_usd or 0.0)) / 1_000_000  # fmt: skip
 
 
-def _store(experiment: Experiment, target: ExperimentTarget, item: Item, repetition: int, request: GenerationRequest,
-           result: GenerationResult, evaluation) -> None:  # fmt: skip
+@dataclass
+class Answer:
+    """One request and what became of it."""
+
+    target: ExperimentTarget
+    item: Item
+    request: GenerationRequest
+    result: GenerationResult
+    evaluation: Evaluation | None
+
+    @property
+    def refused_key(self) -> bool:
+        return self.result.error is not None and self.result.error.kind == ErrorKind.AUTH
+
+
+def response_fields(answer: Answer, *, repetition: int, combination: int = 0) -> dict[str, Any]:
+    """The fields of the Response row of an answer, text-quality metrics included."""
+    result, request, evaluation, item = answer.result, answer.request, answer.evaluation, answer.item
+    return {
+        "experiment_id": answer.target.experiment_id, "target": answer.target, "test_case": item.test_case,
+        "item_key": item.key, "combination": combination, "repetition": repetition, "content": result.text,
+        "parameters": {k: getattr(request, k) for k in PARAMETERS if getattr(request, k) is not None},
+        "input_tokens": result.input_tokens, "output_tokens": result.output_tokens, "ttft_ms": result.ttft_ms,
+        "latency_ms": result.e2e_ms, "cost_usd": cost_usd(answer.target.endpoint, result) if result.ok else None,
+        "error_code": result.error.code if result.error else "",
+        "error_message": result.error.message if result.error else "",
+        "passed": evaluation.passed if evaluation else None, "score": evaluation.score if evaluation else None,
+        "evaluation": evaluation.detail if evaluation else {}, "evaluation_error": evaluation.error if evaluation else "",
+        "quality": text_quality(result.text, prompt=item.messages[-1]["content"]) if result.ok else {},
+    }  # fmt: skip
+
+
+class Answerer:
+    """Asks targets of one team's experiment, inside one aiohttp session: per endpoint an adapter,
+    the circuit breaker, the shared token bucket and a concurrency limit (the endpoint's
+    max_concurrency, else `default_concurrency`); the answer is evaluated when the item is a test case."""
+
+    def __init__(self, session: aiohttp.ClientSession, team_id: int, endpoints: list[ProviderEndpoint], *,
+                 default_concurrency: int = DEFAULT_CONCURRENCY):  # fmt: skip
+        self.session, self.team_id = session, team_id
+        self.adapters = {e.pk: adapter_for(e.config()) for e in endpoints}
+        self.breakers = {e.pk: breaker_for(e.config()) for e in endpoints}
+        self.limiters = {e.pk: EndpointRateLimiter(e) for e in endpoints}
+        self.slots = {e.pk: asyncio.Semaphore(e.max_concurrency or default_concurrency) for e in endpoints}
+        self._judges: dict[tuple[int, str], Any] = {}
+
+    async def answer(
+        self, target: ExperimentTarget, item: Item, parameters: dict[str, Any], stop: asyncio.Event | None = None
+    ) -> Answer | None:
+        """The answer, or None when `stop` was set while waiting for the endpoint (nothing sent)."""
+        async with self.slots[target.endpoint_id]:
+            if stop is not None and stop.is_set():
+                return None
+            request = GenerationRequest(model=target.model, messages=item.messages, **parameters)
+            result = await generate_with_retry(
+                self.adapters[target.endpoint_id], self.session, request, policy=RetryPolicy(),
+                breaker=self.breakers[target.endpoint_id], limiter=self.limiters[target.endpoint_id],
+            )  # fmt: skip
+        evaluation = await self._evaluate(item, result) if result.ok and item.test_case is not None else None
+        return Answer(target, item, request, result, evaluation)
+
+    async def _evaluate(self, item: Item, result: GenerationResult) -> Evaluation:
+        case = item.test_case
+        if case.evaluator not in JUDGED_KINDS:
+            return evaluate(
+                case.evaluator, result.text, expected=case.expected_output, settings=case.evaluator_settings
+            )
+        judge = await sync_to_async(self._judge_for)(case.evaluator_settings)
+        if judge is None:
+            return Evaluation.undecided("judge_endpoint: no such endpoint in the team")
+        return await evaluate_with_judge(
+            result.text, case.expected_output, case.evaluator_settings, judge, question=case.prompt
+        )
+
+    def _judge_for(self, settings: dict):
+        try:
+            endpoint = ProviderEndpoint.objects.filter(pk=settings.get("judge_endpoint"), team_id=self.team_id).first()
+        finally:
+            connection.close()  # a pool thread's connection
+        if endpoint is None:
+            return None
+        key = (endpoint.pk, settings.get("judge_model", ""))
+        if key not in self._judges:
+            self._judges[key] = make_judge(
+                adapter_for(endpoint.config()), self.session, settings.get("judge_model", "")
+            )
+        return self._judges[key]
+
+
+def refused_key_reason(answer: Answer) -> str:
+    error = answer.result.error
+    return f"{answer.target.endpoint} refused the API key ({error.code}): {error.message}"
+
+
+def _store(answer: Answer, repetition: int) -> None:
     """One response with its evaluation and text metrics; a duplicate (a rerun) is ignored."""
-    case = item.test_case
-    quality = text_quality(result.text, prompt=item.messages[-1]["content"]) if result.ok else {}
     try:
-        Response.objects.create(
-            experiment=experiment, target=target, test_case=case, item_key=item.key, repetition=repetition,
-            content=result.text, parameters={k: getattr(request, k) for k in PARAMETERS if getattr(request, k) is not None},
-            input_tokens=result.input_tokens, output_tokens=result.output_tokens, ttft_ms=result.ttft_ms,
-            latency_ms=result.e2e_ms, cost_usd=_cost(target.endpoint, result) if result.ok else None,
-            error_code=result.error.code if result.error else "", error_message=result.error.message if result.error else "",
-            passed=evaluation.passed if evaluation else None, score=evaluation.score if evaluation else None,
-            evaluation=evaluation.detail if evaluation else {}, evaluation_error=evaluation.error if evaluation else "",
-            quality=quality,
-        )  # fmt: skip
+        Response.objects.create(**response_fields(answer, repetition=repetition))
     except IntegrityError:
         pass  # already stored by an earlier run of the same task
     finally:
@@ -87,53 +176,17 @@ async def _run(experiment: Experiment, todo: list[tuple[ExperimentTarget, Item, 
     params = {k: experiment.parameters.get(k) for k in PARAMETERS if experiment.parameters.get(k) is not None}
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        endpoints = {t.endpoint_id: t.endpoint for t, _, _ in todo}
-        adapters = {pk: adapter_for(e.config()) for pk, e in endpoints.items()}
-        breakers = {pk: breaker_for(e.config()) for pk, e in endpoints.items()}
-        limiters = {pk: EndpointRateLimiter(e) for pk, e in endpoints.items()}
-        slots = {pk: asyncio.Semaphore(e.max_concurrency or DEFAULT_CONCURRENCY) for pk, e in endpoints.items()}
-        judge_cache: dict[tuple[int, str], object] = {}
-
-        def judge_for(settings: dict):
-            endpoint = ProviderEndpoint.objects.filter(pk=settings.get("judge_endpoint"), team=experiment.team).first()
-            if endpoint is None:
-                return None
-            key = (endpoint.pk, settings.get("judge_model", ""))
-            if key not in judge_cache:
-                judge_cache[key] = make_judge(adapter_for(endpoint.config()), session, settings.get("judge_model", ""))
-            return judge_cache[key]
+        answerer = Answerer(session, experiment.team_id, list({t.endpoint_id: t.endpoint for t, _, _ in todo}.values()))
 
         async def one(target: ExperimentTarget, item: Item, repetition: int) -> None:
-            async with slots[target.endpoint_id]:
-                if stop.is_set():
-                    return
-                request = GenerationRequest(model=target.model, messages=item.messages, **params)
-                result = await generate_with_retry(
-                    adapters[target.endpoint_id], session, request, policy=RetryPolicy(),
-                    breaker=breakers[target.endpoint_id], limiter=limiters[target.endpoint_id],
-                )  # fmt: skip
-                if result.error is not None and result.error.kind == ErrorKind.AUTH:
-                    reason["text"] = (
-                        f"{target.endpoint} refused the API key ({result.error.code}): {result.error.message}"
-                    )
-                    stop.set()
-                    return
-                evaluation = None
-                case = item.test_case
-                if result.ok and case is not None:
-                    if case.evaluator in JUDGED_KINDS:
-                        judge = await sync_to_async(judge_for)(case.evaluator_settings)
-                        if judge is None:
-                            evaluation = Evaluation.undecided("judge_endpoint: no such endpoint in the team")
-                        else:
-                            evaluation = await evaluate_with_judge(
-                                result.text, case.expected_output, case.evaluator_settings, judge, question=case.prompt
-                            )
-                    else:
-                        evaluation = evaluate(
-                            case.evaluator, result.text, expected=case.expected_output, settings=case.evaluator_settings
-                        )
-                await sync_to_async(_store)(experiment, target, item, repetition, request, result, evaluation)
+            answer = await answerer.answer(target, item, params, stop)
+            if answer is None:
+                return
+            if answer.refused_key:
+                reason["text"] = refused_key_reason(answer)
+                stop.set()
+                return
+            await sync_to_async(_store)(answer, repetition)
 
         async def watch_cancel() -> None:
             while not stop.is_set():
@@ -152,9 +205,11 @@ async def _run(experiment: Experiment, todo: list[tuple[ExperimentTarget, Item, 
 
 
 def run_experiment(experiment_id: int) -> str:
-    """Run what is missing of an experiment; safe to run again."""
+    """Run what is missing of an experiment; safe to run again. Parameter sweeps run elsewhere."""
     experiment = Experiment.objects.select_related("team").get(pk=experiment_id)
-    if experiment.status not in (Experiment.Status.PENDING, Experiment.Status.RUNNING):
+    if experiment.kind != Experiment.Kind.SINGLE or experiment.status not in (
+        Experiment.Status.PENDING, Experiment.Status.RUNNING,
+    ):  # fmt: skip
         return experiment.status
     Experiment.objects.filter(pk=experiment.pk).update(
         status=Experiment.Status.RUNNING, started_at=experiment.started_at or timezone.now(), error=""

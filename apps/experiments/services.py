@@ -122,6 +122,8 @@ def experiment_create(
 
 def experiment_start(*, experiment: Experiment) -> Experiment:
     """Queue the run (only its primary key travels); a failed experiment resumes where it stopped."""
+    if experiment.kind != Experiment.Kind.SINGLE:
+        raise TransitionRefused("This is a parameter sweep: start it from its batch.")
     if experiment.status in (Experiment.Status.RUNNING, Experiment.Status.COMPLETED, Experiment.Status.CANCELLED):
         raise TransitionRefused(f"The experiment is {experiment.status}.")
     Experiment.objects.filter(pk=experiment.pk).update(status=Experiment.Status.PENDING, cancel_requested=False)

@@ -45,7 +45,7 @@ class ExperimentSerializer(serializers.ModelSerializer):
 
         model = Experiment
         fields = [
-            "id", "name", "description", "tags", "favourite", "archived", "system_prompt", "prompt", "test_cases",
+            "id", "name", "kind", "description", "tags", "favourite", "archived", "system_prompt", "prompt", "test_cases",
             "parameters", "responses_per_item", "status", "error", "created_at", "started_at", "finished_at", "targets",
         ]  # fmt: skip
         read_only_fields = fields
@@ -60,7 +60,7 @@ class ResponseSerializer(serializers.ModelSerializer):
 
         model = Response
         fields = [
-            "id", "target", "test_case", "repetition", "content", "parameters", "input_tokens", "output_tokens",
+            "id", "target", "test_case", "combination", "repetition", "content", "parameters", "input_tokens", "output_tokens",
             "ttft_ms", "latency_ms", "cost_usd", "error_code", "error_message", "passed", "score", "evaluation",
             "evaluation_error", "quality", "created_at",
         ]  # fmt: skip

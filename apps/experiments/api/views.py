@@ -38,7 +38,7 @@ from apps.experiments.services import (
 )
 from apps.experiments.testcase_io import export_csv, export_jsonl
 from apps.experiments.testcase_io import testcases_import as import_testcases
-from llmbench.api import raise_form_errors
+from llmbench.api import Conflict, raise_form_errors
 from llmbench.uploads import FileRejected
 
 
@@ -154,7 +154,15 @@ class ExperimentViewSet(
     queryset = Experiment.objects.none()
 
     def get_queryset(self):
-        return Experiment.objects.filter(team=self.request.team).prefetch_related("targets", "test_cases")
+        experiments = Experiment.objects.filter(team=self.request.team).prefetch_related("targets", "test_cases")
+        if kind := self.request.query_params.get("kind"):
+            experiments = experiments.filter(kind=kind)
+        return experiments
+
+    def perform_destroy(self, instance):
+        if instance.kind != Experiment.Kind.SINGLE:
+            raise Conflict("This experiment is a parameter sweep: delete its batch (DELETE /api/v1/batches/{id}).")
+        instance.delete()
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={201: ExperimentSerializer})
     def create(self, request):
