@@ -97,6 +97,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Tests use a file too (not SQLite's shared in-memory database): worker threads and the
+    # worker processes of the crash test write beside the test itself, which needs WAL's locking.
+    DATABASES["default"]["TEST"] = {"NAME": env_str("SQLITE_TEST_NAME", str(BASE_DIR / ".test-db.sqlite3"))}
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -111,10 +114,16 @@ if REDIS_URL:
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "llmbench"),
         }
     }
+    # A consumer waits for its next message with a 5 s blocking pop; redis-py's own default read
+    # timeout is also 5 s, so under load the read timed out first and the consumer died. The
+    # socket may wait longer than the pop.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CACHE_KEY_PREFIX", "llmbench")},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "prefix": env_str("CACHE_KEY_PREFIX", "llmbench"),
+            },
         }
     }
 else:
@@ -139,6 +148,15 @@ else:
     Q_CLUSTER["orm"] = "default"
 if Q_CLUSTER["timeout"] >= Q_CLUSTER["retry"]:
     raise ImproperlyConfigured("Q_TIMEOUT_S must be smaller than Q_RETRY_S.")
+# A parameter sweep runs in chunks: each sends requests for this long, lets the ones in flight
+# finish for at most as long again, stores everything, and queues the next chunk. Both halves
+# must fit in the task time limit.
+BATCH_CHUNK_S = env_int("BATCH_CHUNK_S", 60, minimum=1)
+if Q_CLUSTER["timeout"] <= 2 * BATCH_CHUNK_S:
+    raise ImproperlyConfigured(
+        f"BATCH_CHUNK_S={BATCH_CHUNK_S} is too long for Q_TIMEOUT_S={Q_CLUSTER['timeout']}: "
+        "a chunk needs less than half the task time limit."
+    )
 
 # --- Auth ---------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from llmbench import views
 
@@ -116,3 +117,25 @@ def test_check_deploy_passes_with_the_documented_production_settings():
     }
     result = _django(["check", "--deploy", "--fail-level", "WARNING"], env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="only the Redis channel layer blocks on a socket")
+def test_the_redis_channel_layer_waits_longer_than_its_blocking_pop():
+    """channels-redis pops with a 5 s timeout and redis-py reads with a 5 s default: the layer's
+    socket must outwait the pop, or an idle consumer dies with a TimeoutError."""
+    import asyncio
+
+    from channels.layers import get_channel_layer
+
+    async def idle() -> str:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        try:
+            await asyncio.wait_for(layer.receive(channel), timeout=7)
+        except TimeoutError as exc:
+            return type(exc).__module__  # asyncio's wait_for, not redis
+        finally:
+            await layer.close_pools()
+        return "received"
+
+    assert asyncio.run(idle()) == "builtins"
