@@ -58,15 +58,19 @@ def test_load_demo_creates_a_team_login_and_scores_and_can_run_again():
     variants, scores = ModelVariant.objects.filter(team=team).count(), Score.objects.filter(team=team).count()
     assert variants >= 12 and scores >= 80
     assert {"AWQ", "BF16", "FP8", "Q4_K_M"} <= set(ModelVariant.objects.values_list("quantization", flat=True))
+    from apps.batches.models import Batch
     from apps.experiments.models import Response, TestCase
 
     assert TestCase.objects.filter(team=team, status="approved").count() == 4
     assert TestCase.objects.filter(team=team, status="pending").count() == 1
-    assert Response.objects.filter(experiment__team=team).count() == 16
-    assert Response.objects.filter(experiment__team=team, passed__isnull=False).count() == 16
+    demo = Response.objects.filter(experiment__team=team, experiment__kind="single")
+    assert demo.count() == 16 and demo.filter(passed__isnull=False).count() == 16
+    sweep = Batch.objects.get(experiment__team=team)
+    assert sweep.experiment.status == "completed" and sweep.completed_results == sweep.result_count == 96
     call_command("load_demo", stdout=StringIO())
     assert (ModelVariant.objects.count(), Score.objects.count()) == (variants, scores)
     assert TestCase.objects.filter(team=team).count() == 5
+    assert Batch.objects.filter(experiment__team=team).count() == 1  # refreshed, not piled up
 
 
 @pytest.mark.django_db(transaction=True)

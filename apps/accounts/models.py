@@ -12,6 +12,12 @@ class Team(models.Model):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=50, unique=True)
     is_demo = models.BooleanField(default=False, help_text="Holds generated demo data.")
+    batch_confirm_requests = models.PositiveIntegerField(
+        default=1000, help_text="A parameter sweep making more requests than this needs confirmation to start."
+    )
+    batch_confirm_cost_usd = models.FloatField(
+        null=True, blank=True, help_text="A parameter sweep estimated to cost more than this needs confirmation."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

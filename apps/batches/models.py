@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import models
 
 from apps.accounts.models import TeamOwned
+from apps.experiments.models import Experiment
 from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun
 from apps.providers.models import ProviderEndpoint
 from apps.scores.models import ModelVariant
@@ -105,3 +106,55 @@ class LoadSweepStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sweep} step {self.index + 1}"
+
+
+class Batch(models.Model):
+    """A parameter sweep: its experiment (prompt or approved test cases, targets, repetitions,
+    status) asked once per combination of the parameter values. Progress, the worker's lease and
+    the live preview live here; every result is a Response of the experiment, keyed by
+    (target, item, combination, repetition)."""
+
+    class Objective(models.TextChoices):
+        OVERALL = "overall", "Overall quality (text metrics)"
+        COHERENCE = "coherence", "Coherence"
+        COMPLETENESS = "completeness", "Completeness"
+        READABILITY = "readability", "Readability"
+        LENGTH = "length_appropriateness", "Length appropriateness"
+        CREATIVITY = "creativity", "Creativity"
+        SPECIFICITY = "specificity", "Specificity"
+        SCORE = "score", "Evaluator score"
+        PASS_RATE = "pass_rate", "Pass rate"
+
+    experiment = models.OneToOneField(Experiment, on_delete=models.CASCADE, primary_key=True, related_name="batch")
+    parameter_ranges = models.JSONField(help_text="As given, in the seed format.")
+    parameter_values = models.JSONField(help_text="Each parameter's values, in sweep order.")
+    combination_count = models.PositiveIntegerField()
+    result_count = models.PositiveIntegerField(help_text="combinations × targets × items × repetitions")
+    concurrency = models.PositiveIntegerField(default=4, help_text="Requests in flight at once.")
+    objective = models.CharField(
+        max_length=30, choices=Objective.choices, default=Objective.OVERALL,
+        help_text="The quality figure of the heatmap, the best-so-far settings and the status preview.",
+    )  # fmt: skip
+    estimate = models.JSONField(default=dict, blank=True, help_text="Duration and cost estimated before the start.")
+    confirmed = models.BooleanField(default=False, help_text="Started over the team's limit with confirmation.")
+    completed_results = models.PositiveIntegerField(default=0)
+    failed_results = models.PositiveIntegerField(default=0)
+    completed_combinations = models.PositiveIntegerField(default=0)
+    current_parameters = models.JSONField(default=dict, blank=True)
+    preview = models.JSONField(default=dict, blank=True, help_text="Best combination so far and the mean objective.")
+    queued_at = models.DateTimeField(null=True, blank=True)
+    run_started_at = models.DateTimeField(null=True, blank=True, help_text="When the current (re)start began.")
+    run_started_results = models.PositiveIntegerField(default=0, help_text="Results stored before it began.")
+    lease = models.CharField(max_length=32, blank=True, help_text="The chunk running the batch now.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    recoveries = models.PositiveIntegerField(default=0, help_text="Pick-ups after a lost worker without progress.")
+
+    class Meta:
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return self.experiment.name
+
+    @property
+    def group_name(self) -> str:
+        return f"batch-{self.pk}"

@@ -1,16 +1,29 @@
-"""Load sweep operations: create, start, cancel, resume, and the progress every client sees."""
+"""Batch operations: load sweeps and parameter sweeps: create, start, cancel, resume, recover, and
+the progress every client sees."""
 
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 
+import numpy as np
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from apps.accounts.models import Team
-from apps.batches.models import FINISHED, LoadSweep, LoadSweepStep, Status
+from apps.batches.models import FINISHED, Batch, LoadSweep, LoadSweepStep, Status
+from apps.batches.parameters import Values, combination_count, expand_all, normalized
+from apps.experiments.models import Experiment, Response, Suite, TestCase
+from apps.experiments.runner import experiment_items
+from apps.experiments.services import TransitionRefused, experiment_create
+from apps.providers.engine.sim import MODELS as SIM_MODELS
+from apps.providers.engine.sim import NATURAL_TOKENS, SimProfile
+from apps.providers.engine.types import Kind
+from apps.providers.models import ProviderEndpoint
+from llmbench.humanize import duration_text
 
 # A running sweep writes a heartbeat at least this often; one silent for STALL_AFTER lost its worker.
 HEARTBEAT_S = 1.0
@@ -122,3 +135,289 @@ def progress_publish(*, sweep_id: int) -> None:
     if sweep is None or layer is None:
         return
     async_to_sync(layer.group_send)(sweep.group_name, {"type": "sweep.progress", "payload": progress_payload(sweep)})
+
+
+# --- parameter sweeps ---------------------------------------------------------------------------
+
+# A chunk renews its lease with every heartbeat; a lease older than LEASE_TTL belonged to a worker
+# that is gone, and the next chunk may take it. A running batch silent for BATCH_STALL_AFTER is
+# picked up again by the scheduled recovery; after MAX_RECOVERIES pick-ups without one stored
+# result it is failed instead (something kills the worker every time).
+LEASE_TTL = timedelta(seconds=10)
+BATCH_STALL_AFTER = timedelta(seconds=30)
+QUEUE_GRACE = timedelta(minutes=2)
+MAX_RECOVERIES = 5
+PROCESSING_S_PER_RESULT = 0.004  # the worker's own time per result (text metrics, storing), for estimates
+
+
+class BatchRefused(ValueError):
+    """The batch cannot do this now; the message says why."""
+
+
+class ConfirmationRequired(BatchRefused):
+    """The batch is over the team's limit and was not confirmed."""
+
+
+@dataclass(frozen=True)
+class TargetEstimate:
+    label: str
+    results: int
+    latency_ms: float
+    input_tokens: float
+    output_tokens: float
+    basis: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a sweep will take, before it starts."""
+
+    combinations: int
+    targets: int
+    items: int
+    repetitions: int
+    results: int
+    duration_s: float
+    cost_usd: float | None
+    per_target: list[TargetEstimate]
+    over_limit: bool
+    limit_reason: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _target_estimate(team: Team, endpoint: ProviderEndpoint, model: str, results_count: int, prompt_chars: float,
+                     max_tokens: float | None) -> TargetEstimate:  # fmt: skip
+    """Latency and tokens per request from this model's last 500 successful responses in the team,
+    else from the simulator's profile, else an assumption the page states."""
+    history = list(
+        Response.objects.filter(experiment__team=team, target__endpoint=endpoint, target__model=model, error_code="")
+        .order_by("-id").values_list("latency_ms", "input_tokens", "output_tokens")[:500]
+    )  # fmt: skip
+    label = f"{endpoint.name} · {model}"
+    input_guess = max(1.0, prompt_chars / 4)
+    output_guess = float(max_tokens) if max_tokens else 256.0
+    if history:
+        latency = float(np.mean([h[0] for h in history if h[0] is not None] or [0.0]))
+        inputs = [h[1] for h in history if h[1] is not None]
+        outputs = [h[2] for h in history if h[2] is not None]
+        output_tokens = float(np.mean(outputs)) if outputs else output_guess
+        if max_tokens:
+            output_tokens = min(output_tokens, float(max_tokens))
+        return TargetEstimate(label, results_count, latency, float(np.mean(inputs)) if inputs else input_guess,
+                              output_tokens, f"mean of its last {len(history)} responses")  # fmt: skip
+    if endpoint.kind == Kind.SIM:
+        profile = SimProfile.from_url(endpoint.base_url or "sim://local")
+        tokens = min(output_guess, float(sum(NATURAL_TOKENS) / 2))
+        factor = SIM_MODELS.get(model, 1.0)
+        latency = 0.0 if profile.zero_latency else (
+            (profile.ttft_ms + profile.per_token_ms * prompt_chars / 6) + profile.itl_ms * max(0.0, tokens - 1)
+        ) * factor  # fmt: skip
+        return TargetEstimate(label, results_count, latency, input_guess, tokens, "the simulator's latency profile")
+    latency = 500.0 + 20.0 * output_guess
+    return TargetEstimate(label, results_count, latency, input_guess, output_guess,
+                          "no earlier responses: assumed 0.5 s + 20 ms per output token")  # fmt: skip
+
+
+def batch_estimate(*, team: Team, targets: list[tuple[ProviderEndpoint, str]], prompts: list[str],
+                   values: Values, repetitions: int, concurrency: int) -> Estimate:  # fmt: skip
+    """Combinations, requests, duration and cost of a sweep, and whether it is over the team's limit."""
+    combinations = combination_count(values)
+    per_target_results = combinations * len(prompts) * repetitions
+    max_tokens = float(np.mean(values["max_tokens"])) if "max_tokens" in values else None
+    prompt_chars = float(np.mean([len(p) for p in prompts])) if prompts else 0.0
+    estimates = [_target_estimate(team, e, m, per_target_results, prompt_chars, max_tokens) for e, m in targets]
+    total = per_target_results * len(targets)
+    work_s = sum(t.results * t.latency_ms / 1000 for t in estimates)
+    duration = work_s / max(1, concurrency) + total * PROCESSING_S_PER_RESULT
+    for (endpoint, _), t in zip(targets, estimates, strict=True):
+        if endpoint.requests_per_minute:  # the endpoint's own limit caps the pace
+            duration = max(duration, t.results / endpoint.requests_per_minute * 60)
+    priced = [(e, t) for (e, _), t in zip(targets, estimates, strict=True)
+              if e.price_input_per_1m_usd is not None or e.price_output_per_1m_usd is not None]  # fmt: skip
+    cost = (
+        sum(t.results * (t.input_tokens * (e.price_input_per_1m_usd or 0) + t.output_tokens * (e.price_output_per_1m_usd or 0))
+            for e, t in priced) / 1_000_000
+        if priced else None
+    )  # fmt: skip
+    reasons = []
+    if total > team.batch_confirm_requests:
+        reasons.append(f"{total:,} requests is over the team's limit of {team.batch_confirm_requests:,}")
+    if team.batch_confirm_cost_usd is not None and cost is not None and cost > team.batch_confirm_cost_usd:
+        reasons.append(f"an estimated ${cost:,.2f} is over the team's limit of ${team.batch_confirm_cost_usd:,.2f}")
+    return Estimate(combinations, len(targets), len(prompts), repetitions, total, round(duration, 1),
+                    None if cost is None else round(cost, 6), estimates, bool(reasons), "; ".join(reasons))  # fmt: skip
+
+
+@transaction.atomic
+def batch_create(
+    *,
+    team: Team,
+    user: AbstractBaseUser | None,
+    name: str,
+    targets: list[tuple[ProviderEndpoint, str]],
+    parameter_ranges: dict,
+    prompt: str = "",
+    system_prompt: str = "",
+    test_cases: list[TestCase] | None = None,
+    suite: Suite | None = None,
+    description: str = "",
+    repetitions: int = 1,
+    concurrency: int = 4,
+    objective: str = Batch.Objective.OVERALL,
+    tags: list[str] | None = None,
+) -> Batch:
+    """A pending sweep over the team's approved test cases (or a prompt) and endpoints; refused
+    (TransitionRefused, RangeError) for another team's test case, suite or endpoint or a bad range."""
+    values = expand_all(parameter_ranges)
+    if not targets:
+        raise TransitionRefused("A batch needs at least one target.")
+    experiment = experiment_create(
+        team=team, user=user, name=name, targets=targets, test_cases=test_cases, suite=suite, prompt=prompt,
+        system_prompt=system_prompt, description=description, responses_per_item=repetitions, tags=tags or [],
+        kind=Experiment.Kind.BATCH,
+    )  # fmt: skip
+    items = experiment_items(experiment)
+    estimate = batch_estimate(
+        team=team, targets=targets, prompts=[i.messages[-1]["content"] for i in items], values=values,
+        repetitions=repetitions, concurrency=concurrency,
+    )  # fmt: skip
+    return Batch.objects.create(
+        experiment=experiment, parameter_ranges=normalized(parameter_ranges), parameter_values=values,
+        combination_count=estimate.combinations, result_count=estimate.results, concurrency=concurrency,
+        objective=objective, estimate=estimate.as_dict(),
+    )  # fmt: skip
+
+
+def _enqueue_chunk(batch_id: int) -> None:
+    async_task("apps.batches.tasks.batch_run_chunk", batch_id, group="batches")
+
+
+@transaction.atomic
+def batch_start(*, batch: Batch, confirm: bool = False) -> Batch:
+    """Queue a pending batch, or resume a failed or cancelled one (stored results are kept and not
+    asked again). Over the team's limit it needs `confirm` once."""
+    batch = Batch.objects.select_for_update().select_related("experiment").get(pk=batch.pk)
+    experiment = batch.experiment
+    if experiment.status in (Status.RUNNING, Status.COMPLETED):
+        raise BatchRefused(f"The batch is {experiment.status}; only a pending, failed or cancelled batch can start.")
+    if experiment.status == Status.PENDING and batch.queued_at is not None:
+        raise BatchRefused("The batch is already queued.")
+    if batch.estimate.get("over_limit") and not (confirm or batch.confirmed):
+        raise ConfirmationRequired(
+            f"Confirm to start: {batch.estimate['limit_reason']} (estimated {duration_text(batch.estimate['duration_s'])})."
+        )
+    Experiment.objects.filter(pk=experiment.pk).update(
+        status=Status.PENDING, cancel_requested=False, error="", finished_at=None
+    )
+    batch.confirmed = batch.confirmed or confirm
+    batch.queued_at = timezone.now()
+    batch.recoveries = 0
+    batch.save(update_fields=["confirmed", "queued_at", "recoveries"])
+    transaction.on_commit(lambda: (_enqueue_chunk(batch.pk), batch_publish(batch_id=batch.pk)))
+    batch.experiment.refresh_from_db()
+    return batch
+
+
+@transaction.atomic
+def batch_cancel(*, batch: Batch) -> Batch:
+    """Stop a batch: the worker sends nothing more within half a second and what finished stays;
+    a batch no worker has picked up stops now."""
+    batch = Batch.objects.select_for_update().select_related("experiment").get(pk=batch.pk)
+    experiment = batch.experiment
+    if experiment.status in FINISHED:
+        return batch
+    fields = {"cancel_requested": True}
+    if experiment.status == Status.PENDING:
+        fields |= {"status": Status.CANCELLED, "finished_at": timezone.now()}
+        Batch.objects.filter(pk=batch.pk).update(queued_at=None)
+    Experiment.objects.filter(pk=experiment.pk).update(**fields)
+    transaction.on_commit(lambda: batch_publish(batch_id=batch.pk))
+    batch.refresh_from_db()
+    batch.experiment.refresh_from_db()
+    return batch
+
+
+def batch_delete(*, batch: Batch) -> None:
+    """Delete a batch that is not running, with its results."""
+    if batch.experiment.status == Status.RUNNING:
+        raise BatchRefused("The batch is running: cancel it first (what finished is kept until you delete it).")
+    batch.experiment.delete()
+
+
+def batches_recover_stalled() -> int:
+    """Queue again the batches whose worker went silent (a running batch) or whose queued task was
+    lost (a pending one: the Redis broker keeps no receipts); run every minute. A batch whose
+    worker keeps dying without storing anything is failed after MAX_RECOVERIES tries."""
+    now = timezone.now()
+    count = 0
+    stalled = Batch.objects.filter(experiment__status=Status.RUNNING, heartbeat_at__lt=now - BATCH_STALL_AFTER)
+    lost = Batch.objects.filter(experiment__status=Status.PENDING, queued_at__lt=now - QUEUE_GRACE).filter(
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=F("queued_at"))
+    )
+    for batch in [*stalled, *lost]:
+        if batch.recoveries >= MAX_RECOVERIES:
+            Experiment.objects.filter(pk=batch.pk).update(
+                status=Status.FAILED, finished_at=now,
+                error=f"The worker stopped {batch.recoveries} times while running this batch without storing a result; "
+                "what finished is stored. Resume to try again.",
+            )  # fmt: skip
+            Batch.objects.filter(pk=batch.pk).update(lease="", queued_at=None)
+        else:
+            Batch.objects.filter(pk=batch.pk).update(recoveries=F("recoveries") + 1, queued_at=now)
+            _enqueue_chunk(batch.pk)
+        batch_publish(batch_id=batch.pk)
+        count += 1
+    return count
+
+
+def batch_state(batch: Batch) -> dict:
+    """What the live page, the status endpoint and the SSE stream show, read from the database."""
+    experiment = batch.experiment
+    now = timezone.now()
+    done, total = batch.completed_results, batch.result_count
+    eta_s = None
+    if experiment.status == Status.RUNNING and batch.run_started_at and done > batch.run_started_results:
+        rate = (done - batch.run_started_results) / max(1e-6, (now - batch.run_started_at).total_seconds())
+        eta_s = (total - done) / rate
+    preview = batch.preview or {}
+    best = preview.get("best") or {}
+    stalled = experiment.status == Status.RUNNING and batch.heartbeat_at is not None and (
+        now - batch.heartbeat_at > BATCH_STALL_AFTER
+    )  # fmt: skip
+    return {
+        "id": batch.pk,
+        "name": experiment.name,
+        "status": experiment.status,
+        "error": experiment.error,
+        "cancel_requested": experiment.cancel_requested,
+        "queued": experiment.status == Status.PENDING and batch.queued_at is not None,
+        "stalled": stalled,
+        "progress": round(100.0 * done / total, 1) if total else 0.0,
+        "completed_results": done,
+        "failed_results": batch.failed_results,
+        "total_results": total,
+        "completed_combinations": batch.completed_combinations,
+        "total_combinations": batch.combination_count,
+        "current_parameters": batch.current_parameters,
+        "started_at": experiment.started_at.isoformat() if experiment.started_at else None,
+        "completed_at": experiment.finished_at.isoformat() if experiment.finished_at else None,
+        "eta_s": None if eta_s is None else round(eta_s, 1),
+        "estimated_completion": (now + timedelta(seconds=eta_s)).isoformat() if eta_s is not None else None,
+        "results_preview": {
+            "metric": batch.objective,
+            "best_quality_score": best.get("mean"),
+            "best_n": best.get("n"),
+            "average_quality_score": preview.get("average"),
+            "optimal_parameters": best.get("parameters") or {},
+        },
+    }
+
+
+def batch_publish(*, batch_id: int, through_id: int | None = None) -> None:
+    """Tell the batch's websocket group that something changed (best effort: consumers read the
+    database, which is the truth)."""
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(f"batch-{batch_id}", {"type": "batch.nudge", "through_id": through_id})

@@ -1,7 +1,8 @@
 """django-q2 entry points: primary keys in, a service call, nothing else."""
 
+from apps.batches.batch_runner import run_batch_chunk
 from apps.batches.runner import run_sweep
-from apps.batches.services import sweeps_recover_stalled
+from apps.batches.services import batches_recover_stalled, sweeps_recover_stalled
 
 
 def load_sweep_run(sweep_id: int) -> str:
@@ -10,3 +11,11 @@ def load_sweep_run(sweep_id: int) -> str:
 
 def recover_stalled_sweeps() -> int:
     return sweeps_recover_stalled()
+
+
+def batch_run_chunk(batch_id: int) -> str:
+    return run_batch_chunk(batch_id)
+
+
+def recover_stalled_batches() -> int:
+    return batches_recover_stalled()

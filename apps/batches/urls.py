@@ -5,6 +5,15 @@ from apps.batches import views
 app_name = "batches"
 urlpatterns = [
     path("", views.sweep_list, name="sweeps"),
+    path("new/", views.batch_new, name="batch-new"),
+    path("new/estimate/", views.batch_estimate, name="batch-estimate"),
+    path("<int:pk>/", views.batch_detail, name="batch"),
+    path("<int:pk>/combinations/", views.batch_combinations, name="batch-combinations"),
+    path("<int:pk>/analysis/", views.batch_analysis_page, name="batch-analysis"),
+    *[
+        path(f"<int:pk>/{action}/", views.batch_action, {"action": action}, name=f"batch-{action}")
+        for action in ("start", "cancel", "delete")
+    ],
     path("load/new/", views.sweep_new, name="sweep-new"),
     path("load/<int:pk>/", views.sweep_detail, name="sweep"),
     path("load/<int:pk>/start/", views.sweep_action, {"action": "start"}, name="sweep-start"),

@@ -1,20 +1,61 @@
-"""Load sweep pages: list, create, the live page, and start / cancel / resume."""
+"""Batch pages: the section's list, load sweeps (create, live page, start / cancel / resume) and
+parameter sweeps (create with an estimate first, the live page with its heatmap, the table of
+combinations, the analysis). Model output is only ever shown escaped."""
 
 from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
-from apps.batches.forms import LoadSweepForm
-from apps.batches.models import LoadSweep
-from apps.batches.services import progress_payload, sweep_cancel, sweep_create, sweep_start
+from apps.batches.forms import BatchForm, LoadSweepForm
+from apps.batches.models import Batch, LoadSweep
+from apps.batches.parameters import RangeError
+from apps.batches.selectors import (
+    COST_METRICS,
+    QUALITY_METRICS,
+    ObjectiveError,
+    batch_analysis,
+    batch_insights,
+    batch_optimization,
+    combination_figures,
+    default_axes,
+    heatmap,
+    objective_from,
+    parameter_label,
+    result_rows_latest,
+    swept_parameters,
+)
+from apps.batches.services import (
+    BatchRefused,
+    batch_cancel,
+    batch_create,
+    batch_delete,
+    batch_start,
+    batch_state,
+    progress_payload,
+    sweep_cancel,
+    sweep_create,
+    sweep_start,
+)
+from apps.experiments.services import TransitionRefused
+from apps.providers.models import ProviderEndpoint
+from llmbench.humanize import duration_text
 
 
 @team_view()
 def sweep_list(request):
+    """The section: parameter sweeps, then load sweeps."""
+    batches = Batch.objects.filter(experiment__team=request.team).select_related("experiment")
+    batches = batches.order_by("-experiment__created_at", "-pk")
     sweeps = LoadSweep.objects.filter(team=request.team).select_related("endpoint", "variant")
-    return render(request, "batches/sweep_list.html", {"sweeps": sweeps})
+    page = Paginator(batches, 50).get_page(request.GET.get("page"))
+    return render(request, "batches/sweep_list.html", {"page": page, "sweeps": sweeps})
+
+
+# --- load sweeps --------------------------------------------------------------------------------
 
 
 @team_view()
@@ -53,3 +94,142 @@ def sweep_action(request, pk: int, action: str):
     except ValueError as exc:
         messages.error(request, str(exc))
     return redirect("batches:sweep", pk=sweep.pk)
+
+
+# --- parameter sweeps ---------------------------------------------------------------------------
+
+
+def _team_batch(request, pk: int) -> Batch:
+    return get_object_or_404(Batch.objects.select_related("experiment"), pk=pk, experiment__team=request.team)
+
+
+@team_view()
+@require_http_methods(["GET", "POST"])
+def batch_new(request):
+    """Create a sweep; its combinations, requests, duration and cost are shown as the form is
+    filled in (see batch_estimate), and one over the team's limit starts only when confirmed."""
+    if request.method == "POST":
+        require_role(request, Membership.Role.MEMBER)
+    initial = {"temperature": "0.1:1.0:0.1", "top_p": "0.8:1.0:0.05", "max_tokens": "150, 300, 500"}
+    first = ProviderEndpoint.objects.filter(team=request.team).order_by("name").first()
+    if first is not None:
+        initial["targets_text"] = f"{first.name}: {(first.model_names or ['<model>'])[0]}"
+    form = BatchForm(request.POST or None, team=request.team, initial=initial)
+    estimate = None
+    if request.method == "POST" and form.is_valid():
+        estimate = form.estimate()
+        start, confirm = bool(request.POST.get("start")), form.cleaned_data["confirm"]
+        if start and estimate.over_limit and not confirm:
+            form.add_error("confirm", f"{estimate.limit_reason}: tick this box to start it anyway.")
+        else:
+            try:
+                with transaction.atomic():
+                    batch = batch_create(team=request.team, user=request.user, **form.create_kwargs())
+                    if start:
+                        batch_start(batch=batch, confirm=confirm)
+            except (TransitionRefused, RangeError, BatchRefused) as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("batches:batch", pk=batch.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "batches/batch_form.html", {"form": form, "estimate": estimate}, status=status)
+
+
+@team_view()
+@require_GET
+def batch_estimate(request):
+    """The estimate partial of the form (htmx, on every change); the name does not matter to it."""
+    data = request.GET.copy()
+    data["name"] = data.get("name") or "estimate"
+    form = BatchForm(data, team=request.team)
+    estimate = form.estimate() if form.is_valid() else None
+    return render(request, "batches/partials/_estimate.html", {"form": form, "estimate": estimate})
+
+
+@team_view()
+def batch_detail(request, pk: int):
+    """The live page: progress, ETA, current parameters, the heatmap, best so far, latest results."""
+    batch = _team_batch(request, pk)
+    values = batch.parameter_values
+    x, y = default_axes(values)
+    context = {
+        "batch": batch, "experiment": batch.experiment, "state": batch_state(batch),
+        "targets": list(batch.experiment.targets.select_related("endpoint")),
+        "heatmap": heatmap(batch, x=x, y=y, metric=batch.objective), "latest": result_rows_latest(batch, 10),
+        "parameters": [(name, parameter_label(name), values[name]) for name in values],
+        "metrics": QUALITY_METRICS, "estimated": duration_text(batch.estimate.get("duration_s")),
+    }  # fmt: skip
+    return render(request, "batches/batch_detail.html", context)
+
+
+@team_view(Membership.Role.MEMBER)
+@require_POST
+def batch_action(request, pk: int, action: str):
+    batch = _team_batch(request, pk)
+    try:
+        if action == "cancel":
+            batch_cancel(batch=batch)
+            messages.success(request, "Cancelled: nothing more is sent; stored results stay.")
+        elif action == "delete":
+            batch_delete(batch=batch)
+            messages.success(request, f"Deleted {batch.experiment.name} and its results.")
+            return redirect("batches:sweeps")
+        else:
+            batch_start(batch=batch, confirm=bool(request.POST.get("confirm")))
+            messages.success(request, "The batch is queued.")
+    except BatchRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("batches:batch", pk=pk)
+
+
+@team_view()
+def batch_combinations(request, pk: int):
+    """Every combination with results: parameters, counts, mean of a figure, latency and cost."""
+    batch = _team_batch(request, pk)
+    metric = request.GET.get("metric") if request.GET.get("metric") in QUALITY_METRICS else batch.objective
+    rows = combination_figures(batch, metric)
+    sort = request.GET.get("sort", "-mean")
+    if sort in ("mean", "-mean"):
+        rows.sort(key=lambda r: (r.mean is None, -(r.mean or 0) if sort == "-mean" else (r.mean or 0)))
+    page = Paginator(rows, 100).get_page(request.GET.get("page"))
+    context = {"batch": batch, "page": page, "metric": metric, "metrics": QUALITY_METRICS, "sort": sort,
+               "names": list(batch.parameter_values)}  # fmt: skip
+    return render(request, "batches/batch_combinations.html", context)
+
+
+@team_view()
+def batch_analysis_page(request, pk: int):
+    """Effects per parameter, optimization for a chosen objective, correlations and insights."""
+    batch = _team_batch(request, pk)
+    error = ""
+    try:
+        objective = objective_from(request.GET, batch.objective)
+    except ObjectiveError as exc:
+        error, objective = str(exc), objective_from({}, batch.objective)
+    context = {
+        "batch": batch, "error": error, "objective": objective,
+        "optimization": batch_optimization(batch, objective), "insights": batch_insights(batch, objective)["insights"],
+        "objectives": [m for m in (*QUALITY_METRICS, *COST_METRICS) if m != "output_tokens"],
+        "swept": swept_parameters(batch.parameter_values),
+    }  # fmt: skip
+    if request.htmx:
+        return render(request, "batches/batch_analysis.html#optimization", context)
+    context["analysis"] = batch_analysis(batch)
+    context["charts"] = _effect_charts(
+        context["analysis"], objective.quality_metric if objective.weights else objective.metric
+    )
+    return render(request, "batches/batch_analysis.html", context)
+
+
+def _effect_charts(report: dict, metric: str) -> list[dict]:
+    """Per swept parameter: mean of `metric` with its 95% interval at each value (for the charts)."""
+    charts = []
+    for effect in report["effects"]:
+        if effect["metric"] == metric:
+            charts.append({
+                "parameter": effect["parameter"], "label": parameter_label(effect["parameter"]),
+                "x": [v["value"] for v in effect["values"]], "mean": [v["mean"] for v in effect["values"]],
+                "low": [v["ci_low"] for v in effect["values"]], "high": [v["ci_high"] for v in effect["values"]],
+                "kruskal_p": effect["kruskal_p"],
+            })  # fmt: skip
+    return charts

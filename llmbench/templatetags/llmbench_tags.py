@@ -2,6 +2,8 @@
 
 from django import template
 
+from llmbench.humanize import duration_text
+
 register = template.Library()
 
 
@@ -33,3 +35,9 @@ def pct(value, digits: int = 1):
     if value is None:
         return "–"
     return f"{float(value) * 100:.{int(digits)}f}%"
+
+
+@register.filter
+def duration(seconds):
+    """Seconds as "42 s", "12 minutes" or "3.5 hours"."""
+    return duration_text(None if seconds in (None, "") else float(seconds))

@@ -1,6 +1,7 @@
 // Renders every [data-chart] element from the JSON in the <script> named by data-source, on load
 // and after each htmx swap. Data come from json_script, so names are never parsed as HTML.
-// Kinds: bar ([{label, value}]), histogram ({edges, counts}), cdf ({x, p}), radar ({indicators, series}).
+// Kinds: bar ([{label, value}]), histogram ({edges, counts}), cdf ({x, p}), radar ({indicators, series}),
+// effect ({x, mean, low, high}: a mean per parameter value with its interval).
 (function () {
   var palette = ["#3b6fd8", "#e07b39", "#2f9e6e", "#b2458f"];
   var builders = {
@@ -32,6 +33,20 @@
         yAxis: { type: "value", min: 0, max: 1, name: "fraction" },
         series: [{ type: "line", showSymbol: false, data: d.x.map(function (x, i) { return [x, d.p[i]]; }),
                    itemStyle: { color: palette[1] } }]
+      };
+    },
+    effect: function (d, el) {
+      var band = function (values) { return d.x.map(function (x, i) { return [x, values[i]]; }); };
+      return {
+        grid: { left: 40, right: 16, top: 24, bottom: 8, containLabel: true },
+        tooltip: { trigger: "axis" },
+        xAxis: { type: "value", name: el.dataset.unit || "", scale: true },
+        yAxis: { type: "value", scale: true },
+        series: [
+          { name: "mean", type: "line", data: band(d.mean), itemStyle: { color: palette[0] } },
+          { name: "95% low", type: "line", data: band(d.low), showSymbol: false, lineStyle: { type: "dashed", opacity: 0.6 }, itemStyle: { color: palette[0] } },
+          { name: "95% high", type: "line", data: band(d.high), showSymbol: false, lineStyle: { type: "dashed", opacity: 0.6 }, itemStyle: { color: palette[0] } }
+        ]
       };
     },
     radar: function (d) {

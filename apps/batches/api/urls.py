@@ -5,4 +5,9 @@ from llmbench.api import OptionalSlashRouter
 
 router = OptionalSlashRouter()
 router.register("sweeps", views.LoadSweepViewSet, basename="sweep")
-urlpatterns = [path("sweeps/<int:pk>/progress", views.sweep_progress_sse, name="sweep-progress"), *router.urls]
+router.register("batches", views.BatchViewSet, basename="batch")
+urlpatterns = [
+    path("sweeps/<int:pk>/progress", views.sweep_progress_sse, name="sweep-progress"),
+    path("batches/<int:pk>/progress", views.batch_progress_sse, name="batch-progress"),
+    *router.urls,
+]

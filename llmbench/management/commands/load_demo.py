@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand
 
 from apps.accounts.models import Membership, Team
 from apps.accounts.services import membership_set
+from apps.batches.demo import demo_batch_load
 from apps.experiments.demo import demo_quality_load
 from apps.hardware.demo import demo_performance_load
 from apps.providers.demo import demo_endpoint_load
@@ -29,10 +30,11 @@ class Command(BaseCommand):
         runs = demo_performance_load(team=team)
         demo_endpoint_load(team=team)
         responses = demo_quality_load(team=team, user=user)
+        sweep_results = demo_batch_load(team=team, user=user)
         self.stdout.write(
             f"Demo team '{team.slug}': {summary.rows} scores "
             f"({summary.scores_created} new, {summary.scores_updated} refreshed), {runs} performance runs, "
-            f"{responses} evaluated demo responses."
+            f"{responses} evaluated demo responses, a parameter sweep with {sweep_results} results."
         )
         if created:
             self.stdout.write(f"Demo login: {username} / {password} (team admin of the demo team)")

@@ -1,0 +1,174 @@
+"""The analysis of a sweep against scipy and numpy on a fixed dataset: means and intervals per
+value, ANOVA and Kruskal-Wallis, correlations, the optimization (confidence, effect, recommended
+range, best combination, weighted objectives) and insights, "not significant" answers included."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from apps.batches import analysis as A
+
+TEMPERATURES = [0.2, 0.6, 1.0, 1.4]
+TOP_P = [0.5, 1.0]
+REPS = 12
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Quality falls above temperature 0.6; top_p does nothing; latency grows with max tokens used."""
+    rng = np.random.default_rng(7)
+    temperature, top_p, quality, latency, passed = [], [], [], [], []
+    for t in TEMPERATURES:
+        for p in TOP_P:
+            for _ in range(REPS):
+                temperature.append(t)
+                top_p.append(p)
+                quality.append(80 - (25 * (t - 0.6) if t > 0.6 else 0) + rng.normal(0, 4))
+                latency.append(400 + 100 * t + rng.normal(0, 30))
+                passed.append(100.0 if rng.random() < (0.9 if t <= 0.6 else 0.5) else 0.0)
+    parameters = {"temperature": np.array(temperature), "top_p": np.array(top_p)}
+    metrics = {"overall": np.array(quality), "latency_ms": np.array(latency), "pass_rate": np.array(passed),
+               "cost_usd": np.full(len(quality), 0.001)}  # fmt: skip
+    return parameters, metrics
+
+
+def groups(parameters, metrics, name, metric):
+    x, y = parameters[name], metrics[metric]
+    return [y[x == v] for v in np.unique(x)]
+
+
+def test_effects_match_scipy(data):
+    parameters, metrics = data
+    found = {(e.parameter, e.metric): e for e in A.effects(parameters, metrics)}
+    temperature = found[("temperature", "overall")]
+    expected = groups(parameters, metrics, "temperature", "overall")
+    assert [v.value for v in temperature.values] == TEMPERATURES
+    for figures, values in zip(temperature.values, expected, strict=True):
+        low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+        assert figures.n == len(values) and figures.mean == pytest.approx(values.mean())
+        assert (figures.ci_low, figures.ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert temperature.anova_f == pytest.approx(stats.f_oneway(*expected).statistic)
+    assert temperature.anova_p == pytest.approx(stats.f_oneway(*expected).pvalue)
+    assert temperature.kruskal_h == pytest.approx(stats.kruskal(*expected).statistic)
+    assert temperature.kruskal_p == pytest.approx(stats.kruskal(*expected).pvalue)
+    assert temperature.significant and temperature.kruskal_p < 0.001
+
+
+def test_a_parameter_without_effect_is_not_significant(data):
+    parameters, metrics = data
+    top_p = next(e for e in A.effects(parameters, metrics) if (e.parameter, e.metric) == ("top_p", "overall"))
+    expected = stats.kruskal(*groups(parameters, metrics, "top_p", "overall"))
+    assert expected.pvalue > 0.05
+    assert top_p.kruskal_p == pytest.approx(expected.pvalue) and not top_p.significant
+
+
+def test_pass_rates_get_wilson_intervals(data):
+    parameters, metrics = data
+    rates = next(e for e in A.effects(parameters, metrics) if (e.parameter, e.metric) == ("temperature", "pass_rate"))
+    for figures, values in zip(rates.values, groups(parameters, metrics, "temperature", "pass_rate"), strict=True):
+        ci = stats.binomtest(int((values == 100).sum()), len(values)).proportion_ci(0.95, method="wilson")
+        assert figures.mean == pytest.approx(values.mean())
+        assert (figures.ci_low, figures.ci_high) == (pytest.approx(100 * ci.low), pytest.approx(100 * ci.high))
+
+
+def test_a_figure_that_never_varies_is_described_not_tested(data):
+    parameters, metrics = data
+    cost = next(e for e in A.effects(parameters, metrics) if (e.parameter, e.metric) == ("temperature", "cost_usd"))
+    assert cost.kruskal_p is None and cost.anova_p is None and not cost.significant
+    assert cost.note == "every result has the same value"
+
+
+def test_correlations_match_scipy(data):
+    parameters, metrics = data
+    found = {(c.parameter, c.metric): c for c in A.correlations(parameters, metrics)}
+    x, y = parameters["temperature"], metrics["latency_ms"]
+    pearson, spearman = stats.pearsonr(x, y), stats.spearmanr(x, y)
+    c = found[("temperature", "latency_ms")]
+    assert (c.pearson_r, c.pearson_p) == (pytest.approx(pearson.statistic), pytest.approx(pearson.pvalue))
+    assert (c.spearman_rho, c.spearman_p) == (pytest.approx(spearman.statistic), pytest.approx(spearman.pvalue))
+    assert c.significant and c.strength == "strong" and c.n == len(x)
+    assert ("temperature", "cost_usd") not in found  # a constant figure has no correlation
+    null = found[("top_p", "overall")]
+    assert null.spearman_p == pytest.approx(stats.spearmanr(parameters["top_p"], metrics["overall"]).pvalue)
+    assert not null.significant
+
+
+def test_optimization_of_a_quality_figure(data):
+    parameters, metrics = data
+    result = A.optimize(parameters, metrics, A.Objective("overall"))
+    by_name = {o.parameter: o for o in result.optimal}
+    y = metrics["overall"]
+    assert result.batch_mean == pytest.approx(y.mean()) and result.n == len(y) and result.maximize
+    temperature = by_name["temperature"]
+    means = {v: y[parameters["temperature"] == v].mean() for v in TEMPERATURES}
+    best = max(means, key=means.get)
+    runner_up = sorted(means, key=means.get)[-2]
+    assert temperature.value == best and temperature.runner_up == runner_up
+    best_values = y[parameters["temperature"] == best]
+    welch = stats.ttest_ind(best_values, y[parameters["temperature"] == runner_up], equal_var=False,
+                            alternative="greater")  # fmt: skip
+    assert temperature.confidence == pytest.approx(1 - welch.pvalue)
+    assert temperature.effect_points == pytest.approx(means[best] - y.mean())
+    assert temperature.effect_pct == pytest.approx((means[best] - y.mean()) / y.mean() * 100)
+    low, _ = stats.t.interval(0.95, len(best_values) - 1, loc=best_values.mean(), scale=stats.sem(best_values))
+    assert temperature.ci_low == pytest.approx(low)
+    within = [v for v in TEMPERATURES if means[v] >= low]
+    assert temperature.recommended_range == (min(within), max(within)) and temperature.tested_range == (0.2, 1.4)
+    assert 1.4 not in within  # the hot end is outside the recommended range
+    # The best combination is the cell with the best mean.
+    cells = {(t, p): y[(parameters["temperature"] == t) & (parameters["top_p"] == p)].mean() for t in TEMPERATURES
+             for p in TOP_P}  # fmt: skip
+    top = max(cells, key=cells.get)
+    assert result.best_combination.parameters == {"temperature": top[0], "top_p": top[1]}
+    assert result.best_combination.mean == pytest.approx(cells[top]) and result.best_combination.n == REPS
+
+
+def test_latency_is_minimized(data):
+    parameters, metrics = data
+    result = A.optimize(parameters, metrics, A.Objective("latency_ms"))
+    temperature = next(o for o in result.optimal if o.parameter == "temperature")
+    assert not result.maximize and temperature.value == 0.2 and temperature.effect_points < 0
+    y, x = metrics["latency_ms"], parameters["temperature"]
+    welch = stats.ttest_ind(y[x == 0.2], y[x == 0.6], equal_var=False, alternative="less")
+    assert temperature.confidence == pytest.approx(1 - welch.pvalue)
+
+
+def test_a_weighted_objective_scales_and_inverts(data):
+    parameters, metrics = data
+    objective = A.Objective(weights=(("quality", 0.75), ("latency", 0.25), ("cost", 1.0)), quality_metric="overall")
+    values, notes = A.objective_values(metrics, objective)
+    q, lat = metrics["overall"], metrics["latency_ms"]
+    expected = 100 * (0.75 * (q - q.min()) / np.ptp(q) + 0.25 * (1 - (lat - lat.min()) / np.ptp(lat))) / 1.0
+    assert values == pytest.approx(expected) and notes == ["cost left out: it does not vary"]
+    result = A.optimize(parameters, metrics, objective)
+    assert (
+        result.objective == "weighted"
+        and result.unit == "points"
+        and result.batch_mean == pytest.approx(expected.mean())
+    )
+
+
+def test_insights_cite_their_tests(data):
+    parameters, metrics = data
+    found = A.insights(parameters, metrics, objective=A.Objective("overall"))
+    threshold = next(i for i in found if i.kind == "threshold" and i.metric == "overall")
+    x, y = parameters["temperature"], metrics["overall"]
+    cut = threshold.numbers["threshold"]
+    p = stats.mannwhitneyu(y[x <= cut], y[x > cut], alternative="two-sided").pvalue
+    assert threshold.parameter == "temperature" and threshold.numbers["p_adjusted"] == pytest.approx(min(1, 3 * p))
+    drop = y[x <= cut].mean() - y[x > cut].mean()
+    assert f"temperature above {cut:g} lowers overall quality by {drop:.1f} points" in threshold.text
+    assert "p < 0.001" in threshold.text
+    no_effect = next(i for i in found if i.kind == "no_effect")
+    kruskal = stats.kruskal(*groups(parameters, metrics, "top_p", "overall"))
+    assert no_effect.parameter == "top_p" and f"Kruskal-Wallis p = {kruskal.pvalue:.3f}" in no_effect.text
+    assert not any(i.kind == "threshold" and i.parameter == "top_p" and i.metric == "overall" for i in found)
+    best = next(i for i in found if i.kind == "best")
+    assert "The highest mean overall quality" in best.text
+
+
+def test_nothing_to_say_without_results():
+    empty = {"temperature": np.array([])}
+    result = A.optimize(empty, {"overall": np.array([])}, A.Objective("overall"))
+    assert result.n == 0 and result.best_combination is None and result.notes
+    assert A.insights(empty, {"overall": np.array([])}, objective=A.Objective("overall")) == []
