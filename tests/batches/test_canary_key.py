@@ -60,3 +60,44 @@ def test_the_key_appears_nowhere(team, admin_user, client, caplog):
         assert CANARY.encode() not in response.content, url
     export = client.get(reverse("hardware:run-samples-csv", args=[run.pk]))
     assert CANARY.encode() not in b"".join(export.streaming_content)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_parameter_sweep_stores_and_shows_no_key(team, admin_user, client, caplog, monkeypatch):
+    from apps.batches.batch_runner import run_batch_chunk
+    from apps.batches.services import batch_create
+    from apps.batches.services import batch_start as start
+    from apps.experiments.models import Response
+
+    monkeypatch.setattr("apps.batches.services.async_task", lambda *args, **kwargs: None)
+    caplog.set_level(logging.DEBUG)
+
+    async def begin():
+        return await MockLLMServer(Script(status=500, echo_key=True, error_message="upstream broke")).start()
+
+    async def stop(server):
+        await server.close()
+
+    with running_in_thread(begin, stop) as server:
+        endpoint = ProviderEndpoint(team=team, name="echo", kind="openai_compatible", base_url=f"{server.root}/v1")
+        endpoint.set_api_key(CANARY)
+        endpoint.save()
+        batch = batch_create(team=team, user=admin_user, name="leak", targets=[(endpoint, "gpt-test")], prompt="hi",
+                             parameter_ranges={"temperature": [0.1, 0.9]}, repetitions=1)  # fmt: skip
+        start(batch=batch)
+        run_batch_chunk(batch.pk)
+        assert any(CANARY in str(r.headers) for r in server.requests)  # it was sent
+
+    messages = list(Response.objects.filter(experiment_id=batch.pk).values_list("error_message", flat=True))
+    assert len(messages) == 2 and all("upstream broke" in m for m in messages)
+    batch.experiment.refresh_from_db()
+    assert not any(CANARY in text for text in [*messages, batch.experiment.error, caplog.text])
+    client.force_login(admin_user)
+    for url in [reverse("batches:batch", args=[batch.pk]), reverse("batches:batch-combinations", args=[batch.pk]),
+                reverse("batches:batch-analysis", args=[batch.pk]), f"/api/v1/batches/{batch.pk}",
+                f"/api/v1/batches/{batch.pk}/results", f"/api/v1/batches/{batch.pk}/status",
+                reverse("experiments:detail", args=[batch.pk])]:  # fmt: skip
+        response = client.get(url)
+        assert response.status_code == 200 and CANARY.encode() not in response.content, url
+    export = client.get(reverse("experiments:export-csv", args=[batch.pk]))
+    assert CANARY.encode() not in b"".join(export.streaming_content)
