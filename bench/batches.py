@@ -27,22 +27,14 @@ import time
 import urllib.request
 
 import numpy as np
-import psycopg
 import redis
-from common import ROOT, Report, setup_django
+from common import ROOT, Report, ensure_database, setup_django
 
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/llmbench_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 SIM_COMBINATIONS, MOCK_CONCURRENCY, MOCK_REQUEST_MS = 10_000, 32, 500
 SIM_STEP = float(os.environ.get("BENCH_BATCH_SIM_STEP", "0.01"))  # 0.01: 100 × 100 values
 MOCK_RESULTS = int(os.environ.get("BENCH_BATCH_MOCK_RESULTS", "2560"))  # 40 s at the ideal 64/s
-
-
-def ensure_database(url: str) -> None:
-    base, _, name = url.rpartition("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 ensure_database(PG_URL)

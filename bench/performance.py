@@ -13,18 +13,10 @@ import sys
 import time
 
 import numpy as np
-import psycopg
-from common import Report, Timer, setup_django
+from common import Report, Timer, ensure_database, setup_django
 
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/llmbench_bench")
 INGEST_SAMPLES, GRID_RUNS, SAMPLES_PER_RUN, REQUESTS = 1_000_000, 2_000, 1_000, 30
-
-
-def ensure_database(url: str) -> None:
-    base, _, name = url.rpartition("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 ensure_database(PG_URL)

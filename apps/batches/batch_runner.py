@@ -17,6 +17,7 @@ the ones in flight (they are not results).
 """
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -145,6 +146,13 @@ def _finish(batch_id: int, token: str, status: str, error: str = "") -> None:
     batch_publish(batch_id=batch_id)
 
 
+async def _nudge(layer, group: str) -> None:
+    """Best effort: the live page also polls the database, so a slow or broken channel layer must
+    neither stop nor hold up the writer."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(layer.group_send(group, {"type": "batch.nudge"}), timeout=1.0)
+
+
 def _close_connection() -> None:
     connection.close()  # looked up in the calling thread: each thread has its own connection
 
@@ -262,7 +270,7 @@ async def _chunk(batch_id: int, token: str) -> tuple[str, str]:
                     halt("lease lost")
                     return
                 if layer is not None:
-                    await layer.group_send(batch.group_name, {"type": "batch.nudge"})
+                    await _nudge(layer, batch.group_name)
             if first is None:
                 return
 
@@ -319,8 +327,8 @@ async def _chunk(batch_id: int, token: str) -> tuple[str, str]:
             for task in (*askers, writing):
                 task.cancel()
             await db(_close_connection)()
-            if hasattr(layer, "close_pools"):
-                await layer.close_pools()
+            # No layer.close_pools(): it would close every event loop's connections of this
+            # process's layer; channels-redis cleans up this loop's own when asyncio.run closes it.
     if outcome["why"]:
         return outcome["why"], outcome["detail"]
     return ("more" if progress.completed < batch.result_count else "done"), ""

@@ -120,24 +120,22 @@ def _sse(payload: dict) -> bytes:
     return f"event: progress\ndata: {json.dumps(payload)}\n\n".encode()
 
 
-async def sweep_progress_sse(request, pk: int):
-    """GET /api/v1/sweeps/{id}/progress: Server-Sent Events of the sweep's state, read from the
-    database every half second until it finishes. Token or session authentication."""
+async def _progress_stream(request, exists, read) -> StreamingHttpResponse:
+    """Server-Sent Events of `read()` -> (payload, finished) every half second until finished,
+    for a token or session user whose team `exists()` holds the object (else 401 / 404)."""
     user = await sync_to_async(_authenticated_team)(request)
     if user is None:
         return StreamingHttpResponse(iter([b'{"detail": "Authentication required."}']), status=401,
                                      content_type="application/json")  # fmt: skip
-    sweep = await LoadSweep.objects.filter(pk=pk, team=request.team).afirst()
-    if sweep is None:
-        raise Http404("No such sweep in this team.")
+    if not await sync_to_async(exists)():
+        raise Http404("Nothing with that id in this team.")
 
     async def events():
         waited = 0.0
         while waited < SSE_MAX_S:
-            current = await LoadSweep.objects.aget(pk=pk)
-            payload = await sync_to_async(progress_payload)(current)
+            payload, finished = await sync_to_async(read)()
             yield _sse(payload)
-            if current.is_finished:
+            if finished:
                 return
             await asyncio.sleep(SSE_INTERVAL_S)
             waited += SSE_INTERVAL_S
@@ -146,6 +144,17 @@ async def sweep_progress_sse(request, pk: int):
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+async def sweep_progress_sse(request, pk: int):
+    """GET /api/v1/sweeps/{id}/progress: Server-Sent Events of the sweep's state, read from the
+    database every half second until it finishes. Token or session authentication."""
+
+    def read() -> tuple[dict, bool]:
+        sweep = LoadSweep.objects.get(pk=pk)
+        return progress_payload(sweep), sweep.is_finished
+
+    return await _progress_stream(request, lambda: LoadSweep.objects.filter(pk=pk, team=request.team).exists(), read)
 
 
 def _authenticated_team(request):
@@ -426,28 +435,12 @@ def _flag(value) -> bool:
 async def batch_progress_sse(request, pk: int):
     """GET /api/v1/batches/{id}/progress: Server-Sent Events of the batch's state (the status
     endpoint's body), read from the database every half second until it finishes."""
-    user = await sync_to_async(_authenticated_team)(request)
-    if user is None:
-        return StreamingHttpResponse(iter([b'{"detail": "Authentication required."}']), status=401,
-                                     content_type="application/json")  # fmt: skip
-    if not await Batch.objects.filter(pk=pk, experiment__team=request.team).aexists():
-        raise Http404("No such batch in this team.")
 
     def read() -> tuple[dict, bool]:
         batch = Batch.objects.select_related("experiment").get(pk=pk)
         return batch_state(batch), batch.experiment.status in FINISHED
 
-    async def events():
-        waited = 0.0
-        while waited < SSE_MAX_S:
-            payload, finished = await sync_to_async(read)()
-            yield _sse(payload)
-            if finished:
-                return
-            await asyncio.sleep(SSE_INTERVAL_S)
-            waited += SSE_INTERVAL_S
+    def exists() -> bool:
+        return Batch.objects.filter(pk=pk, experiment__team=request.team).exists()
 
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return await _progress_stream(request, exists, read)
