@@ -174,7 +174,10 @@ def _checkpoint(batch_id: int, token: str, rows: list[dict], progress: dict) -> 
         if not Batch.objects.filter(pk=batch_id, lease=token).update(heartbeat_at=timezone.now(), recoveries=0,
                                                                        **progress):  # fmt: skip
             raise LeaseLost
-        Response.objects.bulk_create([Response(**row) for row in rows], ignore_conflicts=True)
+        responses = [Response(**row) for row in rows]
+        for response in responses:  # bulk_create skips save(), which copies them
+            response.copy_figures()
+        Response.objects.bulk_create(responses, ignore_conflicts=True)
 
 
 @dataclass

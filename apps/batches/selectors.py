@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass, is_dataclass
 
 import numpy as np
 from django.db.models import Case, Count, F, FloatField, Max, Q, QuerySet, Sum, When
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Left
+from django.db.models.functions import Left
 
 from apps.batches import analysis
 from apps.batches.models import Batch
@@ -39,7 +38,7 @@ METRIC_LABELS = {
 def metric_expression(metric: str):
     """The per-response value of a quality metric as a database expression (NULL when absent)."""
     if metric in TEXT_METRICS:
-        return Cast(KeyTextTransform(metric, "quality"), FloatField())
+        return F(f"quality_{metric}")
     if metric == "score":
         return F("score") * 100.0
     if metric == "pass_rate":
@@ -198,27 +197,26 @@ class Observations:
 
 def observations(batch: Batch) -> Observations:
     """The batch's results as arrays, for the analysis."""
+    text = [f"quality_{m}" for m in TEXT_METRICS]
     rows = list(
         results(batch).order_by("id").values_list(
-            "combination", "quality", "score", "passed", "latency_ms", "ttft_ms", "cost_usd", "output_tokens",
-            "error_code",
+            "combination", *text, "score", "passed", "latency_ms", "ttft_ms", "cost_usd", "output_tokens", "error_code",
         )
     )  # fmt: skip
-    ok = [r for r in rows if not r[8]]
     errors: dict[int, int] = {}
     for r in rows:
-        if r[8]:
+        if r[-1]:
             errors[r[0]] = errors.get(r[0], 0) + 1
-    combos = np.array([r[0] for r in ok], dtype=np.int64)
-
-    def column(values) -> np.ndarray:
-        return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
-
-    metrics = {m: column((r[1] or {}).get(m) for r in ok) for m in TEXT_METRICS}
-    metrics["score"] = column(None if r[2] is None else r[2] * 100 for r in ok)
-    metrics["pass_rate"] = column(None if r[3] is None else 100.0 * r[3] for r in ok)
-    for i, name in enumerate(COST_METRICS, start=4):
-        metrics[name] = column(r[i] for r in ok)
+    ok = [r[:-1] for r in rows if not r[-1]]
+    width = 1 + len(TEXT_METRICS) + 2 + len(COST_METRICS)
+    table = np.array([[np.nan if v is None else float(v) for v in r] for r in ok], dtype=float).reshape(len(ok), width)
+    combos = table[:, 0].astype(np.int64) if len(ok) else np.array([], dtype=np.int64)
+    metrics = {m: table[:, 1 + i] for i, m in enumerate(TEXT_METRICS)}
+    column = 1 + len(TEXT_METRICS)
+    metrics["score"] = table[:, column] * 100
+    metrics["pass_rate"] = table[:, column + 1] * 100
+    for i, name in enumerate(COST_METRICS, start=column + 2):
+        metrics[name] = table[:, i]
     return Observations(parameter_arrays(batch.parameter_values, combos), metrics, combos, errors)
 
 

@@ -8,6 +8,10 @@ from django.db import models
 from apps.accounts.models import TeamOwned
 
 EVALUATOR_KINDS = ["exact_match", "contains", "regex", "json_schema", "numeric", "llm_judge"]
+QUALITY_COLUMNS = (
+    "overall", "coherence", "completeness", "readability", "length_appropriateness", "creativity", "specificity",
+)  # fmt: skip
+PARAMETER_COLUMNS = ("temperature", "top_p", "max_tokens", "frequency_penalty", "presence_penalty", "seed")
 
 
 class TestCase(TeamOwned):
@@ -154,6 +158,21 @@ class Response(models.Model):
     evaluation = models.JSONField(default=dict, blank=True, help_text="The evaluator's detail.")
     evaluation_error = models.TextField(blank=True)
     quality = models.JSONField(default=dict, blank=True, help_text="Text-quality metrics, 0–100.")
+    # The same figures as plain columns, for analytics that aggregate hundreds of thousands of
+    # responses in the database (reading numbers out of JSON costs more than the aggregate).
+    quality_overall = models.FloatField(null=True, editable=False)
+    quality_coherence = models.FloatField(null=True, editable=False)
+    quality_completeness = models.FloatField(null=True, editable=False)
+    quality_readability = models.FloatField(null=True, editable=False)
+    quality_length_appropriateness = models.FloatField(null=True, editable=False)
+    quality_creativity = models.FloatField(null=True, editable=False)
+    quality_specificity = models.FloatField(null=True, editable=False)
+    temperature = models.FloatField(null=True, editable=False)
+    top_p = models.FloatField(null=True, editable=False)
+    max_tokens = models.PositiveIntegerField(null=True, editable=False)
+    frequency_penalty = models.FloatField(null=True, editable=False)
+    presence_penalty = models.FloatField(null=True, editable=False)
+    seed = models.BigIntegerField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -164,7 +183,22 @@ class Response(models.Model):
             )
         ]
         # Live pages read "this experiment's responses after id N".
-        indexes = [models.Index(fields=["experiment", "id"], name="response_experiment_id")]
+        indexes = [
+            models.Index(fields=["experiment", "id"], name="response_experiment_id"),
+            models.Index(fields=["created_at"], name="response_created_at"),
+        ]
 
     def __str__(self) -> str:
         return f"Response {self.pk}"
+
+    def save(self, *args, **kwargs):
+        self.copy_figures()
+        super().save(*args, **kwargs)
+
+    def copy_figures(self) -> None:
+        """Copy the text-quality metrics and the sampling parameters into their columns."""
+        quality, parameters = self.quality or {}, self.parameters or {}
+        for metric in QUALITY_COLUMNS:
+            setattr(self, f"quality_{metric}", quality.get(metric))
+        for name in PARAMETER_COLUMNS:
+            setattr(self, name, parameters.get(name))
