@@ -75,15 +75,22 @@
   }
   function redraw() { if (!drawQueued) { drawQueued = true; requestAnimationFrame(draw); } }
 
+  var generation = 0;
   function fetchHeatmap() {
+    // Only the newest request counts: an older answer that arrives late (two quick changes)
+    // must not draw over the map that was asked for last.
+    var mine = ++generation;
     loading = true;
     var query = new URLSearchParams({ x: $("heatmap-x").value, y: $("heatmap-y").value, metric: $("heatmap-metric").value });
     if ($("heatmap-target") && $("heatmap-target").value) query.set("target", $("heatmap-target").value);
     fetch(script.dataset.heatmapUrl + "?" + query.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
-      .then(function (h) { setHeatmap(h); add(buffered); })
+      .then(function (h) { if (mine === generation) { setHeatmap(h); add(buffered); } })
       .catch(function () { /* keep the current map; the next change retries */ })
-      .then(function () { loading = false; buffered = []; redraw(); });
+      .then(function () {
+        if (mine !== generation) return;
+        loading = false; buffered = []; redraw();
+      });
   }
 
   function renderLatest(rows) {
