@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("apps.providers.api.urls")),
     path("", include("apps.batches.api.urls")),
     path("", include("apps.experiments.api.urls")),
+    path("", include("apps.analytics.api.urls")),
 ]
 
 urlpatterns = [
@@ -28,7 +29,7 @@ urlpatterns = [
     path("providers/", include("apps.providers.urls")),
     path("experiments/", include("apps.experiments.urls")),
     path("batches/", include("apps.batches.urls")),
-    path("analytics/", views.coming, {"section": "analytics"}, name="analytics"),
+    path("analytics/", include("apps.analytics.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

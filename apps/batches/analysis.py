@@ -133,6 +133,8 @@ def _groups(parameter: np.ndarray, metric: np.ndarray) -> list[tuple[float, np.n
     """(value, the metric's values at it) for each value of the parameter, in value order."""
     keep = np.isfinite(metric) & np.isfinite(parameter)
     p, m = parameter[keep], metric[keep]
+    if not len(p):  # np.split of an empty array still gives one (empty) part
+        return []
     order = np.argsort(p, kind="stable")
     p, m = p[order], m[order]
     levels, starts = np.unique(p, return_index=True)

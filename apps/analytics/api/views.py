@@ -1,0 +1,91 @@
+"""Analytics API: the seed's analytics and export endpoints. Every view answers its raw figures as JSON;
+the export endpoints answer the same figures as CSV, JSON, Excel or PDF."""
+
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.decorators import api_view
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from apps.analytics.catalog import VIEWS, ParameterError
+from apps.analytics.custom import CustomExportError, custom_export
+from apps.analytics.outputs import FORMATS, download
+from llmbench.exports import export_response
+
+FILTER_PARAMETERS = [
+    OpenApiParameter("timeframe", str, description="7d | 30d (default) | 90d | custom"),
+    OpenApiParameter("start", str, description="YYYY-MM-DD, with timeframe=custom"),
+    OpenApiParameter("end", str, description="YYYY-MM-DD (inclusive), with timeframe=custom"),
+    OpenApiParameter("granularity", str, description="day | week"),
+    OpenApiParameter("experiment_type", str, description="all | single | batch"),
+    OpenApiParameter("model", str), OpenApiParameter("tag", str),
+    OpenApiParameter("metric", str, description="overall (default), a text metric, score or pass_rate"),
+]  # fmt: skip
+
+
+def _run(request, slug: str):
+    try:
+        return VIEWS[slug].run(request.team, request.query_params)
+    except ParameterError as exc:
+        raise ValidationError({exc.field: [exc.problem]}) from None
+
+
+def _endpoint(slug: str, extra: list | None = None):
+    @extend_schema(parameters=FILTER_PARAMETERS + (extra or []), responses=OpenApiTypes.OBJECT,
+                   summary=VIEWS[slug].title, description=VIEWS[slug].description)  # fmt: skip
+    @api_view(["GET"])
+    def endpoint(request):
+        return Response(_run(request, slug).data)
+
+    endpoint.cls.__name__ = f"Analytics{slug.title().replace('-', '')}"
+    return endpoint
+
+
+quality_trends = _endpoint("quality-trends")
+quality_breakdown = _endpoint(
+    "quality-breakdown", [OpenApiParameter("dimension", str, description="model | test_case | tag | evaluator")]
+)
+model_comparison = _endpoint("model-comparison")
+OBJECTIVE = [
+    OpenApiParameter("objective", str),
+    OpenApiParameter("weights", str),
+    OpenApiParameter("quality_metric", str),
+]
+parameter_optimization = _endpoint("parameter-optimization", OBJECTIVE)
+parameter_correlation = _endpoint("parameter-correlation")
+parameter_insights = _endpoint("parameter-insights", OBJECTIVE)
+regressions = _endpoint("regressions")
+leaderboard = _endpoint("leaderboard", [OpenApiParameter("weights", str, description="quality:0.5,speed:0.3,cost:0.2")])
+
+
+@extend_schema(parameters=[OpenApiParameter("format", str, description="csv | json | xlsx | pdf"), *FILTER_PARAMETERS],
+               responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})  # fmt: skip
+@api_view(["GET"])
+def export_analytics(request, slug: str):
+    """An analytics view as a file: `format` csv (its first table), json, xlsx (a sheet per table and a summary
+    sheet) or pdf (the report)."""
+    if slug not in VIEWS:
+        raise Http404("No such analytics view.")
+    fmt = request.query_params.get("format") or "csv"
+    if fmt not in FORMATS:
+        raise ValidationError({"format": [f"one of {', '.join(FORMATS)}"]})
+    return download(_run(request, slug), fmt, team=request.team)
+
+
+@extend_schema(request=OpenApiTypes.OBJECT, responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+@api_view(["POST"])
+def export_custom(request):
+    """`{"entity": "responses" | "experiments" | "runs" | "samples" | "scores", "fields": [...], "filters": {...},
+    "format": "csv" | "json" | "xlsx"}`: one table of the team's rows, streamed (CSV, JSON)."""
+    try:
+        export = custom_export(request.team, request.data)
+    except CustomExportError as exc:
+        raise ValidationError({exc.field: [exc.problem]}) from None
+    meta = {"entity": export.entity, "fields": export.fields, "filters": export.filters, "team": request.team.name}
+    return export_response(export.format, filename=f"{export.entity}.{export.format}", title=f"Custom export: {export.entity}",
+                           meta=meta, summary=[("Entity", export.entity)], tables=[export.table])  # fmt: skip
+
+
+export_custom.cls.read_role = "viewer"
+export_custom.cls.write_role = "viewer"  # it changes nothing
