@@ -1,5 +1,11 @@
 """Websocket routes, collected from the apps that push live progress."""
 
-from apps.batches.routing import websocket_urlpatterns as batches_routes
+from django.urls import path
 
-websocket_urlpatterns = [*batches_routes]
+from apps.batches.routing import websocket_urlpatterns as batches_routes
+from llmbench.consumers import DashboardConsumer
+
+websocket_urlpatterns = [
+    *batches_routes,
+    path("ws/dashboard/", DashboardConsumer.as_asgi()),
+]

@@ -1,4 +1,4 @@
-"""Site-wide views: home, the sections still to come, and the operations endpoints."""
+"""Site-wide views: home (the dashboard) and the operations endpoints."""
 
 import uuid
 
@@ -12,34 +12,29 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from apps.hardware.models import HardwareProfile, PerformanceRun
-from apps.scores.models import Benchmark, ModelVariant, Score
+from apps.accounts.models import Membership
+from llmbench import dashboard
 from llmbench.metrics import render_metrics
-
-SECTIONS = {
-    "analytics": ("Analytics", "Trends, comparisons, the quality × speed × cost leaderboard, reports and exports."),
-}
-
 
 @login_required
 def home(request):
+    """The dashboard of the active team: running jobs (live over /ws/dashboard/), the latest runs,
+    experiments and batches, this month's cost against the budget, test cases to review (admins), the
+    30-day quality trend and the regressions of the latest runs."""
     team = request.team
-    counts = {}
-    if team is not None:
-        counts = {
-            "variants": ModelVariant.objects.filter(team=team).count(),
-            "benchmarks": Benchmark.objects.filter(team=team).count(),
-            "scores": Score.objects.filter(team=team).count(),
-            "runs": PerformanceRun.objects.filter(team=team).count(),
-            "hardware": HardwareProfile.objects.filter(team=team).count(),
-        }
-    return render(request, "home.html", {"counts": counts, "sections": SECTIONS})
-
-
-@login_required
-def coming(request, section: str):
-    title, description = SECTIONS[section]
-    return render(request, "coming.html", {"title": title, "description": description, "section": section})
+    if team is None:
+        return render(request, "home.html")
+    is_admin = request.membership.has_role(Membership.Role.ADMIN)
+    context = {
+        "counts": dashboard.team_counts(team),
+        "jobs": dashboard.running_jobs(team),
+        "latest": dashboard.latest(team),
+        "cost": dashboard.month_cost(team),
+        "pending_testcases": dashboard.pending_testcase_count(team) if is_admin else None,
+        "trend": dashboard.quality_trend(team),
+        "regressions": dashboard.regressions(team),
+    }
+    return render(request, "home.html", context)
 
 
 @require_GET

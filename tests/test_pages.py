@@ -29,12 +29,6 @@ def test_team_admins_see_the_admin_link(admin_client_team):
     assert b'href="/admin/"' in admin_client_team.get(reverse("home")).content
 
 
-@pytest.mark.parametrize("name", ["analytics"])
-def test_sections_to_come_say_so(viewer_client, name):
-    response = viewer_client.get(reverse(name))
-    assert response.status_code == 200 and b"coming" in response.content
-
-
 def test_an_unknown_page_is_the_404_page(viewer_client):
     with override_settings(DEBUG=False):
         response = viewer_client.get("/no/such/page/")

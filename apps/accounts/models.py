@@ -3,6 +3,7 @@
 import hashlib
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 
 
@@ -18,6 +19,11 @@ class Team(models.Model):
     batch_confirm_cost_usd = models.FloatField(
         null=True, blank=True, help_text="A parameter sweep estimated to cost more than this needs confirmation."
     )
+    monthly_budget_usd = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0)],
+        help_text="What the team means to spend on provider requests per calendar month (UTC); the dashboard "
+        "warns when 80% is spent and again at 100%. Empty: no budget.",
+    )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -160,7 +160,7 @@ def custom_export(team, body) -> CustomExport:
     if unknown:
         raise CustomExportError("fields", f"unknown for {entity_name}: {', '.join(unknown)}; "
                                           f"one of {', '.join(entity.fields)}")  # fmt: skip
-    filters = body.get("filters") or {}
+    filters = {} if body.get("filters") is None else body["filters"]
     if not isinstance(filters, dict):
         raise CustomExportError("filters", "a JSON object")
     rows = _queryset(team, entity_name, filters)

@@ -4,13 +4,14 @@ the export endpoints answer the same figures as CSV, JSON, Excel or PDF."""
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, content_negotiation_class
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from apps.analytics.catalog import VIEWS, ParameterError
 from apps.analytics.custom import CustomExportError, custom_export
 from apps.analytics.outputs import FORMATS, download
+from llmbench.export_api import ExportNegotiation, export_kind
 from llmbench.exports import export_response
 
 FILTER_PARAMETERS = [
@@ -62,19 +63,19 @@ leaderboard = _endpoint("leaderboard", [OpenApiParameter("weights", str, descrip
 @extend_schema(parameters=[OpenApiParameter("format", str, description="csv | json | xlsx | pdf"), *FILTER_PARAMETERS],
                responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})  # fmt: skip
 @api_view(["GET"])
+@content_negotiation_class(ExportNegotiation)
 def export_analytics(request, slug: str):
     """An analytics view as a file: `format` csv (its first table), json, xlsx (a sheet per table and a summary
     sheet) or pdf (the report)."""
     if slug not in VIEWS:
         raise Http404("No such analytics view.")
-    fmt = request.query_params.get("format") or "csv"
-    if fmt not in FORMATS:
-        raise ValidationError({"format": [f"one of {', '.join(FORMATS)}"]})
+    fmt = export_kind(request.query_params, FORMATS)
     return download(_run(request, slug), fmt, team=request.team)
 
 
 @extend_schema(request=OpenApiTypes.OBJECT, responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
 @api_view(["POST"])
+@content_negotiation_class(ExportNegotiation)
 def export_custom(request):
     """`{"entity": "responses" | "experiments" | "runs" | "samples" | "scores", "fields": [...], "filters": {...},
     "format": "csv" | "json" | "xlsx"}`: one table of the team's rows, streamed (CSV, JSON)."""
