@@ -16,6 +16,7 @@ from apps.accounts.models import Membership
 from llmbench import dashboard
 from llmbench.metrics import render_metrics
 
+
 @login_required
 def home(request):
     """The dashboard of the active team: running jobs (live over /ws/dashboard/), the latest runs,

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from apps.batches import views
+from apps.batches.exports import FORMATS as EXPORT_FORMATS
 
 app_name = "batches"
 urlpatterns = [
@@ -10,6 +11,10 @@ urlpatterns = [
     path("<int:pk>/", views.batch_detail, name="batch"),
     path("<int:pk>/combinations/", views.batch_combinations, name="batch-combinations"),
     path("<int:pk>/analysis/", views.batch_analysis_page, name="batch-analysis"),
+    *[
+        path(f"<int:pk>/export.{fmt}", views.batch_export, {"fmt": fmt}, name=f"batch-export-{fmt}")
+        for fmt in EXPORT_FORMATS
+    ],
     *[
         path(f"<int:pk>/{action}/", views.batch_action, {"action": action}, name=f"batch-{action}")
         for action in ("start", "cancel", "delete")

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
+from apps.batches.exports import batch_export as export_batch
 from apps.batches.forms import BatchForm, LoadSweepForm
 from apps.batches.models import Batch, LoadSweep
 from apps.batches.parameters import RangeError
@@ -100,7 +101,8 @@ def sweep_action(request, pk: int, action: str):
 
 
 def _team_batch(request, pk: int) -> Batch:
-    return get_object_or_404(Batch.objects.select_related("experiment"), pk=pk, experiment__team=request.team)
+    batches = Batch.objects.select_related("experiment__team")
+    return get_object_or_404(batches, pk=pk, experiment__team=request.team)
 
 
 @team_view()
@@ -195,6 +197,13 @@ def batch_combinations(request, pk: int):
     context = {"batch": batch, "page": page, "metric": metric, "metrics": QUALITY_METRICS, "sort": sort,
                "names": list(batch.parameter_values)}  # fmt: skip
     return render(request, "batches/batch_combinations.html", context)
+
+
+@team_view()
+@require_GET
+def batch_export(request, pk: int, fmt: str):
+    """The batch as CSV (its combinations), JSON, Excel (combinations and results) or a PDF report."""
+    return export_batch(batch=_team_batch(request, pk), kind=fmt)
 
 
 @team_view()

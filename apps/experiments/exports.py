@@ -1,48 +1,195 @@
-"""An experiment's responses with their evaluations, as CSV or JSON (streamed; formula-safe CSV)."""
+"""An experiment as a download: CSV (the responses), JSON, Excel (responses and targets) or a PDF report.
 
-import csv
-import json
+The tables are `llmbench.exports.Table`s: "responses" (every response with its evaluation, target, test case,
+parameters, tokens, timings, cost, errors and text-quality metrics; the batches app reuses it for a sweep's
+results) and "targets" (the per-target figures of the experiment page, from `experiment_summary`). Rows are
+read with `.values_list()` over named columns, so nothing of an endpoint but its name and kind is ever loaded
+(its encrypted key never enters an export).
+"""
+
 from collections.abc import Iterator
 
-from apps.experiments.models import Experiment, Response
-from llmbench.exports import neutralize_formula
+from django.http import HttpResponse
+from django.utils import timezone
+from django.utils.safestring import mark_safe
 
-COLUMNS = [
-    "response_id", "target", "endpoint_kind", "model", "test_case", "test_case_version", "repetition", "content",
-    "input_tokens", "output_tokens", "ttft_ms", "latency_ms", "cost_usd", "error_code", "error_message", "passed",
-    "score", "evaluation_error", "overall_quality",
+from apps.experiments.models import PARAMETER_COLUMNS, QUALITY_COLUMNS, Experiment, Response
+from apps.experiments.selectors import TargetSummary, experiment_summary
+from llmbench import svg
+from llmbench.exports import Table, export_response
+from llmbench.reports import pdf_response
+
+FORMATS = ("csv", "json", "xlsx", "pdf")
+REPORT_RESPONSES = 100  # responses shown in the PDF; every one is in the CSV / Excel export
+REPORT_EXCERPT_CHARS = 300
+
+# (column, field read from the database)
+_RESPONSE_FIELDS = [
+    ("response_id", "id"), ("target_id", "target_id"), ("target", "target__endpoint__name"),
+    ("endpoint_kind", "target__endpoint__kind"), ("model", "target__model"), ("test_case_id", "test_case_id"),
+    ("test_case", "test_case__title"), ("test_case_version", "test_case__version"), ("item", "item_key"),
+    ("combination", "combination"), ("repetition", "repetition"),
+    *[(name, name) for name in PARAMETER_COLUMNS],
+    ("content", "content"), ("input_tokens", "input_tokens"), ("output_tokens", "output_tokens"),
+    ("ttft_ms", "ttft_ms"), ("latency_ms", "latency_ms"), ("cost_usd", "cost_usd"), ("error_code", "error_code"),
+    ("error_message", "error_message"), ("passed", "passed"), ("score", "score"),
+    ("evaluation_error", "evaluation_error"),
+    *[(f"quality_{metric}", f"quality_{metric}") for metric in QUALITY_COLUMNS],
+    ("created_at", "created_at"),
+]  # fmt: skip
+RESPONSE_COLUMNS = [column for column, _ in _RESPONSE_FIELDS]
+
+TARGET_COLUMNS = [
+    "target_id", "target", "responses", "errors", "evaluated", "passed", "pass_rate", "pass_rate_ci_low",
+    "pass_rate_ci_high", "mean_score", "mean_score_ci_low", "mean_score_ci_high",
+    *[f"quality_{metric}" for metric in QUALITY_COLUMNS], "mean_latency_ms", "mean_ttft_ms", "cost_usd",
 ]  # fmt: skip
 
 
-def _rows(experiment: Experiment) -> Iterator[dict]:
-    responses = Response.objects.filter(experiment=experiment).select_related("target__endpoint", "test_case")
-    for r in responses.order_by("id").iterator(chunk_size=2000):
-        yield {
-            "response_id": r.pk, "target": str(r.target.endpoint), "endpoint_kind": r.target.endpoint.kind,
-            "model": r.target.model, "test_case": r.test_case.title if r.test_case else "",
-            "test_case_version": r.test_case.version if r.test_case else None, "repetition": r.repetition,
-            "content": r.content, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens, "ttft_ms": r.ttft_ms,
-            "latency_ms": r.latency_ms, "cost_usd": r.cost_usd, "error_code": r.error_code,
-            "error_message": r.error_message, "passed": r.passed, "score": r.score,
-            "evaluation_error": r.evaluation_error, "overall_quality": r.quality.get("overall"),
-        }  # fmt: skip
+def response_rows(experiment_id: int) -> Iterator[tuple]:
+    """Every response of the experiment in id order, as RESPONSE_COLUMNS, read in chunks."""
+    rows = Response.objects.filter(experiment_id=experiment_id).order_by("id")
+    return rows.values_list(*[field for _, field in _RESPONSE_FIELDS]).iterator(chunk_size=2000)
 
 
-class _Echo:
-    def write(self, value):
-        return value
+def responses_table(experiment_id: int, name: str = "responses") -> Table:
+    return Table(name, RESPONSE_COLUMNS, response_rows(experiment_id))
 
 
-def experiment_csv(experiment: Experiment) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(COLUMNS)
-    for row in _rows(experiment):
-        yield writer.writerow(["" if row[c] is None else neutralize_formula(row[c]) for c in COLUMNS])
+def _target_row(t: TargetSummary) -> list:
+    pass_ci, score_ci = t.pass_rate_ci or (None, None), t.mean_score_ci or (None, None)
+    return [
+        t.target_id, t.label, t.responses, t.errors, t.evaluated, t.passed, t.pass_rate, *pass_ci, t.mean_score,
+        *score_ci, *[t.quality.get(metric) for metric in QUALITY_COLUMNS], t.mean_latency_ms, t.mean_ttft_ms,
+        t.cost_usd,
+    ]  # fmt: skip
 
 
-def experiment_json(experiment: Experiment) -> Iterator[str]:
-    yield json.dumps({"id": experiment.pk, "name": experiment.name, "parameters": experiment.parameters})[:-1]
-    yield ', "responses": ['
-    for i, row in enumerate(_rows(experiment)):
-        yield ("," if i else "") + json.dumps(row)
-    yield "]}"
+def _meta(experiment: Experiment) -> dict:
+    return {
+        "experiment": experiment.name, "id": experiment.pk, "kind": experiment.kind, "team": experiment.team.name,
+        "status": experiment.status, "parameters": experiment.parameters or {},
+        "responses_per_item": experiment.responses_per_item, "generated_at": timezone.now(),
+    }  # fmt: skip
+
+
+def _summary(summaries: list[TargetSummary]) -> list[tuple[str, object]]:
+    responses, errors = sum(t.responses for t in summaries), sum(t.errors for t in summaries)
+    evaluated, passed = sum(t.evaluated for t in summaries), sum(t.passed for t in summaries)
+    return [
+        ("Targets", len(summaries)), ("Responses", responses), ("Errors", errors), ("Evaluated", evaluated),
+        ("Passed", passed), ("Pass rate", passed / evaluated if evaluated else None),
+        ("Cost (USD)", sum(t.cost_usd for t in summaries)),
+    ]  # fmt: skip
+
+
+def experiment_export(*, experiment: Experiment, kind: str) -> HttpResponse:
+    """The experiment as `kind` (csv: the responses table; json and xlsx: responses and targets; pdf: the
+    report). `kind` is one of FORMATS (the caller rejects anything else)."""
+    filename = f"experiment-{experiment.pk}.{kind}"
+    summaries = experiment_summary(experiment) if kind != "csv" else []
+    if kind == "pdf":
+        return pdf_response("experiments/report.html", report_context(experiment, summaries), filename=filename)
+    tables = [responses_table(experiment.pk), Table("targets", TARGET_COLUMNS, map(_target_row, summaries))]
+    return export_response(kind, filename=filename, title=f"Experiment {experiment.name}", meta=_meta(experiment),
+                           summary=_summary(summaries), tables=tables)  # fmt: skip
+
+
+def report_context(experiment: Experiment, summaries: list[TargetSummary]) -> dict:
+    """The PDF report: per-target figures, pass rates as a chart, the first responses, methods."""
+    responses = list(
+        Response.objects.filter(experiment=experiment).order_by("id")
+        .values_list("id", "target__endpoint__name", "target__model", "test_case__title", "passed", "score",
+                     "latency_ms", "error_code", "content")[:REPORT_RESPONSES]
+    )  # fmt: skip
+    bars = [
+        svg.Bar(t.label, t.pass_rate * 100, *(100 * v for v in t.pass_rate_ci))
+        if t.pass_rate is not None and t.pass_rate_ci
+        else svg.Bar(t.label, None)
+        for t in summaries
+    ]
+    parameters = experiment.parameters or {}
+    return {
+        "title": experiment.name,
+        "subtitle": "Experiment" + (" (parameter sweep)" if experiment.kind == Experiment.Kind.BATCH else ""),
+        "team": experiment.team.name,
+        "generated_at": timezone.now(),
+        "filters": [
+            ("Status", experiment.status),
+            _asked(experiment),
+            ("Responses per item", experiment.responses_per_item),
+            *[(name, parameters[name]) for name in PARAMETER_COLUMNS if name in parameters],
+        ],
+        "experiment": experiment,
+        "targets": {
+            "columns": [
+                "Target",
+                "Responses",
+                "Errors",
+                "Pass rate (95% Wilson)",
+                "Mean score (95% CI)",
+                "Overall quality",
+                "Latency ms",
+                "TTFT ms",
+                "Cost USD",
+            ],
+            "rows": [_target_cells(t) for t in summaries],
+        },
+        "chart": mark_safe(svg.bar_chart(bars, y_label="Pass rate (%)")),  # llmbench.svg escapes every label
+        "responses": {
+            "columns": ["#", "Target", "Test case", "Result", "Score", "Latency ms", "Output"],
+            "rows": [_response_cells(row) for row in responses],
+        },
+        "response_count": sum(t.responses for t in summaries),
+        "methods": METHODS,
+    }
+
+
+def _asked(experiment: Experiment) -> tuple[str, str]:
+    """What the experiment asks: its test cases, or its prompt (cut to a line or two)."""
+    cases = [str(case) for case in experiment.test_cases.all()]
+    if cases:
+        return "Test cases", ", ".join(cases)
+    prompt = experiment.prompt or "–"
+    return "Prompt", prompt if len(prompt) <= 300 else prompt[:299] + "…"
+
+
+def _fmt(value: float | None, digits: int) -> str | None:
+    return None if value is None else f"{value:,.{digits}f}"
+
+
+def _interval(ci, digits: int, scale: float = 1.0) -> str:
+    return f" ({ci[0] * scale:.{digits}f}–{ci[1] * scale:.{digits}f})" if ci else ""
+
+
+def _target_cells(t: TargetSummary) -> list:
+    pass_rate = None
+    if t.pass_rate is not None:
+        pass_rate = f"{t.pass_rate * 100:.1f}%{_interval(t.pass_rate_ci, 1, 100)}, n={t.evaluated}"
+    score = None if t.mean_score is None else f"{t.mean_score:.3f}{_interval(t.mean_score_ci, 3)}"
+    return [t.label, t.responses, t.errors, pass_rate, score, _fmt(t.quality.get("overall"), 1),
+            _fmt(t.mean_latency_ms, 0), _fmt(t.mean_ttft_ms, 0), _fmt(t.cost_usd, 6)]  # fmt: skip
+
+
+def _response_cells(row: tuple) -> list:
+    pk, endpoint, model, case, passed, score, latency_ms, error_code, content = row
+    result = f"error {error_code}" if error_code else {True: "pass", False: "fail", None: "–"}[passed]
+    text = content if len(content) <= REPORT_EXCERPT_CHARS else content[: REPORT_EXCERPT_CHARS - 1] + "…"
+    return [pk, f"{endpoint} · {model}", case, result, _fmt(score, 3), _fmt(latency_ms, 0), text]
+
+
+# docs/metrics.md, "Experiments (output quality)".
+METHODS = [
+    ("Responses, errors", "Every response; one with an error code (the request failed) is counted apart and never "
+     "evaluated."),
+    ("Evaluated, passed", "Responses whose evaluator decided (an undecided evaluation, e.g. an unparsable judge "
+     "answer, is neither a pass nor a fail)."),
+    ("Pass rate", "Passed / evaluated, with the Wilson score 95% interval "
+     "(scipy.stats.binomtest(...).proportion_ci(method=\"wilson\"))."),
+    ("Mean score", "Mean of the evaluators' 0–1 scores, with a Student t 95% interval (scipy.stats.t.interval with "
+     "the standard error of the mean)."),
+    ("Quality metrics", "Mean of each text-quality metric (0–100) over the successful responses."),
+    ("Latency, TTFT", "Means over the successful responses, ms."),
+    ("Cost", "Sum over responses of input tokens × input price + output tokens × output price (per 1M tokens, the "
+     "endpoint's prices)."),
+]  # fmt: skip

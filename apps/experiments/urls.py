@@ -1,6 +1,7 @@
 from django.urls import path
 
 from apps.experiments import views
+from apps.experiments.exports import FORMATS as EXPORT_FORMATS
 
 app_name = "experiments"
 urlpatterns = [
@@ -11,8 +12,10 @@ urlpatterns = [
     path("testcases/<int:pk>/", views.testcase_edit, name="testcase"),
     path("<int:pk>/", views.experiment_detail, name="detail"),
     path("<int:pk>/compare/", views.experiment_compare, name="compare"),
-    path("<int:pk>/export.csv", views.experiment_export, {"fmt": "csv"}, name="export-csv"),
-    path("<int:pk>/export.json", views.experiment_export, {"fmt": "json"}, name="export-json"),
+    *[
+        path(f"<int:pk>/export.{fmt}", views.experiment_export, {"fmt": fmt}, name=f"export-{fmt}")
+        for fmt in EXPORT_FORMATS
+    ],
     *[
         path(f"<int:pk>/{action}/", views.experiment_action, {"action": action}, name=action)
         for action in ("start", "cancel", "favourite", "archive")

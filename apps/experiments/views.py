@@ -4,13 +4,12 @@ live HTML, scripts or htmx attributes."""
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
-from apps.experiments.exports import experiment_csv, experiment_json
+from apps.experiments.exports import experiment_export as export_experiment
 from apps.experiments.forms import ExperimentForm, TestCaseForm
 from apps.experiments.models import Experiment, Response, TestCase
 from apps.experiments.selectors import experiment_summary
@@ -67,11 +66,9 @@ def experiment_detail(request, pk: int):
 
 @team_view()
 def experiment_export(request, pk: int, fmt: str):
-    experiment = get_object_or_404(Experiment, pk=pk, team=request.team)
-    body, content_type = (experiment_csv, "text/csv") if fmt == "csv" else (experiment_json, "application/json")
-    response = StreamingHttpResponse(body(experiment), content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="experiment-{experiment.pk}.{fmt}"'
-    return response
+    """The experiment as CSV (responses), JSON, Excel (responses and targets) or a PDF report."""
+    experiment = get_object_or_404(Experiment.objects.select_related("team"), pk=pk, team=request.team)
+    return export_experiment(experiment=experiment, kind=fmt)
 
 
 @team_view()

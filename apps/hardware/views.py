@@ -1,24 +1,22 @@
 """Serving performance pages: grid, runs, run detail, compare, prediction and upload."""
 
-import csv
-
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
+from apps.hardware.exports import compare_pdf, run_export
 from apps.hardware.filters import PerformanceRunFilter
 from apps.hardware.forms import CompareQueryForm, GridQueryForm, PerformanceUploadForm, PredictForm, RunSloForm
 from apps.hardware.importers import PerformanceFileError
 from apps.hardware.modeling import NotEnoughData, modeling_configurations, predict
 from apps.hardware.models import PerformanceRun, RequestSample
 from apps.hardware.selectors import GRID_METRICS, compare_runs, performance_grid, run_distributions
-from apps.hardware.services import itl_from_bytes, run_update_slo
+from apps.hardware.services import run_update_slo
 from apps.hardware.uploads import performance_import_apply, performance_import_plan
-from llmbench.exports import neutralize_formula
 
 PAGE_SIZE = 50
 
@@ -86,41 +84,17 @@ def run_detail(request, pk: int):
     return render(request, "hardware/run_detail.html", context, status=status)
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-SAMPLE_CSV_HEADER = [
-    "index", "error_code", "error_message", "ttft_ms", "e2e_ms", "input_tokens", "output_tokens", "mean_itl_ms",
-    "itl_ms", "start_offset_ms",
-]  # fmt: skip
-
-
-def sample_csv_rows(run: PerformanceRun):
-    """The run's samples as CSV rows (ITL gaps space-separated); cells that could be read as a
-    spreadsheet formula are prefixed with a quote."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow(SAMPLE_CSV_HEADER)
-    rows = RequestSample.objects.filter(run=run).order_by("index").values_list(
-        "index", "error_code", "error_message", "ttft_ms", "e2e_ms", "input_tokens", "output_tokens",
-        "mean_itl_ms", "itl_ms", "start_offset_ms",
-    )  # fmt: skip
-    for row in rows.iterator(chunk_size=5000):
-        gaps = itl_from_bytes(row[8])
-        cells = [*row[:8], "" if gaps is None else " ".join(f"{g:.6g}" for g in gaps), row[9]]
-        cells = ["" if c is None else c for c in cells]
-        cells[2] = neutralize_formula(cells[2])
-        cells[1] = neutralize_formula(cells[1])
-        yield writer.writerow(cells)
+@team_view()
+def run_samples_csv(request, pk: int):
+    """The run's samples as CSV (the same file as export.csv)."""
+    return run_export(run=get_object_or_404(team_runs(request), pk=pk), kind="csv")
 
 
 @team_view()
-def run_samples_csv(request, pk: int):
-    run = get_object_or_404(PerformanceRun, pk=pk, team=request.team)
-    response = StreamingHttpResponse(sample_csv_rows(run), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-samples.csv"'
-    return response
+def run_export_view(request, pk: int, fmt: str):
+    """The run as CSV (its samples), JSON or Excel (summary and samples)."""
+    run = get_object_or_404(team_runs(request).select_related("team"), pk=pk)
+    return run_export(run=run, kind=fmt)
 
 
 @team_view(Membership.Role.MEMBER)
@@ -132,17 +106,21 @@ def run_delete(request, pk: int):
     return redirect("hardware:runs")
 
 
+def _compared_runs(request, ids: list[int]) -> list[PerformanceRun]:
+    """The team's runs with these ids, in that order; 404 when any is missing or another team's."""
+    runs = {r.pk: r for r in team_runs(request).filter(pk__in=ids)}
+    if len(runs) != len(ids):
+        raise Http404("No run with one of those ids in this team.")
+    return [runs[i] for i in ids]
+
+
 @team_view()
 def compare_page(request):
     form = CompareQueryForm(request.GET)
     context: dict = {"form": form, "comparison": None}
     if not form.is_valid():
         return render(request, "hardware/compare.html", context, status=400 if request.GET else 200)
-    ids = form.cleaned_data["runs"]
-    runs = {r.pk: r for r in team_runs(request).filter(pk__in=ids)}
-    if len(runs) != len(ids):
-        return render(request, "404.html", status=404)
-    comparison = compare_runs(runs=[runs[i] for i in ids])
+    comparison = compare_runs(runs=_compared_runs(request, form.cleaned_data["runs"]))
     context["comparison"] = comparison
     context["radar"] = {
         "indicators": comparison.radar,
@@ -151,6 +129,16 @@ def compare_page(request):
         ],
     }
     return render(request, "hardware/compare.html", context)
+
+
+@team_view()
+def compare_export_pdf(request):
+    """The comparison of the runs in `?runs=` as a PDF: the page's figures, tests and bar charts."""
+    form = CompareQueryForm(request.GET)
+    if not form.is_valid():
+        return HttpResponseBadRequest(" ".join(form.errors.get("runs", ["Choose two to four runs."])))
+    comparison = compare_runs(runs=_compared_runs(request, form.cleaned_data["runs"]))
+    return compare_pdf(comparison=comparison, team_name=request.team.name, query=form.data["runs"])
 
 
 @team_view()

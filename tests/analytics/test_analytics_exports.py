@@ -98,7 +98,9 @@ def test_one_dataset_shows_the_same_figures_everywhere(viewer_client, viewer_api
             assert str(value) in text
     assert "Methods" in text and "Holm" in text
 
-    exported = json.loads(_body(viewer_api.get("/api/v1/export/analytics/model-comparison", {**params, "format": "json"})))
+    exported = json.loads(
+        _body(viewer_api.get("/api/v1/export/analytics/model-comparison", {**params, "format": "json"}))
+    )
     assert {t["target"]: [t[c] for c in header_names()] for t in exported["tables"]["targets"]} == expected
 
 
@@ -108,7 +110,9 @@ def header_names():
 
 @pytest.mark.parametrize("slug", list(VIEWS))
 @pytest.mark.parametrize("fmt", ["csv", "json", "xlsx", "pdf"])
-def test_every_view_exports_in_every_format_without_other_teams_or_keys(slug, fmt, viewer_client, dataset, other_dataset):
+def test_every_view_exports_in_every_format_without_other_teams_or_keys(
+    slug, fmt, viewer_client, dataset, other_dataset
+):
     for endpoint in ProviderEndpoint.objects.all():
         endpoint.set_api_key(CANARY)
         endpoint.save()
@@ -116,7 +120,13 @@ def test_every_view_exports_in_every_format_without_other_teams_or_keys(slug, fm
     assert response.status_code == 200
     assert response["Content-Disposition"].startswith("attachment;")
     body = _body(response)
-    text = _pdf_text(response) if fmt == "pdf" else body.decode("utf-8", "replace") if fmt != "xlsx" else str(_sheets(response))
+    text = (
+        _pdf_text(response)
+        if fmt == "pdf"
+        else body.decode("utf-8", "replace")
+        if fmt != "xlsx"
+        else str(_sheets(response))
+    )
     assert CANARY not in text and CANARY.encode() not in body
     assert "other-team-model" not in text and "Theirs" not in text
 

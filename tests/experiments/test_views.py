@@ -126,11 +126,11 @@ def test_exports_carry_every_response_and_neutralize_formulas(viewer_client, tea
     Response.objects.create(experiment=experiment, target=target, item_key="prompt", repetition=1, content="plain")
     raw = b"".join(viewer_client.get(reverse("experiments:export-csv", args=[experiment.pk])).streaming_content)
     rows = list(csv.DictReader(io.StringIO(raw.decode())))
-    assert [r["content"] for r in rows] == ["'=HYPERLINK(1)", "plain"] and rows[0]["passed"] == "True"
+    assert [r["content"] for r in rows] == ["'=HYPERLINK(1)", "plain"] and rows[0]["passed"] == "true"
     body = json.loads(
         b"".join(viewer_client.get(reverse("experiments:export-json", args=[experiment.pk])).streaming_content)
     )
-    assert [r["content"] for r in body["responses"]] == ["=HYPERLINK(1)", "plain"]
+    assert [r["content"] for r in body["tables"]["responses"]] == ["=HYPERLINK(1)", "plain"]
 
 
 def test_exports_and_side_by_side_of_another_team_are_404(viewer_client, other_team):

@@ -13,8 +13,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.accounts.authentication import TokenAuthentication
+from apps.accounts.models import Membership
+from apps.batches.exports import FORMATS as EXPORT_FORMATS
+from apps.batches.exports import batch_export
 from apps.batches.forms import BatchForm, LoadSweepForm
 from apps.batches.models import FINISHED, Batch, LoadSweep
 from apps.batches.parameters import RangeError
@@ -47,6 +51,7 @@ from apps.batches.services import (
 from apps.experiments.api.serializers import ResponseSerializer
 from apps.experiments.services import TransitionRefused
 from llmbench.api import raise_form_errors
+from llmbench.export_api import ExportNegotiation, export_kind
 from llmbench.humanize import duration_text
 
 SSE_INTERVAL_S = 0.5
@@ -426,6 +431,42 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         except ObjectiveError as exc:
             return Response({exc.field: [exc.problem]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(batch_insights(batch, objective))
+
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=list(EXPORT_FORMATS))],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"], content_negotiation_class=ExportNegotiation)
+    def export(self, request, pk=None):
+        """The batch as `?format=csv` (its combinations), `json`, `xlsx` (summary, combinations and every
+        result) or `pdf` (the report)."""
+        kind = export_kind(request.query_params, EXPORT_FORMATS)
+        return batch_export(batch=self.get_object(), kind=kind)
+
+
+class BatchExportRequestSerializer(serializers.Serializer):
+    batch_id = serializers.IntegerField(min_value=1)
+    format = serializers.ChoiceField(choices=EXPORT_FORMATS, default="csv")
+
+
+class BatchExportView(APIView):
+    """POST /api/v1/export/batch with `{"batch_id": N, "format": "csv"|"json"|"xlsx"|"pdf"}`: the seed's way to
+    download a batch; the same file as GET /api/v1/batches/{id}/export."""
+
+    write_role = Membership.Role.VIEWER  # a POST here only reads, so a viewer may download
+    content_negotiation_class = ExportNegotiation
+
+    @extend_schema(request=BatchExportRequestSerializer,
+                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})  # fmt: skip
+    def post(self, request):
+        body = BatchExportRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        batches = Batch.objects.filter(experiment__team=request.team).select_related("experiment__team")
+        try:
+            batch = batches.get(pk=body.validated_data["batch_id"])
+        except Batch.DoesNotExist:
+            raise exceptions.NotFound("No batch with that id in this team.") from None
+        return batch_export(batch=batch, kind=body.validated_data["format"])
 
 
 def _flag(value) -> bool:

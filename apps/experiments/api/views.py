@@ -19,7 +19,8 @@ from apps.experiments.api.serializers import (
     ResponseSerializer,
     TestCaseSerializer,
 )
-from apps.experiments.exports import experiment_csv, experiment_json
+from apps.experiments.exports import FORMATS as EXPORT_FORMATS
+from apps.experiments.exports import experiment_export
 from apps.experiments.forms import ExperimentForm
 from apps.experiments.models import Experiment, Suite, TestCase
 from apps.experiments.models import Response as ResponseModel
@@ -39,6 +40,7 @@ from apps.experiments.services import (
 from apps.experiments.testcase_io import export_csv, export_jsonl
 from apps.experiments.testcase_io import testcases_import as import_testcases
 from llmbench.api import Conflict, raise_form_errors
+from llmbench.export_api import ExportNegotiation, export_kind
 from llmbench.uploads import FileRejected
 
 
@@ -183,18 +185,18 @@ class ExperimentViewSet(
         serializer.is_valid(raise_exception=True)
         return Response(self.get_serializer(serializer.save()).data)
 
-    @extend_schema(parameters=[OpenApiParameter("type", str, enum=["csv", "json"])], responses=OpenApiTypes.STR)
-    @action(detail=True, methods=["get"])
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=list(EXPORT_FORMATS)),
+                    OpenApiParameter("type", str, enum=list(EXPORT_FORMATS), description="Older name of format.")],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )  # fmt: skip
+    @action(detail=True, methods=["get"], content_negotiation_class=ExportNegotiation)
     def export(self, request, pk=None):
-        """Responses with their evaluations as CSV or JSON (`?type=`), streamed."""
-        kind = request.query_params.get("type", "csv")
-        if kind not in ("csv", "json"):
-            return Response({"type": ["One of: csv, json."]}, status=status.HTTP_400_BAD_REQUEST)
-        experiment = self.get_object()
-        body = experiment_csv(experiment) if kind == "csv" else experiment_json(experiment)
-        response = StreamingHttpResponse(body, content_type="text/csv" if kind == "csv" else "application/json")
-        response["Content-Disposition"] = f'attachment; filename="experiment-{experiment.pk}.{kind}"'
-        return response
+        """Responses with their evaluations as CSV, JSON or Excel (with the per-target figures), or the PDF
+        report: `?format=csv|json|xlsx|pdf` (`?type=` still works)."""
+        field = "format" if "format" in request.query_params else "type"
+        kind = export_kind(request.query_params, EXPORT_FORMATS, field=field)
+        return experiment_export(experiment=self.get_object(), kind=kind)
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])

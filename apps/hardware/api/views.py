@@ -21,6 +21,8 @@ from apps.hardware.api.serializers import (
     PredictRequestSerializer,
     RequestSampleSerializer,
 )
+from apps.hardware.exports import FORMATS as EXPORT_FORMATS
+from apps.hardware.exports import run_export
 from apps.hardware.filters import PerformanceRunFilter
 from apps.hardware.forms import CompareQueryForm, GridQueryForm, PerformanceUploadForm, PredictForm
 from apps.hardware.importers import PerformanceFileError
@@ -31,6 +33,7 @@ from apps.hardware.services import run_summary_compute
 from apps.hardware.uploads import performance_import_apply, performance_import_plan
 from apps.scores.models import ModelVariant
 from llmbench.api import TeamScopedViewSet, raise_form_errors
+from llmbench.export_api import ExportNegotiation, export_kind
 from llmbench.pagination import PageNumberPagination
 
 
@@ -77,6 +80,16 @@ class PerformanceRunViewSet(
         run = self.get_object()
         page = self.paginate_queryset(RequestSample.objects.filter(run=run).order_by("index"))
         return self.get_paginated_response(RequestSampleSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=list(EXPORT_FORMATS))],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"], filterset_class=None, content_negotiation_class=ExportNegotiation)
+    def export(self, request, pk=None):
+        """The run as `?format=csv` (its samples), `json` or `xlsx` (summary per metric and samples)."""
+        kind = export_kind(request.query_params, EXPORT_FORMATS)
+        return run_export(run=self.get_object(), kind=kind)
 
 
 UPLOAD_SCHEMA = {
