@@ -30,7 +30,7 @@ setup_django(PG_URL)
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import transaction  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -142,7 +142,8 @@ def streamed(client: Client, method: str, url: str, **kwargs) -> tuple[float, fl
 def main() -> int:
     call_command("migrate", verbosity=0)
     team, _ = Team.objects.get_or_create(slug=SLUG, defaults={"name": "Bench analytics"})
-    if Response.objects.filter(experiment__team=team).count() != EXPERIMENTS * PER_EXPERIMENT:
+    seeded = Response.objects.filter(experiment__team=team, experiment__name__startswith="experiment ")
+    if seeded.count() != EXPERIMENTS * PER_EXPERIMENT:
         print(f"seeding {EXPERIMENTS * PER_EXPERIMENT:,} responses and {RUNS:,} runs (once) …", flush=True)
         Experiment.objects.filter(team=team).delete()
         PerformanceRun.objects.filter(team=team).delete()
@@ -151,6 +152,10 @@ def main() -> int:
         with Timer() as timer:
             seed(team)
         print(f"  seeded in {timer.seconds:.0f} s", flush=True)
+    # What autovacuum does some time after a bulk load (the created_at rewrite leaves 200,000 dead rows):
+    # done here so that the timings do not depend on when it wakes up.
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
     user, _ = get_user_model().objects.get_or_create(username="bench-analytics")
     membership_set(team=team, user=user, role=Membership.Role.VIEWER)
     client = Client()

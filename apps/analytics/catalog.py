@@ -281,7 +281,8 @@ CORRELATION = View(
     _correlation_compute, _correlation_present,
     (SCALE, SAMPLE, ("Correlation", "scipy.stats.pearsonr and spearmanr with two-sided p-values; significant = "
      "Spearman p < 0.05; strength of |ρ|: strong ≥ 0.5, moderate ≥ 0.3, weak ≥ 0.1."),
-     ("Effect", "Mean per value with its 95% interval; Kruskal-Wallis across the values decides significance.")),
+     ("Effect", "Mean of the chosen metric per value with its 95% interval; Kruskal-Wallis across the values "
+      "decides significance.")),
 )  # fmt: skip
 
 

@@ -11,6 +11,22 @@ from llmbench.reports import pdf_response
 
 FORMATS = ("csv", "json", "xlsx", "pdf")
 PDF_ROWS = 200  # rows of a table in a PDF; the full table is in the other formats
+PDF_COLUMNS = 11  # columns after the first that fit an A4 page; a wider table is split, the first column repeated
+
+
+def _pdf_parts(table) -> list[dict]:
+    """A table as the PDF shows it: at most PDF_ROWS rows, and in parts of PDF_COLUMNS columns (each with the
+    row's label) so that it fits the page."""
+    rows = list(table.rows)
+    shown = rows[:PDF_ROWS]
+    rest = list(range(1, len(table.columns)))
+    chunks = [rest[i : i + PDF_COLUMNS] for i in range(0, len(rest), PDF_COLUMNS)] or [[]]
+    parts = []
+    for number, chunk in enumerate(chunks, start=1):
+        name = table.name if len(chunks) == 1 else f"{table.name} ({number} of {len(chunks)})"
+        parts.append({"name": name, "columns": [table.columns[0], *(table.columns[i] for i in chunk)],
+                      "rows": [[row[0], *(row[i] for i in chunk)] for row in shown], "total": len(rows)})  # fmt: skip
+    return parts
 
 
 def download(result: Result, fmt: str, *, team) -> HttpResponse:
@@ -21,8 +37,7 @@ def download(result: Result, fmt: str, *, team) -> HttpResponse:
             "title": result.view.title, "subtitle": result.view.description, "team": team.name,
             "generated_at": generated_at, "filters": result.filters, "methods": result.view.methods,
             "summary": result.summary,
-            "tables": [{"name": t.name, "columns": t.columns, "rows": list(t.rows)[:PDF_ROWS], "total": len(t.rows)}
-                       for t in result.tables],
+            "tables": [part for table in result.tables for part in _pdf_parts(table)],
             "charts": [(caption, mark_safe(chart)) for caption, chart in result.charts],  # our own SVG, escaped inside
         }  # fmt: skip
         return pdf_response("reports/analytics.html", context, filename=filename)

@@ -249,8 +249,9 @@ def parameter_observations(team, filters: Filters, *, limit: int = PARAMETER_SAM
     columns = (*PARAMETER_NAMES, *(f"quality_{m}" for m in TEXT_METRICS), "score", "passed", "latency_ms",
                "ttft_ms", "cost_usd")  # fmt: skip
     data = list(rows.order_by("id").values_list(*columns)[:limit])
-    table = np.array([[np.nan if v is None else float(v) for v in row] for row in data], dtype=float)
-    table = table.reshape(len(data), len(columns))
+    cells = np.array(data, dtype=object).reshape(len(data), len(columns))
+    cells[cells == None] = np.nan  # noqa: E711 - elementwise: NULL becomes NaN
+    table = cells.astype(float)
     parameters = {name: table[:, i] for i, name in enumerate(PARAMETER_NAMES)}
     parameters = {n: v for n, v in parameters.items() if len(np.unique(v[np.isfinite(v)])) > 1}
     offset = len(PARAMETER_NAMES)
@@ -281,12 +282,18 @@ def parameter_correlation(team, filters: Filters) -> dict:
     return as_json({"filters": filters.as_json(), "sample": _sample_note(data), "n": data["n"],
                     "parameters": list(data["parameters"]),
                     "correlations": analysis.correlations(data["parameters"], data["metrics"]),
-                    "effects": analysis.effects(data["parameters"], data["metrics"])})  # fmt: skip
+                    # The mean at each value for the chosen metric only: with a swept parameter of 100 values,
+                    # every figure's table would be thousands of rows (and most of the time).
+                    "effects": analysis.effects(data["parameters"], {filters.metric: data["metrics"][filters.metric]})})  # fmt: skip
 
 
 def parameter_insights(team, filters: Filters, objective: analysis.Objective) -> dict:
     data = parameter_observations(team, filters)
-    found = analysis.insights(data["parameters"], data["metrics"], objective=objective)
+    # Insights cite correlations with the objective, latency and cost only: test just those.
+    cited = {m: v for m, v in data["metrics"].items()
+             if m in (objective.quality_metric if objective.weights else objective.metric, "latency_ms", "cost_usd")}  # fmt: skip
+    found = analysis.insights(data["parameters"], data["metrics"], objective=objective,
+                              correlation_list=analysis.correlations(data["parameters"], cited))  # fmt: skip
     return as_json({"filters": filters.as_json(), "sample": _sample_note(data), "n": data["n"],
                     "objective": objective.name, "insights": found})  # fmt: skip
 

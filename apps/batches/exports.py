@@ -10,6 +10,8 @@ the batch a few times with aggregate queries and never renders more than a page 
 sweep of 10,000 combinations renders in about a second.
 """
 
+import math
+
 from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
@@ -36,6 +38,7 @@ from llmbench.reports import pdf_response
 
 FORMATS = ("csv", "json", "xlsx", "pdf")
 REPORT_COMBINATIONS = 25
+REPORT_HEATMAP_BINS = 20  # ranges per heatmap axis at most
 REPORT_FIGURES = ("latency_ms", "cost_usd")  # the effects table: the objective, then these
 # The insights are left out of the report: finding the thresholds is a Mann-Whitney test per cut, parameter and
 # figure, 0.7 s of the 3 s a 10,000-combination report may take; the analysis page and API have them.
@@ -189,23 +192,44 @@ def _effects_table(batch: Batch, report: dict) -> dict:
     }  # fmt: skip
 
 
-def _heatmap_svg(batch: Batch) -> tuple[str, str, str | None]:
+def _label(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _coarse_axis(values: list, bins: int) -> tuple[list[str], list[int]]:
+    """At most `bins` labels for an axis and, per value index, its bin: consecutive values grouped evenly."""
+    size = max(1, math.ceil(len(values) / bins))
+    groups = [values[i : i + size] for i in range(0, len(values), size)]
+    labels = [_label(g[0]) if len(g) == 1 else f"{_label(g[0])}–{_label(g[-1])}" for g in groups]
+    return labels, [i // size for i in range(len(values))]
+
+
+def _heatmap_svg(batch: Batch) -> tuple[str, str, str | None, bool]:
+    """The heatmap of the objective; an axis with more than REPORT_HEATMAP_BINS values is grouped into that
+    many ranges (each cell the n-weighted mean of the combinations in it), since a PDF renderer draws ten
+    thousand cells slowly and nobody reads them on A4."""
     x, y = default_axes(batch.parameter_values)
     cells = heatmap(batch, x=x, y=y, metric=batch.objective)
+    x_labels, x_bin = _coarse_axis(cells["x_values"], REPORT_HEATMAP_BINS)
+    y_labels, y_bin = _coarse_axis(cells["y_values"], REPORT_HEATMAP_BINS)
+    pooled: dict[tuple[int, int], list[float]] = {}
+    for xi, yi, mean, n in cells["cells"]:
+        cell = pooled.setdefault((x_bin[xi], y_bin[yi]), [0.0, 0])
+        cell[0] += mean * n
+        cell[1] += n
+    grouped = len(x_labels) < len(cells["x_values"]) or len(y_labels) < len(cells["y_values"])
     chart = svg.heatmap(
-        [f"{v:g}" if isinstance(v, float) else str(v) for v in cells["x_values"]],
-        [f"{v:g}" if isinstance(v, float) else str(v) for v in cells["y_values"]],
-        [tuple(cell) for cell in cells["cells"]],
+        x_labels, y_labels, [(xi, yi, total / n, n) for (xi, yi), (total, n) in sorted(pooled.items())],
         x_label=parameter_label(x), y_label=parameter_label(y) if y else "",
     )  # fmt: skip
-    return chart, x, y
+    return chart, x, y, grouped
 
 
 def report_context(batch: Batch, figures: list[CombinationFigures]) -> dict:
     """Everything reports/base.html and batches/report.html show."""
     experiment = batch.experiment
     objective = METRIC_LABELS.get(batch.objective, batch.objective)
-    chart, x, y = _heatmap_svg(batch)
+    chart, x, y, grouped = _heatmap_svg(batch)
     effects = batch_analysis(batch)
     cases = [str(case) for case in experiment.test_cases.all()]
     prompt = experiment.prompt if len(experiment.prompt) <= 300 else experiment.prompt[:299] + "…"
@@ -232,6 +256,8 @@ def report_context(batch: Batch, figures: list[CombinationFigures]) -> dict:
         "ranked_count": sum(1 for f in figures if f.mean is not None),
         "heatmap": mark_safe(chart),  # llmbench.svg escapes every label and value
         "heatmap_axes": (parameter_label(x), parameter_label(y) if y else None),
+        "heatmap_grouped": grouped,
+        "heatmap_bins": REPORT_HEATMAP_BINS,
         "effects": _effects_table(batch, effects),
         "methods": METHODS,
     }

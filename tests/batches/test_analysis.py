@@ -172,3 +172,25 @@ def test_nothing_to_say_without_results():
     result = A.optimize(empty, {"overall": np.array([])}, A.Objective("overall"))
     assert result.n == 0 and result.best_combination is None and result.notes
     assert A.insights(empty, {"overall": np.array([])}, objective=A.Objective("overall")) == []
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_split_tests_match_scipys_mann_whitney_on_every_cut(seed):
+    """The one-ranking shortcut gives scipy's p for each cut, large groups and small ones, ties or not."""
+    rng = np.random.default_rng(seed)
+    x = rng.choice([0.1, 0.2, 0.4, 0.5, 0.9, 1.3], 120)
+    x[:3] = 2.0  # a group of 3 above the last cut: scipy's own test
+    y = np.round(rng.normal(50 + 10 * x, 8), 0 if seed == 1 else 3)  # seed 1: many ties
+    cuts = np.unique(x)[:-1]
+    for threshold, (n1, n2, below, above, p) in zip(cuts, A._split_tests(x, y, cuts), strict=True):
+        low, high = y[x <= threshold], y[x > threshold]
+        assert (n1, n2) == (len(low), len(high))
+        assert below == pytest.approx(low.mean()) and above == pytest.approx(high.mean())
+        assert p == pytest.approx(stats.mannwhitneyu(low, high, alternative="two-sided").pvalue, rel=1e-9)
+
+
+def test_many_values_try_at_most_max_cuts():
+    levels = np.arange(100) / 10
+    cuts = A._cuts(levels)
+    assert len(cuts) == A.MAX_CUTS and cuts[0] == levels[0] and cuts[-1] == levels[-2]
+    assert list(A._cuts(np.array([1.0, 2.0, 3.0]))) == [1.0, 2.0]
