@@ -19,6 +19,12 @@ def get_item(mapping, key):
 
 
 @register.filter
+def is_text(value) -> bool:
+    """A table cell that is text (left-aligned in a numeric table)."""
+    return isinstance(value, str)
+
+
+@register.filter
 def num(value, digits: int = 2):
     """A figure with `digits` decimals and thousands separators; an en dash when missing."""
     if value is None or value == "":
