@@ -5,10 +5,23 @@ from django.conf import settings
 from django.db import models
 
 from apps.accounts.models import TeamOwned
+from apps.batches.parameters import PARAMETERS
 from apps.experiments.models import Experiment
 from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun
 from apps.providers.models import ProviderEndpoint
 from apps.scores.models import ModelVariant
+
+
+class SweepOrderJSONField(models.JSONField):
+    """A {parameter: values} object read back in sweep order (PARAMETERS): PostgreSQL's jsonb keeps keys
+    sorted by length, not as written, and the order of the parameters is what decodes a combination index."""
+
+    def from_db_value(self, value, expression, connection):
+        values = super().from_db_value(value, expression, connection)
+        if not isinstance(values, dict):
+            return values
+        return {name: values[name] for name in sorted(values, key=lambda n: (list(PARAMETERS).index(n)
+                                                                            if n in PARAMETERS else len(PARAMETERS), n))}  # fmt: skip
 
 
 class Status(models.TextChoices):
@@ -127,7 +140,7 @@ class Batch(models.Model):
 
     experiment = models.OneToOneField(Experiment, on_delete=models.CASCADE, primary_key=True, related_name="batch")
     parameter_ranges = models.JSONField(help_text="As given, in the seed format.")
-    parameter_values = models.JSONField(help_text="Each parameter's values, in sweep order.")
+    parameter_values = SweepOrderJSONField(help_text="Each parameter's values, in sweep order.")
     combination_count = models.PositiveIntegerField()
     result_count = models.PositiveIntegerField(help_text="combinations × targets × items × repetitions")
     concurrency = models.PositiveIntegerField(default=4, help_text="Requests in flight at once.")
