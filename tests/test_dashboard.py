@@ -16,13 +16,12 @@ from django.urls import reverse
 
 from apps.accounts.models import Membership
 from apps.accounts.services import ACTIVE_TEAM_SESSION_KEY
-from apps.batches.batch_runner import run_batch_chunk
 from apps.batches.models import Batch
 from apps.batches.services import batch_start, sweep_create
 from apps.experiments.models import Experiment, Response, TestCase
 from apps.experiments.services import experiment_create, testcase_create
 from llmbench.dashboard import month_start_utc, running_jobs
-from tests.batches.helpers import make_batch, sim_endpoint
+from tests.batches.helpers import make_batch, run_until_done, sim_endpoint
 from tests.factories import MembershipFactory, ModelVariantFactory, UserFactory
 from tests.hardware.helpers import stored_run
 
@@ -313,11 +312,7 @@ class TestWebsocket:
             first = await ws.receive_json_from(timeout=5)
             seen = [first]
 
-            def run_until_done():
-                while run_batch_chunk(batch.pk) == "continued":
-                    pass
-
-            worker = threading.Thread(target=run_until_done)
+            worker = threading.Thread(target=run_until_done, args=[batch.pk])
             worker.start()
             while not (seen[-1]["jobs"] and seen[-1]["jobs"][0]["status"] == "completed"):
                 seen.append(await ws.receive_json_from(timeout=10))

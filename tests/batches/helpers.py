@@ -1,5 +1,6 @@
 """Building blocks of the batch tests: simulated endpoints, approved test cases, sweeps."""
 
+from apps.batches.batch_runner import run_batch_chunk
 from apps.batches.services import batch_create
 from apps.experiments.services import testcase_approve, testcase_create
 from apps.providers.models import ProviderEndpoint
@@ -26,3 +27,10 @@ def make_batch(team, *, endpoint=None, ranges=None, **fields):
         team=team, user=None, targets=[(endpoint, "sim-small")],
         parameter_ranges=ranges or {"temperature": [0.2, 0.8, 1.4], "top_p": [0.5, 1.0]}, **defaults,
     )  # fmt: skip
+
+
+def run_until_done(batch_id: int) -> None:
+    """The django-q worker's part: chunk after chunk until the batch ends."""
+    outcome = "continued"
+    while outcome == "continued":
+        outcome = run_batch_chunk(batch_id)

@@ -7,20 +7,14 @@ import pytest
 from playwright.sync_api import expect
 
 from apps.accounts.models import Membership
-from apps.batches.batch_runner import run_batch_chunk
 from apps.batches.models import Batch
 from apps.experiments.models import Response
 from apps.providers.models import ProviderEndpoint
+from tests.batches.helpers import run_until_done
 from tests.browser.conftest import log_in
 from tests.factories import MembershipFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def run_until_done(batch_id: int) -> None:
-    """The django-q worker's part: chunk after chunk."""
-    while run_batch_chunk(batch_id) == "continued":
-        pass
 
 
 def test_a_live_parameter_sweep(browser, asgi_server):

@@ -9,11 +9,10 @@ import pytest
 from pypdf import PdfReader
 
 from apps.accounts.models import Membership
-from apps.batches.batch_runner import run_batch_chunk
 from apps.batches.models import Batch
 from apps.batches.selectors import combination_figures
 from apps.batches.services import batch_start
-from tests.batches.helpers import make_batch, sim_endpoint
+from tests.batches.helpers import make_batch, run_until_done, sim_endpoint
 from tests.browser.conftest import log_in
 from tests.factories import MembershipFactory
 
@@ -23,8 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def start_and_run(batch_id: int) -> None:
     """The start button's part, then the django-q worker's: chunk after chunk."""
     batch_start(batch=Batch.objects.get(pk=batch_id))
-    while run_batch_chunk(batch_id) == "continued":
-        pass
+    run_until_done(batch_id)
 
 
 def test_a_member_downloads_the_pdf_and_the_workbook(browser, asgi_server, monkeypatch):

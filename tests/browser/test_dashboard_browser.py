@@ -8,9 +8,8 @@ from playwright.sync_api import expect
 
 from apps.accounts.models import Membership
 from apps.batches.services import batch_start
-from tests.batches.helpers import make_batch, sim_endpoint
+from tests.batches.helpers import make_batch, run_until_done, sim_endpoint
 from tests.browser.conftest import log_in
-from tests.browser.test_batch_browser import run_until_done
 from tests.factories import MembershipFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
