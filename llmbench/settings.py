@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "corsheaders",
     "template_partials",
     "llmbench",
     "apps.accounts",
@@ -55,6 +56,7 @@ MIDDLEWARE = [
     "llmbench.metrics.PrometheusMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -194,6 +196,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # Uploads: files up to this size are accepted by the import pages and API.
 MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 50, minimum=1)
+# Prompts (experiments, test cases, sweeps) longer than this many characters are refused.
+PROMPT_MAX_CHARS = env_int("PROMPT_MAX_CHARS", 32_000, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_MB * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
@@ -240,6 +244,11 @@ if not DEBUG and not LLMBENCH_ENCRYPTION_KEYS:
 # addresses never are; these optional lists (hosts, or networks in CIDR form) restrict further.
 PROVIDER_URL_ALLOWLIST = env_list("PROVIDER_URL_ALLOWLIST", [])
 PROVIDER_URL_DENYLIST = env_list("PROVIDER_URL_DENYLIST", [])
+
+# --- CORS: API clients on other origins (off unless origins are listed) -------------------------
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_CREDENTIALS = False  # tokens, not cookies, cross origin
 
 # --- Operations ---------------------------------------------------------------------------------
 # When set, /metrics asks for `Authorization: Bearer <METRICS_TOKEN>`.

@@ -7,7 +7,15 @@ from llmbench.admin import TeamScopedAdmin, is_team_admin
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "is_demo", "batch_confirm_requests", "monthly_budget_usd", "created_at"]
+    list_display = [
+        "name",
+        "slug",
+        "is_demo",
+        "batch_confirm_requests",
+        "monthly_budget_usd",
+        "show_simulated",
+        "created_at",
+    ]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
 

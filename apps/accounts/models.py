@@ -24,6 +24,12 @@ class Team(models.Model):
         help_text="What the team means to spend on provider requests per calendar month (UTC); the dashboard "
         "warns when 80% is spent and again at 100%. Empty: no budget.",
     )  # fmt: skip
+    show_simulated = models.BooleanField(
+        default=False,
+        help_text="Include simulated results (the built-in simulator, generated demo data) in grids, predictions, "
+        "comparisons, regressions, analytics and leaderboards by default. Each page and API call can still "
+        "switch them on or off with include_simulated.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -2,7 +2,7 @@
 
 from django import template
 
-from llmbench.humanize import duration_text
+from llmbench.humanize import duration_text, number_text, p_value_text, yes_no_text
 
 register = template.Library()
 
@@ -25,14 +25,22 @@ def is_text(value) -> bool:
 
 
 @register.filter
-def num(value, digits: int = 2):
-    """A figure with `digits` decimals and thousands separators; an en dash when missing."""
-    if value is None or value == "":
-        return "–"
-    try:
-        return f"{float(value):,.{int(digits)}f}"
-    except (TypeError, ValueError):
-        return value
+def num(value, digits=None):
+    """A figure with thousands separators: `|num` picks a precision that suits its size, `|num:1`
+    one decimal; whole numbers never show ".0"; an en dash when missing (llmbench.humanize.number_text)."""
+    return number_text(value, None if digits in (None, "") else int(digits))
+
+
+@register.filter
+def pvalue(p):
+    """A p-value: "< 0.001" or three decimals, never "0"."""
+    return p_value_text(p)
+
+
+@register.filter
+def yesno_words(value):
+    """True/False as "yes"/"no"."""
+    return yes_no_text(value)
 
 
 @register.filter

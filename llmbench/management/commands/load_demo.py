@@ -21,6 +21,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, username, password, **options):
         team, _ = Team.objects.get_or_create(slug="demo", defaults={"name": "Demo team", "is_demo": True})
+        if not team.show_simulated:  # the demo's results are all simulated: show them, or its pages are empty
+            team.show_simulated = True
+            team.save(update_fields=["show_simulated"])
         user, created = get_user_model().objects.get_or_create(username=username)
         if created:
             user.set_password(password)
