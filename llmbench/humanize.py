@@ -14,8 +14,9 @@ def duration_text(seconds: float | None) -> str:
 
 def number_text(value, digits: int | None = None) -> str:
     """A figure as every page, table and report shows it: thousands separators, an en dash when
-    missing, whole numbers without decimals (concurrency 16, not 16.0), and otherwise `digits`
-    decimals, or when `digits` is None a precision that suits the size (1,234 · 72.6 · 3.14 · 0.0123)."""
+    missing, and `digits` decimals when given (money: 2); when `digits` is None, whole numbers
+    without decimals (concurrency 16, not 16.0) and otherwise a precision that suits the size
+    (1,234 · 72.6 · 3.14 · 0.012)."""
     if value is None or value == "":
         return "–"
     if isinstance(value, bool):
@@ -28,9 +29,9 @@ def number_text(value, digits: int | None = None) -> str:
         return "–"
     if number in (float("inf"), float("-inf")):
         return "∞" if number > 0 else "−∞"
-    if number.is_integer():
-        return f"{int(number):,}"
     if digits is None:
+        if number.is_integer():
+            return f"{int(number):,}"
         size = abs(number)
         digits = 0 if size >= 1000 else 1 if size >= 100 else 2 if size >= 1 else 3 if size >= 0.01 else 4
     text = f"{number:,.{int(digits)}f}"

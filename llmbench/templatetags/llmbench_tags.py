@@ -26,8 +26,9 @@ def is_text(value) -> bool:
 
 @register.filter
 def num(value, digits=None):
-    """A figure with thousands separators: `|num` picks a precision that suits its size, `|num:1`
-    one decimal; whole numbers never show ".0"; an en dash when missing (llmbench.humanize.number_text)."""
+    """A figure with thousands separators: `|num` picks a precision that suits its size and shows
+    whole numbers without ".0"; `|num:1` always one decimal; an en dash when missing
+    (llmbench.humanize.number_text)."""
     return number_text(value, None if digits in (None, "") else int(digits))
 
 
