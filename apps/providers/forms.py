@@ -1,6 +1,7 @@
 from django import forms
 
-from apps.providers.models import ProviderEndpoint
+from apps.providers.engine.sim import check_sim_url
+from apps.providers.models import KIND_LABELS, ProviderEndpoint
 
 
 class EndpointForm(forms.ModelForm):
@@ -8,12 +9,15 @@ class EndpointForm(forms.ModelForm):
 
     api_key = forms.CharField(
         required=False,
+        label="API key",
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Leave empty to keep the stored key.",
     )
     remove_api_key = forms.BooleanField(required=False, label="Remove the stored key")
-    model_names = forms.CharField(required=False, help_text="Comma-separated; filled by “Test connection”.")
+    model_names = forms.CharField(
+        required=False, label="Model names", help_text="Comma-separated; filled by “Test connection”."
+    )
 
     class Meta:
         model = ProviderEndpoint
@@ -22,12 +26,20 @@ class EndpointForm(forms.ModelForm):
             "price_input_per_1m_usd", "price_output_per_1m_usd", "connect_timeout_s", "read_timeout_s",
             "total_timeout_s",
         ]  # fmt: skip
+        labels = {
+            "base_url": "Base URL", "requests_per_minute": "Requests per minute", "tokens_per_minute": "Tokens per minute",
+            "max_concurrency": "Requests at once (at most)", "price_input_per_1m_usd": "Input price (USD per 1M tokens)",
+            "price_output_per_1m_usd": "Output price (USD per 1M tokens)", "connect_timeout_s": "Connect timeout (s)",
+            "read_timeout_s": "Read timeout (s)", "total_timeout_s": "Total timeout (s)",
+        }  # fmt: skip
 
     def __init__(self, *args, team, **kwargs):
         super().__init__(*args, **kwargs)
         self.team = team
+        self.fields["kind"].choices = [("", "Choose a kind"), *((k.value, label) for k, label in KIND_LABELS.items())]
+        # A list is shown as the comma-separated text the field takes (a new endpoint's [] as nothing).
+        self.initial["model_names"] = ", ".join(self.instance.model_names or [])
         if self.instance.pk:
-            self.initial["model_names"] = ", ".join(self.instance.model_names)
             self.fields["api_key"].help_text = (
                 f"Stored key {self.instance.key_hint}; leave empty to keep it."
                 if self.instance.key_hint
@@ -46,7 +58,12 @@ class EndpointForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        if data.get("kind") and data["kind"] != "sim" and not data.get("base_url"):
+        if data.get("kind") == "sim":
+            try:
+                check_sim_url(data.get("base_url", ""))
+            except ValueError as exc:
+                self.add_error("base_url", str(exc))
+        elif data.get("kind") and not data.get("base_url"):
             self.add_error("base_url", "A base URL is required for this kind.")
         return data
 

@@ -6,13 +6,27 @@ from apps.accounts.models import TeamOwned
 from apps.providers.engine.types import EndpointConfig, Kind
 from llmbench import crypto
 
+KIND_LABELS = {
+    Kind.OPENAI: "OpenAI",
+    Kind.OPENAI_COMPATIBLE: "OpenAI-compatible (vLLM, SGLang, TGI …)",
+    Kind.ANTHROPIC: "Anthropic",
+    Kind.GEMINI: "Gemini",
+    Kind.SIM: "Simulator (offline)",
+}
+
 
 class ProviderEndpoint(TeamOwned):
     """An API endpoint of a team: kind, base URL, write-only key, limits, prices, timeouts."""
 
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=20, choices=[(k.value, k.value) for k in Kind])
-    base_url = models.URLField(max_length=500, blank=True, help_text="e.g. http://10.0.0.5:8000/v1 (empty for sim)")
+    # A CharField, not a URLField: the simulator takes `sim://` URLs carrying its profile. An http(s) URL is
+    # checked by urlcheck.check_base_url, a sim URL by SimProfile.from_url (forms, API and services).
+    base_url = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="e.g. http://10.0.0.5:8000/v1. For the simulator: empty, or sim://name?max_batch=8&tokens_per_s=400",
+    )
     api_key_encrypted = models.TextField(blank=True, editable=False)
     api_key_last4 = models.CharField(max_length=4, blank=True, editable=False)
     model_names = models.JSONField(default=list, blank=True, help_text="Model names served here.")
@@ -35,6 +49,10 @@ class ProviderEndpoint(TeamOwned):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def kind_label(self) -> str:
+        return KIND_LABELS.get(self.kind, self.kind)
 
     @property
     def is_simulated(self) -> bool:

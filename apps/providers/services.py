@@ -6,7 +6,7 @@ import time
 import aiohttp
 from django.utils import timezone
 
-from apps.providers.engine.types import Kind
+from apps.providers.engine.types import ErrorKind, Kind, RequestError
 from apps.providers.models import ProviderEndpoint
 from apps.providers.prices import default_price
 from apps.providers.urlcheck import UrlRefused, check_base_url
@@ -37,6 +37,30 @@ async def _list_models(endpoint: ProviderEndpoint) -> list[str]:
         return await adapter_for(config).list_models(session)
 
 
+FAILURE_WORDS = {
+    ErrorKind.RATE_LIMITED: "Rate limited",
+    ErrorKind.AUTH: "The API key was refused",
+    ErrorKind.BAD_REQUEST: "The endpoint refused the request",
+    ErrorKind.SERVER: "Server error",
+    ErrorKind.TIMEOUT: "Timed out",
+    ErrorKind.CANCELLED: "Cancelled",
+    ErrorKind.CONNECTION: "Could not connect",
+    ErrorKind.PROTOCOL: "Unexpected answer",
+    ErrorKind.CIRCUIT_OPEN: "Not sent: the endpoint kept failing",
+}
+
+
+def failure_message(exc: Exception) -> str:
+    """What went wrong, in words, then the provider's own message (an HTTP status alone, or an
+    error code, is not enough to act on)."""
+    error = getattr(exc, "error", None)
+    if isinstance(error, RequestError):
+        words, detail = FAILURE_WORDS.get(error.kind, "Failed"), error.message.strip()
+        return f"{words}: {detail}" if detail and detail.lower() != error.kind.value else f"{words}."
+    detail = str(exc).strip()
+    return f"Failed with {type(exc).__name__}: {detail}" if detail else f"Failed with {type(exc).__name__}."
+
+
 def endpoint_test(*, endpoint: ProviderEndpoint) -> tuple[bool, str]:
     """List the endpoint's models to prove the URL and key work; records and returns the outcome.
 
@@ -53,9 +77,9 @@ def endpoint_test(*, endpoint: ProviderEndpoint) -> tuple[bool, str]:
         if names and not endpoint.model_names:
             endpoint.model_names = names[:50]
     except UrlRefused as exc:
-        ok, message = False, str(exc)
+        ok, message = False, f"Base URL refused: {exc}"
     except Exception as exc:  # the adapter's error, whatever it is, becomes the message
-        ok, message = False, f"{type(exc).__name__}: {exc}"
+        ok, message = False, failure_message(exc)
     key = endpoint.config().api_key if endpoint.api_key_encrypted else ""
     if key:
         message = message.replace(key, "[key]")

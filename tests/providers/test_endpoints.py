@@ -1,6 +1,7 @@
 """Provider endpoints: keys encrypted and write-only, base URL rules, pages and API by role."""
 
 import io
+import re
 
 import pytest
 from django.urls import reverse
@@ -184,3 +185,151 @@ class TestConnection:
     def test_members_cannot_test(self, member_api, team):
         endpoint = ProviderEndpoint.objects.create(team=team, name="sim", kind="sim")
         assert member_api.post(f"/api/v1/providers/endpoints/{endpoint.pk}/test").status_code == 403
+
+
+@pytest.fixture
+def llm_server():
+    """tests/providers/servers.py's mock vendor server, in a thread (the views are synchronous)."""
+    from tests.providers.servers import MockLLMServer
+    from tests.threaded import running_in_thread
+
+    async def start():
+        return await MockLLMServer().start()
+
+    async def stop(server):
+        await server.close()
+
+    with running_in_thread(start, stop) as server:
+        yield server
+
+
+def header_texts(html: str, table_id: str) -> list[str]:
+    table = html[html.index(f'id="{table_id}"') :]
+    head = table[: table.index("</thead>")]
+    return [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<th[^>]*>(.*?)</th>", head)]
+
+
+class TestPageText:
+    def test_a_new_endpoints_model_field_starts_empty(self, admin_client_team):
+        """The model names field of a new endpoint is empty, not the list's repr "[]"."""
+        html = admin_client_team.get(reverse("providers:new")).content.decode()
+        field = re.search(r'<input[^>]*name="model_names"[^>]*>', html).group(0)
+        assert "[]" not in field and 'value="' not in field
+
+    def test_an_existing_endpoints_models_are_comma_separated(self, admin_client_team, team):
+        """An endpoint's models are shown as the comma-separated text the field takes."""
+        endpoint = make_endpoint(team, model_names=["m1", "m2"])
+        html = admin_client_team.get(reverse("providers:edit", args=[endpoint.pk])).content.decode()
+        assert 'name="model_names" value="m1, m2"' in html
+
+    def test_labels_and_kinds_are_words(self, admin_client_team):
+        """The form speaks words: "Base URL", "API key", "OpenAI-compatible", not field names or codes."""
+        html = admin_client_team.get(reverse("providers:new")).content.decode()
+        assert "Base URL" in html and "API key" in html and "Input price (USD per 1M tokens)" in html
+        assert ">OpenAI-compatible (vLLM, SGLang, TGI …)</option>" in html and ">Simulator (offline)</option>" in html
+        assert "Price input per 1m usd" not in html and "Api key" not in html
+
+
+class TestConnectionMessages:
+    def test_a_refused_key_shows_the_providers_message_on_the_page(self, admin_client_team, team, llm_server):
+        """A failed test says what failed in words and the provider's own message, on the page."""
+        from tests.providers.servers import Script
+
+        llm_server.script = Script(status=401, error_message="Incorrect API key provided")
+        endpoint = make_endpoint(team, base_url=llm_server.base_url("openai_compatible"))
+        html = admin_client_team.post(reverse("providers:test", args=[endpoint.pk]), follow=True).content.decode()
+        message = re.search(r'<li class="message error">(.*?)</li>', html, re.S).group(1)
+        assert "The API key was refused" in message and "Incorrect API key provided" in message
+        assert "AdapterError" not in html
+        cell = re.search(r'<td class="last-test"[^>]*>(.*?)</td>', html, re.S).group(1)
+        assert "Failed" in cell and "HTTP 401: Incorrect API key provided" in cell
+
+    def test_an_unreachable_server_says_it_could_not_connect(self, admin_client_team, team):
+        """Nothing listening: "Could not connect" with the connection error, in full on the list."""
+        endpoint = make_endpoint(team, base_url="http://127.0.0.1:9/v1")
+        admin_client_team.post(reverse("providers:test", args=[endpoint.pk]))
+        endpoint.refresh_from_db()
+        assert endpoint.last_test_message.startswith("Could not connect: ")
+        assert "127.0.0.1:9" in endpoint.last_test_message
+        html = admin_client_team.get(reverse("providers:list")).content.decode()
+        assert endpoint.last_test_message.replace("'", "&#x27;") in html
+
+    def test_a_failure_without_a_message_still_says_what_failed(self):
+        """An empty or code-only provider message still gives a sentence; an unexpected error its type."""
+        from apps.providers.engine.adapters import AdapterError
+        from apps.providers.engine.types import ErrorKind, RequestError
+        from apps.providers.services import failure_message
+
+        assert failure_message(AdapterError(RequestError(ErrorKind.SERVER, ""))) == "Server error."
+        assert failure_message(AdapterError(RequestError(ErrorKind.TIMEOUT, "timeout"))) == "Timed out."
+        shape = AdapterError(RequestError(ErrorKind.PROTOCOL, "unexpected model list shape"))
+        assert failure_message(shape) == "Unexpected answer: unexpected model list shape"
+        assert failure_message(RuntimeError()) == "Failed with RuntimeError."
+
+    def test_a_working_endpoint_says_connected(self, admin_client_team, team, llm_server):
+        """A passing test shows "Connected" and the models it found."""
+        endpoint = make_endpoint(team, base_url=llm_server.base_url("openai_compatible"))
+        html = admin_client_team.post(reverse("providers:test", args=[endpoint.pk]), follow=True).content.decode()
+        cell = re.search(r'<td class="last-test"[^>]*>(.*?)</td>', html, re.S).group(1)
+        assert "Connected" in cell and "gpt-test" in cell
+
+
+class TestEndpointTable:
+    def test_last_test_and_test_connection_come_first_in_a_sticky_table(self, admin_client_team, team):
+        """Name, Last test and Test connection lead the table; it has a sticky first column, and the
+        secondary columns collapse behind the columns toggle."""
+        make_endpoint(team)
+        html = admin_client_team.get(reverse("providers:list")).content.decode()
+        assert header_texts(html, "endpoints-table")[:4] == ["Name", "Last test", "Test connection", "Kind"]
+        assert '<div class="table-wrap sticky-first"><table id="endpoints-table">' in html
+        assert html.index('class="columns-toggle"') < html.index('id="endpoints-table"')
+        for secondary in ("Base URL", "Key", "Limits", "Price in / out per 1M tokens"):
+            assert f'<th class="secondary">{secondary}</th>' in html
+        assert "OpenAI-compatible" in html and "never tested" in html
+
+    def test_viewers_get_no_test_connection_column(self, viewer_client, team):
+        """Only team admins can test a connection, so only they see the column."""
+        make_endpoint(team)
+        html = viewer_client.get(reverse("providers:list")).content.decode()
+        assert header_texts(html, "endpoints-table")[:3] == ["Name", "Last test", "Kind"]
+        assert "Test connection" not in html
+
+    def test_a_simulated_endpoint_is_marked(self, viewer_client, team):
+        """The simulator's row carries the shared "simulated" badge and row mark."""
+        ProviderEndpoint.objects.create(team=team, name="sim", kind="sim")
+        html = viewer_client.get(reverse("providers:list")).content.decode()
+        assert '<tr class="simulated">' in html and 'class="badge simulated"' in html
+
+
+class TestSimulatorSettings:
+    BODY = {"name": "lab sim", "kind": "sim", "connect_timeout_s": 5, "read_timeout_s": 30, "total_timeout_s": 60}
+
+    def test_the_form_takes_a_sim_url_with_a_capacity(self, admin_client_team, team):
+        """A simulator's capacity is set in its base URL from the form, and its adapter uses it."""
+        from apps.providers.engine.adapters import adapter_for
+
+        body = {**self.BODY, "base_url": "sim://lab?max_batch=4&tokens_per_s=200"}
+        assert admin_client_team.post(reverse("providers:new"), body).status_code == 302
+        adapter = adapter_for(ProviderEndpoint.objects.get(team=team, name="lab sim").config())
+        assert (adapter.profile.max_batch, adapter.profile.tokens_per_s) == (4, 200.0)
+        assert adapter.server.max_batch == 4
+
+    @pytest.mark.parametrize(
+        ("url", "words"),
+        [("sim://lab?max_batch=many", "must be a number"), ("sim://lab?batch=4", "unknown sim parameter"),
+         ("http://10.0.0.5/v1", "starts with sim://"), ("sim://lab?tokens_per_s=-1", "0 or more")],
+    )  # fmt: skip
+    def test_a_bad_sim_url_is_400_naming_the_field(self, admin_client_team, admin_api, url, words):
+        """A typo in a simulator URL is refused with the reason, on the page and in the API."""
+        response = admin_client_team.post(reverse("providers:new"), {**self.BODY, "base_url": url})
+        assert response.status_code == 400 and words in str(response.context["form"].errors["base_url"])
+        api = admin_api.post(
+            "/api/v1/providers/endpoints", {"name": "x", "kind": "sim", "base_url": url}, format="json"
+        )
+        assert api.status_code == 400 and words in str(api.json()["base_url"])
+
+    def test_an_http_endpoint_still_needs_an_http_url(self, admin_client_team):
+        """Other kinds keep refusing what is not an http(s) URL, naming the field."""
+        body = {**self.BODY, "kind": "openai_compatible", "base_url": "sim://lab"}
+        response = admin_client_team.post(reverse("providers:new"), body)
+        assert response.status_code == 400 and "http" in str(response.context["form"].errors["base_url"])

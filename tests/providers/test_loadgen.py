@@ -9,6 +9,7 @@ import pytest
 
 from apps.providers.engine.loadgen import StepOutcome, StepProgress, StepSpec, run_step, schedule
 from apps.providers.engine.types import ErrorKind, GenerationResult
+from tests.providers.virtual_time import LATE_OK_MS
 
 
 class FakeServer:
@@ -69,8 +70,10 @@ class TestClosedLoop:
         started = time.monotonic()
         outcome = run(StepSpec(mode="closed", concurrency=3, duration_s=0.35), server.send)
         assert all(r.send_time < outcome.start_time + 0.35 for r in outcome.results)
-        assert len(outcome.results) == 12  # sends at 0, 0.1, 0.2, 0.3 by 3 workers, all finished
-        assert time.monotonic() - started == pytest.approx(0.4, abs=0.06)
+        # Sends at 0, 0.1, 0.2, 0.3 by 3 workers, all finished: 12 (a loaded machine's late wake-ups
+        # can push a worker's 4th send past 0.35 s, so fewer, never more).
+        assert 9 <= len(outcome.results) <= 12 and all(r.ok for r in outcome.results)
+        assert 0.4 <= time.monotonic() - started < 0.4 + LATE_OK_MS / 1000
         assert outcome.window_end == pytest.approx(outcome.start_time + 0.35)
 
     def test_throughput_is_counted_within_the_window(self):
@@ -115,12 +118,15 @@ class TestOpenLoop:
         server = FakeServer(ttft=0.03, itl=0.005, tokens=4)
         outcome = run(StepSpec(mode="open", rate_rps=200, duration_s=1.0), server.send)
         assert len(outcome.results) == 200
-        assert outcome.achieved_rate_rps == pytest.approx(200, rel=0.02)
-        assert outcome.dispatch_delay_p99_ms < 5
-        assert outcome.client_kept_up, outcome.kept_up_reason
+        assert outcome.achieved_rate_rps == pytest.approx(200, rel=0.03)
+        # On time: the median exactly (≈ 1 ms even on a loaded machine); the tail only within what a
+        # busy shared CI machine allows; and "kept up" follows its documented rule either way.
+        assert outcome.dispatch_delay_p50_ms < 5 and outcome.dispatch_delay_p99_ms < LATE_OK_MS
+        assert outcome.client_kept_up == (outcome.dispatch_delay_p99_ms <= 10), outcome.kept_up_reason
         offsets = sorted(r.scheduled_time - outcome.start_time for r in outcome.results)
         assert offsets == pytest.approx(np.arange(200) / 200, abs=1e-9)
-        assert outcome.achieved_concurrency == pytest.approx(200 * 0.045, rel=0.1)  # Little's law
+        mean_e2e_s = float(np.mean(outcome.e2e_ms())) / 1000  # 45 ms on a quiet machine
+        assert outcome.achieved_concurrency == pytest.approx(200 * mean_e2e_s, rel=0.1)  # Little's law
 
     def test_poisson_schedule_is_seeded_and_has_the_right_mean(self):
         spec = StepSpec(mode="open", rate_rps=50, arrivals="poisson", seed=3, request_count=5000)
@@ -143,7 +149,7 @@ class TestOpenLoop:
         outcome = run(spec, FakeServer(ttft=0.01, tokens=1).send)
         offsets = sorted(r.scheduled_time - outcome.start_time for r in outcome.results)
         assert offsets == pytest.approx(schedule(spec).tolist(), abs=1e-9)
-        assert outcome.dispatch_delay_p99_ms < 5
+        assert outcome.dispatch_delay_p50_ms < 5 and outcome.dispatch_delay_p99_ms < LATE_OK_MS
 
     def test_a_concurrency_cap_delays_dispatch_and_latency_from_the_schedule_shows_it(self):
         server = FakeServer(ttft=0.05, tokens=1)
@@ -151,7 +157,7 @@ class TestOpenLoop:
         assert server.peak == 2
         assert not outcome.client_kept_up and "dispatch delay" in outcome.kept_up_reason
         from_send, from_schedule = outcome.e2e_ms(), outcome.e2e_ms(from_schedule=True)
-        assert np.median(from_send) == pytest.approx(50, abs=8)
+        assert 50 <= np.median(from_send) < 50 + LATE_OK_MS
         assert np.max(from_schedule) > 5 * np.max(from_send)  # coordinated omission made visible
         assert outcome.ttft_ms(from_schedule=True).mean() > outcome.ttft_ms().mean()
 
@@ -182,7 +188,7 @@ class TestCancelAndProgress:
             return outcome, time.monotonic() - outcome.start_time
 
         outcome, elapsed = asyncio.run(main())
-        assert elapsed < 1.4
+        assert elapsed < 1.4 + LATE_OK_MS / 1000  # 0.4 s, then at most CANCEL_GRACE_S (0.8 s) and the loop's lateness
         assert outcome.cancelled
         assert len(outcome.results) == 4 and all(r.ok for r in outcome.results)
         assert outcome.cancelled_requests == 4 if spec.mode == "closed" else outcome.cancelled_requests >= 3

@@ -12,6 +12,7 @@ from apps.providers.engine.adapters import adapter_for
 from apps.providers.engine.retry import RetryPolicy, generate_with_retry
 from apps.providers.engine.sim import NOISE, SimAdapter, SimProfile, generate_text, keywords
 from apps.providers.engine.types import RETRYABLE, EndpointConfig, ErrorKind, GenerationRequest, Kind
+from tests.providers.virtual_time import LATE_OK_MS, run_virtual, virtual_clock
 
 FAST = SimProfile(zero_latency=True)
 PROMPTS = [
@@ -55,10 +56,11 @@ def distinct_2(text: str) -> float:
     return len(set(bigrams)) / max(1, len(bigrams))
 
 
-def mean_metric(metric, temperature: float, top_p: float = 1.0, seeds: int = 3) -> float:
+def mean_metric(metric, temperature: float, top_p: float = 1.0, seeds: int | None = 3) -> float:
+    """The metric's mean over the prompts, 3 answers each: seeds 0, 1, … or, with `seeds=None`, unseeded."""
     values = []
     for prompt in PROMPTS:
-        for seed in range(seeds):
+        for seed in range(seeds) if seeds is not None else (None,) * 3:
             request = ask(prompt, temperature=temperature, top_p=top_p, seed=seed)
             text = "".join(generate_text(request)[0])
             values.append(metric(text, prompt) if metric is keyword_share else metric(text))
@@ -83,6 +85,27 @@ def test_same_request_same_answer_and_each_input_matters():
         assert run(adapter, changed).text != first.text
 
 
+def test_without_a_seed_repetitions_of_a_request_differ():
+    """Three answers to one request at temperature 0.7 and no seed are three different texts."""
+    adapter = SimAdapter(profile=FAST)
+    texts = [run(adapter, ask(temperature=0.7, top_p=0.9)).text for _ in range(3)]
+    assert len(set(texts)) == 3, texts
+
+
+def test_a_fixed_seed_or_greedy_decoding_repeats_the_answer():
+    """With a seed, or at temperature 0 (greedy), the same request gets the same text."""
+    adapter = SimAdapter(profile=FAST)
+    assert len({run(adapter, ask(temperature=0.7, seed=11)).text for _ in range(3)}) == 1
+    assert len({run(adapter, ask(temperature=0.0)).text for _ in range(3)}) == 1
+    assert run(adapter, ask(temperature=0.7, seed=11)).text != run(adapter, ask(temperature=0.7, seed=12)).text
+
+
+def test_unseeded_quality_still_follows_temperature():
+    """Without a seed the answers vary, but their quality still falls as temperature rises."""
+    formed = [mean_metric(well_formed_share, t, seeds=None) for t in (0.2, 1.1, 1.6)]
+    assert formed[0] == 1.0 and formed[0] > formed[1] > formed[2], formed
+
+
 def test_answers_are_well_formed_tokens_with_server_counts():
     result = run(SimAdapter(profile=FAST), ask(temperature=0.2))
     assert result.ok and result.token_source == "server" and result.finish_reason == "stop"
@@ -93,12 +116,12 @@ def test_answers_are_well_formed_tokens_with_server_counts():
 
 def test_max_tokens_cuts_a_prefix_and_ignore_eos_fills_it():
     adapter = SimAdapter(profile=FAST)
-    full = run(adapter, ask(temperature=0.2))
-    cut = run(adapter, ask(temperature=0.2, max_tokens=10))
+    full = run(adapter, ask(temperature=0.2, seed=5))
+    cut = run(adapter, ask(temperature=0.2, seed=5, max_tokens=10))
     assert full.text.startswith(cut.text) and cut.output_tokens == 10 and cut.finish_reason == "length"
-    long = run(adapter, ask(temperature=0.2, max_tokens=400, ignore_eos=True))
+    long = run(adapter, ask(temperature=0.2, seed=5, max_tokens=400, ignore_eos=True))
     assert long.output_tokens == 400 and long.finish_reason == "length"
-    short = run(adapter, ask(temperature=0.2, max_tokens=400))
+    short = run(adapter, ask(temperature=0.2, seed=5, max_tokens=400))
     assert short.output_tokens == full.output_tokens and short.finish_reason == "stop"
 
 
@@ -113,39 +136,65 @@ def test_tokens_per_chunk():
 # --- latency model -------------------------------------------------------------------------------
 
 
+def virtual(profile: SimProfile) -> SimAdapter:
+    """An adapter timed by the virtual clock of tests/providers/virtual_time.py: exact on a busy machine."""
+    return SimAdapter(profile=profile, clock=virtual_clock)
+
+
+def run_on_virtual_clock(profile: SimProfile, *requests: GenerationRequest):
+    """The requests one after another through one adapter, on a virtual clock."""
+
+    async def go():
+        adapter = virtual(profile)
+        return [await adapter.generate(None, request) for request in requests]
+
+    return run_virtual(go())
+
+
 def test_ttft_and_itl_follow_the_profile():
+    """TTFT is ttft_ms + per_token_ms × prompt words, then one token every itl_ms, on an absolute schedule."""
     profile = SimProfile(ttft_ms=30, per_token_ms=1.0, itl_ms=5, jitter=0.0)
     prompt = " ".join(["word"] * 20)
-    result = run(SimAdapter(profile=profile), ask(prompt, max_tokens=20, ignore_eos=True))
+    (result,) = run_on_virtual_clock(profile, ask(prompt, max_tokens=20, ignore_eos=True))
     assert result.ok and result.send_time < result.chunk_times[0] and result.chunk_times == sorted(result.chunk_times)
-    assert 48 <= result.ttft_ms < 80, result.ttft_ms  # 30 + 1 × 20 prompt tokens
-    assert 4 <= statistics.median(result.itl_gaps_ms) < 9
-    assert 140 <= result.e2e_ms < 220  # 50 + 19 × 5, on an absolute schedule: no drift
+    assert result.ttft_ms == pytest.approx(50)  # 30 + 1 × 20 prompt tokens
+    assert result.itl_gaps_ms == pytest.approx([5.0] * 19)
+    assert result.e2e_ms == pytest.approx(50 + 19 * 5)
+
+
+def test_ttft_and_itl_on_the_real_clock_are_never_early():
+    """On the real clock delays are never shorter than the profile's (lateness is the machine's)."""
+    profile = SimProfile(ttft_ms=30, per_token_ms=1.0, itl_ms=5, jitter=0.0)
+    result = run(SimAdapter(profile=profile), ask(" ".join(["word"] * 20), max_tokens=20, ignore_eos=True))
+    assert result.ttft_ms >= 50 and result.e2e_ms >= 50 + 19 * 5
+    assert result.ttft_ms < 50 + LATE_OK_MS and result.e2e_ms < 145 + LATE_OK_MS
 
 
 def test_longer_prompts_take_longer_to_first_token():
     profile = SimProfile(ttft_ms=10, per_token_ms=1.0, itl_ms=1, jitter=0.0)
-    adapter = SimAdapter(profile=profile)
-    short = run(adapter, ask(" ".join(["a"] * 10), max_tokens=2))
-    long = run(adapter, ask(" ".join(["a"] * 70), max_tokens=2))
-    assert long.ttft_ms - short.ttft_ms >= 50
+    short, long = run_on_virtual_clock(
+        profile, ask(" ".join(["a"] * 10), max_tokens=2), ask(" ".join(["a"] * 70), max_tokens=2)
+    )
+    assert long.ttft_ms - short.ttft_ms == pytest.approx(60)
 
 
 def test_jitter_varies_latency_within_bounds():
-    adapter = SimAdapter(profile=SimProfile(ttft_ms=20, itl_ms=1, jitter=0.5, rng_seed=3))
+    profile = SimProfile(ttft_ms=20, itl_ms=1, jitter=0.5, rng_seed=3)
 
     async def go():
+        adapter = virtual(profile)
         return await asyncio.gather(*(adapter.generate(None, ask(max_tokens=2)) for _ in range(8)))
 
-    ttfts = [r.ttft_ms for r in asyncio.run(go())]
-    assert all(9 <= t < 45 for t in ttfts) and max(ttfts) - min(ttfts) > 3
+    ttfts = [r.ttft_ms for r in run_virtual(go())]
+    assert all(10 <= t <= 30.01 for t in ttfts) and max(ttfts) - min(ttfts) > 3  # 20 ms (+ 2 prompt) ± 50 %
 
 
 def test_model_size_scales_latency():
     profile = SimProfile(ttft_ms=20, itl_ms=1, jitter=0.0)
-    small = run(SimAdapter(profile=profile), ask(model="sim-small", max_tokens=2)).ttft_ms
-    large = run(SimAdapter(profile=profile), ask(model="sim-large", max_tokens=2)).ttft_ms
-    assert large > small + 20
+    small, large = run_on_virtual_clock(
+        profile, ask(model="sim-small", max_tokens=2), ask(model="sim-large", max_tokens=2)
+    )
+    assert large.ttft_ms == pytest.approx(4 * small.ttft_ms)  # factors 0.5 and 2
 
 
 def test_zero_latency_is_fast():
@@ -156,13 +205,14 @@ def test_zero_latency_is_fast():
 
     started = time.perf_counter()
     results = asyncio.run(go())
-    assert all(r.ok for r in results) and time.perf_counter() - started < 3
+    assert all(r.ok for r in results) and time.perf_counter() - started < 10  # ~0.5 s on a quiet machine
 
 
 def test_non_streaming_is_one_chunk_at_the_end():
-    profile = SimProfile(ttft_ms=10, itl_ms=1, jitter=0.0)
-    result = run(SimAdapter(profile=profile), ask(max_tokens=20, ignore_eos=True, stream=False))
-    assert result.chunk_tokens == [20] and result.chunk_times == [result.end_time] and result.ttft_ms >= 25
+    profile = SimProfile(ttft_ms=10, itl_ms=1, jitter=0.0, per_token_ms=0, tokens_per_s=0)
+    (result,) = run_on_virtual_clock(profile, ask(max_tokens=20, ignore_eos=True, stream=False))
+    assert result.chunk_tokens == [20] and result.chunk_times == [result.end_time]
+    assert result.ttft_ms == pytest.approx(10 + 19 * 1)
 
 
 def test_cancellation_propagates():
@@ -233,8 +283,8 @@ def test_quality_falls_as_temperature_rises():
 
 
 def test_noise_words_only_at_high_temperature():
-    calm = "".join(generate_text(ask(temperature=0.5))[0]).split()
-    wild = "".join(generate_text(ask(temperature=1.6))[0]).split()
+    calm = "".join(generate_text(ask(temperature=0.5, seed=3))[0]).split()
+    wild = "".join(generate_text(ask(temperature=1.6, seed=3))[0]).split()
     assert not any(w.strip(",;") in NOISE for w in calm)
     assert sum(w.strip(",;") in NOISE for w in wild) > len(wild) / 4
 

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from apps.providers.engine.sim import check_sim_url
 from apps.providers.models import ProviderEndpoint
 from apps.providers.urlcheck import UrlRefused, check_base_url
 
@@ -37,7 +38,12 @@ class ProviderEndpointSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         kind = attrs.get("kind", getattr(self.instance, "kind", None))
         base_url = attrs.get("base_url", getattr(self.instance, "base_url", ""))
-        if kind != "sim":
+        if kind == "sim":
+            try:
+                check_sim_url(base_url)
+            except ValueError as exc:
+                raise serializers.ValidationError({"base_url": str(exc)}) from None
+        else:
             if not base_url:
                 raise serializers.ValidationError({"base_url": "A base URL is required for this kind."})
             try:

@@ -1,10 +1,11 @@
-"""The offline provider: a deterministic fake LLM with a latency model, for demos, tests and benches.
+"""The offline provider: a fake LLM server with a latency model and a capacity, for demos, tests
+and benches. The model is documented in docs/metrics.md ("The simulator"); in short:
 
-Text is a pure function of (model, prompt, seed, temperature, top_p), so a quality run is
-repeatable; latency jitter and injected errors come from the adapter's own seeded stream, so a
-performance run sees variation but the same run twice sees the same numbers.
-
-The quality model is meant to be measurable with simple text metrics:
+Text. Like a real server, sampling is random unless a `seed` is given: with a seed (or at
+temperature 0, greedy decoding) the text is a pure function of (model, prompt, seed, temperature,
+top_p), so the same request gives the same answer; without one every request draws its own
+answer, so repetitions of an item differ. The quality model is meant to be measurable with simple
+text metrics:
 
 * temperature ≤ 0.8: every sentence is well formed ("The latency shapes the stable result.") and
   built around the prompt's key words;
@@ -12,13 +13,30 @@ The quality model is meant to be measurable with simple text metrics:
   all noise by temperature 1.7; a top_p near 1 adds a little noise once temperature passes 1.0;
 * a low top_p narrows every word list and the set of sentence shapes, so the text repeats itself
   (fewer distinct bigrams) while staying well formed.
+
+Latency and capacity. A simulated server (one per sim base URL and profile in a process, shared by
+every adapter, thread and event loop) runs at most `max_batch` requests at once; later ones wait in
+a first-come-first-served queue, and the wait is part of their time to first token. Once admitted,
+the first token comes after (ttft_ms + per_token_ms × prompt words) × model factor; each next token
+after model factor × max(itl_ms, 1000 × running / tokens_per_s) ms, where `running` is how many
+requests the server holds at that moment: the running requests share a decode budget of
+`tokens_per_s` output tokens per second (for a factor-1 model). Every delay is scaled by
+1 ± jitter. So below capacity TTFT and ITL stay at their baseline and throughput grows with
+concurrency; past tokens_per_s × itl_ms / 1000 running requests ITL grows and output throughput
+stays at tokens_per_s / factor; past max_batch requests TTFT grows by the queueing time.
+Latency jitter and injected errors come from the adapter's own seeded stream (`rng_seed`), so a
+run sees variation but the same seeded run twice, one request at a time, sees the same numbers.
+`zero_latency` turns off every delay and the capacity (for benches and demo data).
 """
 
 import asyncio
 import hashlib
 import math
 import random
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -33,6 +51,7 @@ from apps.providers.engine.types import (
 )
 
 MODELS = {"sim-small": 0.5, "sim-medium": 1.0, "sim-large": 2.0}  # latency factor; other names get 1.0
+_unseeded = random.SystemRandom()  # what an unseeded request samples from: never the same twice
 NATURAL_TOKENS = (48, 160)  # an answer's length when max_tokens does not cut it
 
 _STOPWORD_TEXT = """about above after again against also because been before being below between both cannot
@@ -60,34 +79,70 @@ TEMPLATES = (
 
 @dataclass(frozen=True)
 class SimProfile:
-    """How the simulated server behaves. Times in milliseconds."""
+    """How the simulated server behaves. Times in milliseconds; set any field in the endpoint's
+    base URL, e.g. `sim://local?max_batch=4&tokens_per_s=200`."""
 
-    ttft_ms: float = 80.0  # time to first token for an empty prompt
+    ttft_ms: float = 80.0  # time to first token for an empty prompt, once admitted
     per_token_ms: float = 0.05  # prefill cost per prompt token (≈ word)
-    itl_ms: float = 12.0  # mean gap between two output tokens
+    itl_ms: float = 12.0  # gap between two output tokens while the server is below its token budget
     jitter: float = 0.15  # each delay is scaled by 1 ± jitter (uniform)
     error_rate: float = 0.0  # share of requests that fail (429, 5xx or a cut stream)
-    zero_latency: bool = False  # no sleeping at all: as fast as possible, for benches
+    zero_latency: bool = False  # no sleeping and no capacity at all: as fast as possible, for benches
     tokens_per_chunk: int = 1  # >1 emulates servers that batch tokens into one chunk
     rng_seed: int = 0  # seeds the jitter and error stream (not the text)
+    max_batch: int = 8  # requests the server runs at once; later ones queue (0 = no limit)
+    tokens_per_s: float = 400.0  # output tokens/s shared by the running requests, factor-1 model (0 = no limit)
+
+    def __post_init__(self):
+        for name in ("ttft_ms", "per_token_ms", "itl_ms", "jitter", "error_rate", "max_batch", "tokens_per_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"sim parameter {name} must be a number, 0 or more")
+        if self.jitter > 1 or self.error_rate > 1:
+            raise ValueError("sim parameters jitter and error_rate must be at most 1")
+        if self.tokens_per_chunk < 1:
+            raise ValueError("sim parameter tokens_per_chunk must be 1 or more")
+
+    @property
+    def saturation_running(self) -> float:
+        """How many running requests use up the token budget: past it, ITL grows (inf: never)."""
+        return self.tokens_per_s * self.itl_ms / 1000 if self.tokens_per_s > 0 else math.inf
+
+    def itl_at_ms(self, running: int, model: str = "sim-medium") -> float:
+        """The gap between two tokens of `model` while `running` requests run (before jitter)."""
+        gap = self.itl_ms
+        if self.tokens_per_s > 0:
+            gap = max(gap, 1000.0 * running / self.tokens_per_s)
+        return gap * MODELS.get(model, 1.0)
 
     @classmethod
     def from_url(cls, url: str) -> "SimProfile":
         """A profile from a sim endpoint's base URL, e.g. `sim://local?ttft_ms=20&zero_latency=1`;
         unknown or malformed parameters raise ValueError so a typo is not silently ignored."""
+        parts = urlsplit(url)
         types = {f.name: f.type for f in fields(cls)}
         values: dict[str, Any] = {}
-        for name, raw in parse_qsl(urlsplit(url).query):
+        for name, raw in parse_qsl(parts.query, keep_blank_values=True):
             kind = types.get(name)
             if kind is None:
                 raise ValueError(f"unknown sim parameter {name!r}")
-            if kind in (bool, "bool"):
-                values[name] = raw.lower() in ("1", "true", "yes", "on")
-            elif kind in (int, "int"):
-                values[name] = int(raw)
-            else:
-                values[name] = float(raw)
+            try:
+                if kind in (bool, "bool"):
+                    values[name] = raw.lower() in ("1", "true", "yes", "on")
+                elif kind in (int, "int"):
+                    values[name] = int(raw)
+                else:
+                    values[name] = float(raw)
+            except ValueError:
+                raise ValueError(f"sim parameter {name} must be a number, not {raw!r}") from None
         return cls(**values)
+
+
+def check_sim_url(url: str) -> SimProfile:
+    """The profile of a simulator base URL a user typed (empty, or sim://…); ValueError saying why not."""
+    if url and urlsplit(url).scheme != "sim":
+        raise ValueError("A simulator URL is empty or starts with sim://, e.g. sim://local?max_batch=8")
+    return SimProfile.from_url(url)
 
 
 def prompt_text(request: GenerationRequest) -> str:
@@ -114,14 +169,21 @@ def coherence(temperature: float, top_p: float) -> float:
     return min(1.0, max(0.0, value))
 
 
+def is_reproducible(request: GenerationRequest) -> bool:
+    """Whether the same request always gets the same text: with a seed, or greedy (temperature 0)."""
+    return request.seed is not None or request.temperature == 0
+
+
 def generate_text(request: GenerationRequest, limit: int | None = None) -> tuple[list[str], str]:
     """The answer's tokens (words, the first without a leading space) and its finish reason.
 
-    `limit` is how many tokens may be produced (max_tokens); with `ignore_eos` exactly that many."""
+    `limit` is how many tokens may be produced (max_tokens); with `ignore_eos` exactly that many.
+    Without a seed (and above temperature 0) every call samples a new answer, as a server does."""
     temperature = 1.0 if request.temperature is None else request.temperature
     top_p = 1.0 if request.top_p is None else request.top_p
     prompt = prompt_text(request)
-    digest = hashlib.sha256(repr((request.model, prompt, request.seed, temperature, top_p)).encode()).digest()
+    draw = None if is_reproducible(request) else _unseeded.getrandbits(64)
+    digest = hashlib.sha256(repr((request.model, prompt, request.seed, temperature, top_p, draw)).encode()).digest()
     rng = random.Random(int.from_bytes(digest[:8], "big"))
     share = min(1.0, max(0.05, top_p))
 
@@ -157,17 +219,101 @@ def generate_text(request: GenerationRequest, limit: int | None = None) -> tuple
     return tokens, "length" if cut else "stop"
 
 
+class SimServer:
+    """The capacity of one simulated server: at most `max_batch` requests run at once (0: no limit),
+    the rest wait first come, first served. Shared by every SimAdapter of the same endpoint in the
+    process, whatever their thread or event loop; `running` counts the admitted requests."""
+
+    def __init__(self, max_batch: int):
+        self.max_batch = max_batch
+        self.running = 0
+        self._waiting: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = deque()
+        self._lock = threading.Lock()
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    async def acquire(self) -> None:
+        """Wait for a slot; a cancelled wait leaves the queue (or passes on a slot it was given)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if not self._waiting and (self.max_batch <= 0 or self.running < self.max_batch):
+                self.running += 1
+                return
+            entry = (loop, loop.create_future())
+            self._waiting.append(entry)
+        try:
+            await entry[1]
+        except asyncio.CancelledError:
+            with self._lock:
+                handed_over = entry not in self._waiting
+                if not handed_over:
+                    self._waiting.remove(entry)
+            # A slot handed over but not yet delivered is passed on by _deliver; one delivered
+            # just before the cancel is ours to give back.
+            if handed_over and entry[1].done() and not entry[1].cancelled():
+                self.release()
+            raise
+
+    def release(self) -> None:
+        """Free a slot: it goes straight to the longest-waiting request, else `running` drops."""
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    self.running -= 1
+                    return
+                loop, waiter = self._waiting.popleft()
+            try:
+                loop.call_soon_threadsafe(self._deliver, waiter)
+                return
+            except RuntimeError:  # that waiter's event loop is closed: try the next one
+                continue
+
+    def _deliver(self, waiter: asyncio.Future) -> None:
+        if waiter.done():  # cancelled meanwhile: the slot goes on to the next in line
+            self.release()
+        else:
+            waiter.set_result(None)
+
+
+_servers: dict[tuple[str, SimProfile], SimServer] = {}
+_servers_lock = threading.Lock()
+
+
+def server_for(config: EndpointConfig, profile: SimProfile) -> SimServer:
+    """This process's simulated server of an endpoint: sim endpoints with the same base URL and
+    profile are one server (as two endpoints naming one real server are); `sim://a` and `sim://b`
+    are two."""
+    key = (config.base_url.rstrip("/"), profile)
+    with _servers_lock:
+        server = _servers.get(key)
+        if server is None:
+            server = _servers[key] = SimServer(profile.max_batch)
+        return server
+
+
 class SimAdapter:
     """Same interface as the HTTP adapters (`generate`, `list_models`); never touches the network.
 
-    Each instance owns its jitter/error stream: one per endpoint, shared by its workers."""
+    Each instance owns its jitter/error stream: one per endpoint, shared by its workers. `clock`
+    (seconds, time.monotonic by default) and asyncio's sleep time every request; tests give an
+    event loop with a virtual clock and its `time`."""
 
     kind = Kind.SIM
 
-    def __init__(self, config: EndpointConfig | None = None, profile: SimProfile | None = None):
+    def __init__(
+        self,
+        config: EndpointConfig | None = None,
+        profile: SimProfile | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.config = config or EndpointConfig(kind=Kind.SIM, base_url="sim://local")
         self.profile = profile or SimProfile.from_url(self.config.base_url)
+        self.server = server_for(self.config, self.profile)
         self._rng = random.Random(self.profile.rng_seed)
+        self._clock = clock
 
     def __repr__(self) -> str:
         return f"SimAdapter({self.profile!r})"
@@ -178,53 +324,68 @@ class SimAdapter:
         return max(0.0, ms * (1.0 + jitter * (2.0 * self._rng.random() - 1.0))) / 1000.0
 
     async def generate(self, session: Any, request: GenerationRequest) -> GenerationResult:
-        """A simulated streamed completion; `session` is ignored."""
+        """A simulated completion, streamed or not; `session` is ignored."""
         profile = self.profile
-        send = time.monotonic()
+        send = self._clock()
         result = GenerationResult(send_time=send)
         prompt_tokens = len(prompt_text(request).split())
         result.input_tokens = prompt_tokens
         tokens, finish = generate_text(request, request.max_tokens)
-        factor = MODELS.get(request.model, 1.0)
-        ttft_s = self._scaled((profile.ttft_ms + profile.per_token_ms * prompt_tokens) * factor)
         failure = self._failure(len(tokens))
-        step = max(1, profile.tokens_per_chunk)
-        chunks = ["".join(tokens[i : i + step]) for i in range(0, len(tokens), step)]
-
-        if failure is not None and failure[0] != ErrorKind.CONNECTION:
-            await self._sleep_until(send + ttft_s / 4)
+        if failure is not None and failure[0] != ErrorKind.CONNECTION:  # refused at the door: no slot
+            await self._sleep_until(send + self._scaled(profile.ttft_ms) / 4)
             result.error = failure[1]
-            result.end_time = time.monotonic()
+            result.end_time = self._clock()
             return result
-        stop_after = failure[2] if failure is not None else len(chunks)
-
-        if not request.stream:
-            produced = len(tokens) if failure is None else stop_after * step
-            total_s = ttft_s + sum(self._scaled(profile.itl_ms * factor) for _ in range(max(0, produced - 1)))
-            await self._sleep_until(send + total_s)
-            if failure is None:  # a cut response delivers nothing
-                result.chunk_times.append(time.monotonic())
-                result.chunk_tokens.append(max(1, len(tokens)))
+        if profile.zero_latency:
+            await self._stream(request, result, tokens, send, failure)
         else:
-            due = send + ttft_s
-            for i in range(stop_after):
-                carried = min(step, len(tokens) - i * step)
-                if i:
-                    due += self._scaled(profile.itl_ms * factor) * carried
-                await self._sleep_until(due)
-                result.chunk_times.append(time.monotonic())
-                result.chunk_tokens.append(carried)
+            await self.server.acquire()
+            try:
+                await self._stream(request, result, tokens, self._clock(), failure)
+            finally:
+                self.server.release()
         if failure is not None:
             result.error = failure[1]
-            result.text = "".join(chunks[:stop_after]) if request.stream else ""
-            result.end_time = time.monotonic()
+            result.end_time = self._clock()
             return result
         result.text = "".join(tokens)
         result.output_tokens = len(tokens)
         result.token_source = "server"
         result.finish_reason = finish
-        result.end_time = result.chunk_times[-1] if result.chunk_times else time.monotonic()
+        result.end_time = result.chunk_times[-1] if result.chunk_times else self._clock()
         return result
+
+    async def _stream(
+        self,
+        request: GenerationRequest,
+        result: GenerationResult,
+        tokens: list[str],
+        admitted: float,
+        failure: tuple[ErrorKind, RequestError, int] | None,
+    ) -> None:
+        """Prefill, then one chunk after another on an absolute schedule; a non-streamed answer
+        arrives whole at the end, a cut one delivers what it streamed (nothing when not streamed)."""
+        profile = self.profile
+        factor = MODELS.get(request.model, 1.0)
+        step = profile.tokens_per_chunk
+        chunks = ["".join(tokens[i : i + step]) for i in range(0, len(tokens), step)]
+        stop_after = failure[2] if failure is not None else len(chunks)
+        due = admitted + self._scaled((profile.ttft_ms + profile.per_token_ms * (result.input_tokens or 0)) * factor)
+        for i in range(stop_after):
+            carried = min(step, len(tokens) - i * step)
+            if i:
+                due += self._scaled(profile.itl_at_ms(self.server.running, request.model)) * carried
+            await self._sleep_until(due)
+            if request.stream:
+                result.chunk_times.append(self._clock())
+                result.chunk_tokens.append(carried)
+        if failure is not None:
+            result.text = "".join(chunks[:stop_after]) if request.stream else ""
+        elif not request.stream:
+            await self._sleep_until(due)
+            result.chunk_times.append(self._clock())
+            result.chunk_tokens.append(max(1, len(tokens)))
 
     async def _sleep_until(self, due: float) -> None:
         """Sleep to an absolute time, so event-loop lateness does not add up over a stream; always
@@ -232,7 +393,7 @@ class SimAdapter:
         if self.profile.zero_latency:
             await asyncio.sleep(0)
             return
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        await asyncio.sleep(max(0.0, due - self._clock()))
 
     def _failure(self, tokens: int) -> tuple[ErrorKind, RequestError, int] | None:
         """Whether this request fails, how, and after how many chunks (cut streams only)."""
@@ -247,8 +408,7 @@ class SimAdapter:
         if roll < 0.8:
             error = RequestError(ErrorKind.SERVER, "HTTP 503: simulated overload", status=503)
             return error.kind, error, 0
-        step = max(1, self.profile.tokens_per_chunk)
-        chunks = max(1, math.ceil(tokens / step))
+        chunks = max(1, math.ceil(tokens / self.profile.tokens_per_chunk))
         cut = self._rng.randint(0, max(0, chunks - 1))
         error = RequestError(ErrorKind.CONNECTION, f"stream cut after {cut} chunks (simulated)")
         return error.kind, error, cut

@@ -8,7 +8,7 @@ stamps are comparable), converted to milliseconds only when a sample is made.
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from apps.hardware.parsed import ParsedSample
+from apps.providers.samples import ParsedSample
 
 
 class Kind(StrEnum):
