@@ -9,7 +9,8 @@ from django.shortcuts import render
 from django.utils.html import format_html
 
 from apps.experiments.models import TestCase
-from apps.experiments.services import TransitionRefused, testcase_approve, testcase_reject
+from apps.experiments.reviews import VERBS, testcase_review
+from apps.experiments.services import TransitionRefused
 from llmbench.admin import TeamScopedAdmin
 
 REVIEWED_FIELDS = ("title", "system_prompt", "prompt", "expected_output", "evaluator", "evaluator_settings", "tags")
@@ -59,24 +60,21 @@ class TestCaseAdmin(TeamScopedAdmin):
         )
         return format_html("<pre>{}</pre>", "\n".join(lines) or "No changes.")
 
-    def _decide(self, request, queryset, decide, verb: str) -> None:
+    def _decide(self, request, queryset, decision: str, reason: str = "") -> None:
         done = 0
         for case in queryset:
             try:
-                decide(case)
+                testcase_review(testcase=case, reviewer=request.user, decision=decision, reason=reason)
             except TransitionRefused as exc:
                 self.message_user(request, f"{case}: {exc}", messages.WARNING)
                 continue
-            self.log_change(
-                request, case, f"{verb} v{case.version}" + (f": {case.review_reason}" if case.review_reason else "")
-            )
             done += 1
         if done:
-            self.message_user(request, f"{verb} {done} test case(s).", messages.SUCCESS)
+            self.message_user(request, f"{VERBS[decision]} {done} test case(s).", messages.SUCCESS)
 
     @admin.action(description="Approve the selected pending test cases")
     def approve(self, request, queryset):
-        self._decide(request, queryset, lambda case: testcase_approve(testcase=case, reviewer=request.user), "Approved")
+        self._decide(request, queryset, "approve")
 
     @admin.action(description="Reject the selected pending test cases (asks for a reason)")
     def reject(self, request, queryset):
@@ -85,10 +83,5 @@ class TestCaseAdmin(TeamScopedAdmin):
             context = {**self.admin_site.each_context(request), "queryset": queryset, "opts": self.model._meta,
                        "missing_reason": "confirm" in request.POST}  # fmt: skip
             return render(request, "admin/experiments/reject_reason.html", context)
-        self._decide(
-            request,
-            queryset,
-            lambda case: testcase_reject(testcase=case, reviewer=request.user, reason=reason),
-            "Rejected",
-        )
+        self._decide(request, queryset, "reject", reason)
         return None

@@ -1,5 +1,6 @@
-"""Demo test cases of every evaluator kind (approved and pending) and an experiment against the
-simulated endpoint, run at once so its page has evaluated responses."""
+"""Demo test cases of every evaluator kind (approved and pending) and two experiments against the
+simulated endpoint that differ only in temperature (an experiment runs one set of sampling parameters),
+run at once so their pages have evaluated responses to compare."""
 
 from django.contrib.auth.models import AbstractBaseUser
 
@@ -21,9 +22,13 @@ CASES = [
 ]  # fmt: skip
 
 
+LEGACY_NAME = "Demo: simulator at two temperatures"
+TEMPERATURES = [("Demo: simulator at temperature 0.2", 0.2), ("Demo: simulator at temperature 1.0", 1.0)]
+
+
 def demo_quality_load(*, team: Team, user: AbstractBaseUser) -> int:
-    """Create the demo test cases once (the first four approved, the last pending) and a fresh
-    demo experiment against the simulator; returns its response count."""
+    """Create the demo test cases once (the first four approved, the last pending) and a fresh pair of
+    demo experiments against the simulator, one at each temperature; returns their response count."""
     if not TestCase.objects.filter(team=team).exists():
         for i, (title, prompt, expected, kind, settings) in enumerate(CASES):
             case = testcase_create(
@@ -33,12 +38,18 @@ def demo_quality_load(*, team: Team, user: AbstractBaseUser) -> int:
             if i < len(CASES) - 1:
                 testcase_approve(testcase=case, reviewer=user)
     endpoint = ProviderEndpoint.objects.get(team=team, name="Simulator")
-    Experiment.objects.filter(team=team, name="Demo: simulator at two temperatures").delete()
+    # Earlier demo loads made one experiment under an older name; replace it and the pair below.
+    Experiment.objects.filter(team=team, name__in=[LEGACY_NAME, *(name for name, _ in TEMPERATURES)]).delete()
     approved = list(TestCase.objects.filter(team=team, status=TestCase.Status.APPROVED, is_current=True))
-    experiment = experiment_create(
-        team=team, user=user, name="Demo: simulator at two temperatures", test_cases=approved,
-        targets=[(endpoint, "sim-small"), (endpoint, "sim-large")], parameters={"temperature": 0.3, "max_tokens": 80},
-        responses_per_item=2, description="Generated demo data against the simulated endpoint.", tags=["demo"],
-    )  # fmt: skip
-    run_experiment(experiment.pk)
-    return experiment.responses.count()
+    responses = 0
+    for name, temperature in TEMPERATURES:
+        experiment = experiment_create(
+            team=team, user=user, name=name, test_cases=approved,
+            targets=[(endpoint, "sim-small"), (endpoint, "sim-large")],
+            parameters={"temperature": temperature, "max_tokens": 80}, responses_per_item=3,
+            description=f"Generated demo data against the simulated endpoint at temperature {temperature}; "
+            "its twin differs only in temperature.", tags=["demo"],
+        )  # fmt: skip
+        run_experiment(experiment.pk)
+        responses += experiment.responses.count()
+    return responses

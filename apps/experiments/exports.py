@@ -17,6 +17,7 @@ from apps.experiments.models import PARAMETER_COLUMNS, QUALITY_COLUMNS, Experime
 from apps.experiments.selectors import TargetSummary, experiment_summary
 from llmbench import svg
 from llmbench.exports import Table, export_response
+from llmbench.humanize import number_text
 from llmbench.reports import pdf_response
 
 FORMATS = ("csv", "json", "xlsx", "pdf")
@@ -35,7 +36,7 @@ _RESPONSE_FIELDS = [
     ("error_message", "error_message"), ("passed", "passed"), ("score", "score"),
     ("evaluation_error", "evaluation_error"),
     *[(f"quality_{metric}", f"quality_{metric}") for metric in QUALITY_COLUMNS],
-    ("created_at", "created_at"),
+    ("created_at", "created_at"), ("is_simulated", "is_simulated"),
 ]  # fmt: skip
 RESPONSE_COLUMNS = [column for column, _ in _RESPONSE_FIELDS]
 
@@ -43,6 +44,7 @@ TARGET_COLUMNS = [
     "target_id", "target", "responses", "errors", "evaluated", "passed", "pass_rate", "pass_rate_ci_low",
     "pass_rate_ci_high", "mean_score", "mean_score_ci_low", "mean_score_ci_high",
     *[f"quality_{metric}" for metric in QUALITY_COLUMNS], "mean_latency_ms", "mean_ttft_ms", "cost_usd",
+    "is_simulated",
 ]  # fmt: skip
 
 
@@ -61,7 +63,7 @@ def _target_row(t: TargetSummary) -> list:
     return [
         t.target_id, t.label, t.responses, t.errors, t.evaluated, t.passed, t.pass_rate, *pass_ci, t.mean_score,
         *score_ci, *[t.quality.get(metric) for metric in QUALITY_COLUMNS], t.mean_latency_ms, t.mean_ttft_ms,
-        t.cost_usd,
+        t.cost_usd, t.is_simulated,
     ]  # fmt: skip
 
 
@@ -100,7 +102,7 @@ def report_context(experiment: Experiment, summaries: list[TargetSummary]) -> di
     responses = list(
         Response.objects.filter(experiment=experiment).order_by("id")
         .values_list("id", "target__endpoint__name", "target__model", "test_case__title", "passed", "score",
-                     "latency_ms", "error_code", "content")[:REPORT_RESPONSES]
+                     "latency_ms", "error_code", "content", "is_simulated")[:REPORT_RESPONSES]
     )  # fmt: skip
     bars = [
         svg.Bar(t.label, t.pass_rate * 100, *(100 * v for v in t.pass_rate_ci))
@@ -127,7 +129,7 @@ def report_context(experiment: Experiment, summaries: list[TargetSummary]) -> di
                 "Responses",
                 "Errors",
                 "Pass rate (95% Wilson)",
-                "Mean score (95% CI)",
+                "Mean score (95% bootstrap)",
                 "Overall quality",
                 "Latency ms",
                 "TTFT ms",
@@ -155,27 +157,42 @@ def _asked(experiment: Experiment) -> tuple[str, str]:
 
 
 def _fmt(value: float | None, digits: int) -> str | None:
-    return None if value is None else f"{value:,.{digits}f}"
+    return None if value is None else number_text(value, digits)
 
 
-def _interval(ci, digits: int, scale: float = 1.0) -> str:
-    return f" ({ci[0] * scale:.{digits}f}–{ci[1] * scale:.{digits}f})" if ci else ""
+def _interval(ci, digits: int, note: str, scale: float = 1.0, unit: str = "") -> str:
+    if ci:
+        return f" ({number_text(ci[0] * scale, digits)}–{number_text(ci[1] * scale, digits)}{unit})"
+    return f"; {note}" if note else ""
 
 
 def _target_cells(t: TargetSummary) -> list:
     pass_rate = None
     if t.pass_rate is not None:
-        pass_rate = f"{t.pass_rate * 100:.1f}%{_interval(t.pass_rate_ci, 1, 100)}, n={t.evaluated}"
-    score = None if t.mean_score is None else f"{t.mean_score:.3f}{_interval(t.mean_score_ci, 3)}"
+        interval = _interval(t.pass_rate_ci, 1, t.pass_rate_ci_note, 100, "%")
+        pass_rate = f"{number_text(t.pass_rate * 100, 1)}%{interval}" + (
+            f", n = {t.evaluated}" if t.pass_rate_ci else ""
+        )
+    score = None
+    if t.mean_score is not None:
+        score = f"{number_text(t.mean_score, 3)}{_interval(t.mean_score_ci, 3, t.mean_score_ci_note)}"
     return [t.label, t.responses, t.errors, pass_rate, score, _fmt(t.quality.get("overall"), 1),
             _fmt(t.mean_latency_ms, 0), _fmt(t.mean_ttft_ms, 0), _fmt(t.cost_usd, 6)]  # fmt: skip
 
 
 def _response_cells(row: tuple) -> list:
-    pk, endpoint, model, case, passed, score, latency_ms, error_code, content = row
+    pk, endpoint, model, case, passed, score, latency_ms, error_code, content, simulated = row
     result = f"error {error_code}" if error_code else {True: "pass", False: "fail", None: "–"}[passed]
     text = content if len(content) <= REPORT_EXCERPT_CHARS else content[: REPORT_EXCERPT_CHARS - 1] + "…"
-    return [pk, f"{endpoint} · {model}", case, result, _fmt(score, 3), _fmt(latency_ms, 0), text]
+    return [
+        pk,
+        f"{endpoint} · {model}" + (" (simulated)" if simulated else ""),
+        case,
+        result,
+        _fmt(score, 3),
+        _fmt(latency_ms, 0),
+        text,
+    ]
 
 
 # docs/metrics.md, "Experiments (output quality)".
@@ -185,9 +202,10 @@ METHODS = [
     ("Evaluated, passed", "Responses whose evaluator decided (an undecided evaluation, e.g. an unparsable judge "
      "answer, is neither a pass nor a fail)."),
     ("Pass rate", "Passed / evaluated, with the Wilson score 95% interval "
-     "(scipy.stats.binomtest(...).proportion_ci(method=\"wilson\"))."),
-    ("Mean score", "Mean of the evaluators' 0–1 scores, with a Student t 95% interval (scipy.stats.t.interval with "
-     "the standard error of the mean)."),
+     "(scipy.stats.binomtest(...).proportion_ci(method=\"wilson\")); fewer than 3 evaluated: no interval."),
+    ("Mean score", "Mean of the evaluators' 0–1 scores, with a bootstrap 95% interval (scipy.stats.bootstrap, BCa, "
+     "2,000 resamples, fixed seed; percentile above 1,000 scores): inside 0–1 by construction. All scores on 0 or "
+     "on 1: the Wilson interval of n out of n. Fewer than 3 scores, or all equal in between: no interval."),
     ("Quality metrics", "Mean of each text-quality metric (0–100) over the successful responses."),
     ("Latency, TTFT", "Means over the successful responses, ms."),
     ("Cost", "Sum over responses of input tokens × input price + output tokens × output price (per 1M tokens, the "

@@ -3,37 +3,90 @@ import json
 from django import forms
 
 from apps.experiments.evaluators import SettingsError, validate_settings
-from apps.experiments.models import Experiment, TestCase
+from apps.experiments.models import MAX_RESPONSES_PER_ITEM, Experiment, TestCase
+from apps.providers.engine.sim import MODELS as SIM_MODELS
 from apps.providers.models import ProviderEndpoint
 
 
-class ExperimentForm(forms.ModelForm):
-    """One target per line as `endpoint name: model`; test cases from the team's approved ones."""
+def endpoint_models(endpoint: ProviderEndpoint) -> list[str]:
+    """The model names configured on an endpoint; the simulator's own when a sim endpoint lists none."""
+    names = [str(name) for name in endpoint.model_names or [] if str(name).strip()]
+    if not names and endpoint.is_simulated:
+        names = list(SIM_MODELS)
+    return names
 
+
+def target_choices(endpoints) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Options grouped by endpoint: value "<endpoint id>:<model>", label "endpoint · model"."""
+    groups = []
+    for endpoint in endpoints:
+        suffix = " (simulated)" if endpoint.is_simulated else ""
+        options = [
+            (f"{endpoint.pk}:{model}", f"{endpoint.name} · {model}{suffix}") for model in endpoint_models(endpoint)
+        ]
+        if options:
+            groups.append((endpoint.name + suffix, options))
+    return groups
+
+
+class ExperimentForm(forms.ModelForm):
+    """Targets are picked from the team's endpoints and the model names configured on each (one select
+    of "endpoint · model" pairs, which works without JavaScript); `targets_text` (one `endpoint name:
+    model` per line) is the typed alternative the API and the sweep page send. Once clean,
+    `cleaned_data["targets_text"]` holds every chosen target as (endpoint, model) pairs. (The picker is
+    not called `targets`: the API's JSON uses that name for a list of {"endpoint", "model"} objects.)"""
+
+    target_pairs = forms.MultipleChoiceField(
+        required=False, label="Targets", widget=forms.SelectMultiple(attrs={"size": 6}),
+        help_text="Endpoints of the team and the models configured on each. Hold Ctrl (⌘ on a Mac) to choose more "
+        "than one. An endpoint with no model names is listed once they are added on its page.",
+    )  # fmt: skip
     targets_text = forms.CharField(
-        label="Targets", widget=forms.Textarea(attrs={"rows": 2}),
+        required=False, label="Targets (typed)", widget=forms.Textarea(attrs={"rows": 2}),
         help_text="One per line: <endpoint name>: <model>, e.g. Simulator: sim-small",
     )  # fmt: skip
-    temperature = forms.FloatField(required=False, min_value=0, max_value=2)
-    top_p = forms.FloatField(required=False, min_value=0, max_value=1)
-    max_tokens = forms.IntegerField(required=False, min_value=1)
-    frequency_penalty = forms.FloatField(required=False, min_value=-2, max_value=2)
-    presence_penalty = forms.FloatField(required=False, min_value=-2, max_value=2)
-    seed = forms.IntegerField(required=False, min_value=0)
+    temperature = forms.FloatField(required=False, min_value=0, max_value=2, help_text="0 to 2.")
+    top_p = forms.FloatField(required=False, min_value=0, max_value=1, label="Top p", help_text="0 to 1.")
+    max_tokens = forms.IntegerField(required=False, min_value=1, max_value=1_000_000, label="Max tokens")
+    frequency_penalty = forms.FloatField(required=False, min_value=-2, max_value=2, help_text="−2 to 2.")
+    presence_penalty = forms.FloatField(required=False, min_value=-2, max_value=2, help_text="−2 to 2.")
+    seed = forms.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
+
+    field_order = [
+        "name", "description", "target_pairs", "targets_text", "test_cases", "system_prompt", "prompt",
+        "responses_per_item", "temperature", "top_p", "max_tokens", "frequency_penalty", "presence_penalty", "seed",
+    ]  # fmt: skip
 
     class Meta:
         model = Experiment
         fields = ["name", "description", "system_prompt", "prompt", "test_cases", "responses_per_item"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2}), "system_prompt": forms.Textarea(attrs={"rows": 3})}
+        help_texts = {"test_cases": "Approved test cases of the team; leave empty to ask the prompt below instead."}
 
     def __init__(self, *args, team, **kwargs):
         super().__init__(*args, **kwargs)
         self.team = team
         self.fields["test_cases"].queryset = TestCase.objects.filter(team=team, status=TestCase.Status.APPROVED)
         self.fields["test_cases"].required = False
+        self.fields["responses_per_item"].min_value = 1
+        self.fields["responses_per_item"].widget.attrs.update(min=1, max=MAX_RESPONSES_PER_ITEM)
+        self.endpoints = {e.pk: e for e in ProviderEndpoint.objects.filter(team=team).order_by("name")}
+        self.fields["target_pairs"].choices = target_choices(self.endpoints.values())
+        # The picked targets are cleaned before the typed ones, whatever order a subclass shows them in.
+        order = [name for name in self.fields if name != "target_pairs"]
+        order.insert(order.index("targets_text"), "target_pairs")
+        self.fields = {name: self.fields[name] for name in order}
+
+    def clean_target_pairs(self) -> list[tuple[ProviderEndpoint, str]]:
+        chosen = []
+        for value in self.cleaned_data["target_pairs"]:
+            endpoint_id, _, model = value.partition(":")
+            chosen.append((self.endpoints[int(endpoint_id)], model))  # the choices are the team's only
+        return chosen
 
     def clean_targets_text(self) -> list[tuple[ProviderEndpoint, str]]:
-        targets = []
-        for number, line in enumerate(self.cleaned_data["targets_text"].splitlines(), 1):
+        targets = list(self.cleaned_data.get("target_pairs") or [])
+        for number, line in enumerate((self.cleaned_data["targets_text"] or "").splitlines(), 1):
             if not line.strip():
                 continue
             name, sep, model = line.partition(":")
@@ -42,9 +95,13 @@ class ExperimentForm(forms.ModelForm):
                 raise forms.ValidationError(f"Line {number}: write <endpoint name>: <model>.")
             if endpoint is None:
                 raise forms.ValidationError(f"Line {number}: no endpoint named {name.strip()!r} in this team.")
-            targets.append((endpoint, model.strip()))
-        if not targets:
-            raise forms.ValidationError("At least one target.")
+            if (endpoint, model.strip()) not in targets:
+                targets.append((endpoint, model.strip()))
+        if not targets and "target_pairs" not in self.errors:
+            # On the field the caller used: the page's picker, or the typed list (API, sweep page).
+            if "targets_text" in self.data:
+                raise forms.ValidationError("At least one target.")
+            self.add_error("target_pairs", "Choose at least one target.")
         return targets
 
     def clean(self):

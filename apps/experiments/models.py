@@ -3,15 +3,22 @@
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from apps.accounts.models import TeamOwned
+from apps.experiments.validators import PromptLengthValidator
 
 EVALUATOR_KINDS = ["exact_match", "contains", "regex", "json_schema", "numeric", "llm_judge"]
+EVALUATOR_LABELS = {
+    "exact_match": "Exact match", "contains": "Contains", "regex": "Regular expression",
+    "json_schema": "JSON schema", "numeric": "Numeric answer", "llm_judge": "LLM judge",
+}  # fmt: skip
 QUALITY_COLUMNS = (
     "overall", "coherence", "completeness", "readability", "length_appropriateness", "creativity", "specificity",
 )  # fmt: skip
 PARAMETER_COLUMNS = ("temperature", "top_p", "max_tokens", "frequency_penalty", "presence_penalty", "seed")
+MAX_RESPONSES_PER_ITEM = 1000
 
 
 class TestCase(TeamOwned):
@@ -30,10 +37,12 @@ class TestCase(TeamOwned):
     version = models.PositiveIntegerField(default=1, editable=False)
     is_current = models.BooleanField(default=True, editable=False, help_text="The latest version of its lineage.")
     title = models.CharField(max_length=200)
-    system_prompt = models.TextField(blank=True)
-    prompt = models.TextField()
+    system_prompt = models.TextField(blank=True, validators=[PromptLengthValidator()])
+    prompt = models.TextField(validators=[PromptLengthValidator()])
     expected_output = models.TextField(blank=True)
-    evaluator = models.CharField(max_length=20, choices=[(k, k) for k in EVALUATOR_KINDS], default="exact_match")
+    evaluator = models.CharField(
+        max_length=20, choices=[(k, EVALUATOR_LABELS[k]) for k in EVALUATOR_KINDS], default="exact_match"
+    )
     evaluator_settings = models.JSONField(default=dict, blank=True)
     tags = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
@@ -99,13 +108,19 @@ class Experiment(TeamOwned):
     tags = models.JSONField(default=list, blank=True)
     favourite = models.BooleanField(default=False)
     archived = models.BooleanField(default=False)
-    system_prompt = models.TextField(blank=True)
-    prompt = models.TextField(blank=True, help_text="Used when no test cases are chosen.")
+    system_prompt = models.TextField(blank=True, validators=[PromptLengthValidator()])
+    prompt = models.TextField(
+        blank=True, help_text="Used when no test cases are chosen.", validators=[PromptLengthValidator()]
+    )
     test_cases = models.ManyToManyField(TestCase, blank=True, related_name="experiments")
     suite = models.ForeignKey(Suite, on_delete=models.PROTECT, null=True, blank=True, related_name="experiments",
                               help_text="The suite version the experiment ran.")  # fmt: skip
     parameters = models.JSONField(default=dict, blank=True, help_text="temperature, top_p, max_tokens, penalties, seed")
-    responses_per_item = models.PositiveIntegerField(default=1)
+    responses_per_item = models.PositiveIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_RESPONSES_PER_ITEM)],
+        help_text=f"How many times each prompt or test case is asked of each target (1 to {MAX_RESPONSES_PER_ITEM:,}).",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
@@ -173,6 +188,9 @@ class Response(models.Model):
     frequency_penalty = models.FloatField(null=True, editable=False)
     presence_penalty = models.FloatField(null=True, editable=False)
     seed = models.BigIntegerField(null=True, editable=False)
+    is_simulated = models.BooleanField(
+        default=False, db_index=True, help_text="From the built-in simulator (the sim provider) or generated demo data."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

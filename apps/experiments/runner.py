@@ -87,6 +87,7 @@ def response_fields(answer: Answer, *, repetition: int, combination: int = 0) ->
         "passed": evaluation.passed if evaluation else None, "score": evaluation.score if evaluation else None,
         "evaluation": evaluation.detail if evaluation else {}, "evaluation_error": evaluation.error if evaluation else "",
         "quality": text_quality(result.text, prompt=item.messages[-1]["content"]) if result.ok else {},
+        "is_simulated": answer.target.endpoint.is_simulated,
     }  # fmt: skip
 
 
@@ -211,6 +212,13 @@ def run_experiment(experiment_id: int) -> str:
         Experiment.Status.PENDING, Experiment.Status.RUNNING,
     ):  # fmt: skip
         return experiment.status
+    # Forms and the API refuse it; an experiment with nothing to ask must not end "completed".
+    if experiment.responses_per_item < 1:
+        Experiment.objects.filter(pk=experiment.pk).update(
+            status=Experiment.Status.FAILED, error="Nothing to ask: responses per item must be at least 1.",
+            finished_at=timezone.now(),
+        )  # fmt: skip
+        return Experiment.Status.FAILED
     Experiment.objects.filter(pk=experiment.pk).update(
         status=Experiment.Status.RUNNING, started_at=experiment.started_at or timezone.now(), error=""
     )

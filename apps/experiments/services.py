@@ -1,12 +1,19 @@
-"""Test case operations: write, submit, approve, reject; each leaves a trail."""
+"""Test case operations (write, submit, approve, reject, retire; each leaves a trail) and
+experiment operations (create, update, start, cancel, progress)."""
 
+import uuid
+from dataclasses import dataclass
+from typing import TypedDict
+
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from apps.accounts.models import Team
-from apps.experiments.models import Experiment, ExperimentTarget, Suite, TestCase
+from apps.experiments.models import Experiment, ExperimentTarget, Response, Suite, TestCase
 from apps.providers.models import ProviderEndpoint
 
 CONTENT_FIELDS = ("title", "system_prompt", "prompt", "expected_output", "evaluator", "evaluator_settings", "tags")
@@ -71,6 +78,34 @@ def testcase_reject(*, testcase: TestCase, reviewer: AbstractBaseUser, reason: s
     if not reason.strip():
         raise TransitionRefused("A rejection needs a reason.")
     return _review(testcase, reviewer, TestCase.Status.REJECTED, reason.strip())
+
+
+@dataclass(frozen=True)
+class RetiredLineage:
+    """What retiring a test case did: every version of the lineage left lists and these suites."""
+
+    lineage: uuid.UUID
+    versions: int
+    suites: list[str]
+
+
+@transaction.atomic
+def testcase_retire(*, test_case: TestCase, user: AbstractBaseUser) -> RetiredLineage:
+    """Retire a test case: no version of its lineage is current any more (so it leaves lists and
+    editing), and it leaves every suite. Responses and experiments keep the version they ran."""
+    versions = list(TestCase.objects.select_for_update().filter(team=test_case.team, lineage=test_case.lineage))
+    current = [v for v in versions if v.is_current]
+    if not current:
+        raise TransitionRefused("This test case is already retired.")
+    memberships = Suite.test_cases.through.objects.filter(testcase__in=versions)
+    suites = sorted({str(m.suite) for m in memberships.select_related("suite")})
+    memberships.delete()
+    TestCase.objects.filter(pk__in=[v.pk for v in versions]).update(is_current=False)
+    LogEntry.objects.log_actions(
+        user_id=user.pk, queryset=current, action_flag=CHANGE,
+        change_message=f"Retired all {len(versions)} versions" + (f"; left {', '.join(suites)}." if suites else "."),
+    )  # fmt: skip
+    return RetiredLineage(lineage=test_case.lineage, versions=len(versions), suites=suites)
 
 
 # --- experiments ----------------------------------------------------------------------------
@@ -139,3 +174,58 @@ def experiment_cancel(*, experiment: Experiment) -> Experiment:
     )
     experiment.refresh_from_db()
     return experiment
+
+
+RUN_FIELDS = ("system_prompt", "prompt", "parameters", "responses_per_item")
+
+
+@transaction.atomic
+def experiment_update(*, experiment: Experiment, **fields) -> Experiment:
+    """Change an experiment. Its name, description, tags and flags change at any time; what it asks
+    (`RUN_FIELDS`) only while nothing has been asked yet, so every response answers the stored setup."""
+    experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    if not fields:
+        return experiment
+    changed = [name for name in RUN_FIELDS if name in fields and fields[name] != getattr(experiment, name)]
+    if changed:
+        if experiment.kind != Experiment.Kind.SINGLE:
+            raise TransitionRefused("This is a parameter sweep: its setup belongs to its batch.")
+        if experiment.status == Experiment.Status.RUNNING or Response.objects.filter(experiment=experiment).exists():
+            raise TransitionRefused(
+                f"The experiment has started: {', '.join(changed)} can no longer change. Create a new experiment."
+            )
+    for name, value in fields.items():
+        setattr(experiment, name, value)
+    experiment.save(update_fields=list(fields))
+    return experiment
+
+
+class ExperimentProgress(TypedDict):
+    """One progress event of an experiment (the SSE stream's `data`)."""
+
+    id: int
+    status: str
+    error: str
+    done: int
+    failed: int
+    total: int
+    progress: float
+    finished: bool
+
+
+FINISHED_STATUSES = (Experiment.Status.COMPLETED, Experiment.Status.FAILED, Experiment.Status.CANCELLED)
+
+
+def experiment_progress(experiment: Experiment) -> ExperimentProgress:
+    """How far an experiment is, from the database: stored responses (`done`, of which `failed` carry
+    an error) out of targets × items × responses per item (`total`)."""
+    items = experiment.test_cases.filter(status=TestCase.Status.APPROVED).count() or 1  # else its own prompt
+    total = experiment.targets.count() * items * experiment.responses_per_item
+    counts = Response.objects.filter(experiment=experiment).aggregate(
+        done=Count("id"), failed=Count("id", filter=~Q(error_code=""))
+    )
+    return ExperimentProgress(
+        id=experiment.pk, status=experiment.status, error=experiment.error, done=counts["done"],
+        failed=counts["failed"], total=total, progress=round(100.0 * counts["done"] / total, 1) if total else 0.0,
+        finished=experiment.status in FINISHED_STATUSES,
+    )  # fmt: skip

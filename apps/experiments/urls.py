@@ -10,6 +10,8 @@ urlpatterns = [
     path("testcases/", views.testcase_list, name="testcases"),
     path("testcases/new/", views.testcase_edit, name="testcase-new"),
     path("testcases/<int:pk>/", views.testcase_edit, name="testcase"),
+    path("testcases/<int:pk>/approve/", views.testcase_decide, {"decision": "approve"}, name="testcase-approve"),
+    path("testcases/<int:pk>/reject/", views.testcase_decide, {"decision": "reject"}, name="testcase-reject"),
     path("<int:pk>/", views.experiment_detail, name="detail"),
     path("<int:pk>/compare/", views.experiment_compare, name="compare"),
     *[

@@ -3,15 +3,23 @@ live HTML, scripts or htmx attributes."""
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
+from apps.experiments.evaluators import validate_settings
 from apps.experiments.exports import experiment_export as export_experiment
 from apps.experiments.forms import ExperimentForm, TestCaseForm
-from apps.experiments.models import Experiment, Response, TestCase
+from apps.experiments.models import Experiment, ExperimentTarget, Response, TestCase
+from apps.experiments.presentation import (
+    evaluation_lines,
+    parameter_lines,
+    response_parameter_lines,
+    settings_lines,
+)
+from apps.experiments.reviews import VERBS, testcase_review
 from apps.experiments.selectors import experiment_summary
 from apps.experiments.services import (
     TransitionRefused,
@@ -22,11 +30,13 @@ from apps.experiments.services import (
     testcase_submit,
     testcase_update,
 )
+from apps.providers.engine.types import Kind
 
 
 @team_view()
 def experiment_list(request):
-    experiments = Experiment.objects.filter(team=request.team)
+    simulated = ExperimentTarget.objects.filter(experiment=OuterRef("pk"), endpoint__kind=Kind.SIM)
+    experiments = Experiment.objects.filter(team=request.team).annotate(has_simulated=Exists(simulated))
     if query := request.GET.get("q", "").strip():
         experiments = experiments.filter(Q(name__icontains=query) | Q(description__icontains=query))
     if request.GET.get("archived") != "1":
@@ -54,12 +64,31 @@ def experiment_new(request):
     )
 
 
+def _case_settings(case: TestCase) -> list[tuple[str, str]]:
+    """The evaluator's settings with every default filled in (as the run used them)."""
+    try:
+        return settings_lines(validate_settings(case.evaluator, case.evaluator_settings))
+    except ValueError:
+        return settings_lines(case.evaluator_settings)
+
+
 @team_view()
 def experiment_detail(request, pk: int):
-    experiment = get_object_or_404(Experiment, pk=pk, team=request.team)
+    """What was run (prompt or test cases, every parameter, evaluators and their settings), the figures per
+    target and every response with its evaluator's detail; the status part refreshes while it runs."""
+    experiment = get_object_or_404(Experiment.objects.select_related("suite"), pk=pk, team=request.team)
     responses = Response.objects.filter(experiment=experiment).select_related("target__endpoint", "test_case")
     page = Paginator(responses, 50).get_page(request.GET.get("page"))
-    context = {"experiment": experiment, "summary": experiment_summary(experiment), "page": page}
+    for response in page.object_list:
+        response.evaluation_lines = evaluation_lines(response)
+        response.parameter_lines = response_parameter_lines(response)
+    cases = list(experiment.test_cases.order_by("title", "pk"))
+    for case in cases:
+        case.settings_lines = _case_settings(case)
+    context = {
+        "experiment": experiment, "summary": experiment_summary(experiment), "page": page, "cases": cases,
+        "parameters": parameter_lines(experiment), "targets": list(experiment.targets.select_related("endpoint")),
+    }  # fmt: skip
     template = "experiments/experiment_detail.html#results" if request.htmx else "experiments/experiment_detail.html"
     return render(request, template, context)
 
@@ -104,6 +133,26 @@ def experiment_action(request, pk: int, action: str):
     except TransitionRefused as exc:
         messages.error(request, str(exc))
     return redirect("experiments:detail", pk=pk)
+
+
+@team_view(Membership.Role.ADMIN)
+@require_POST
+def testcase_decide(request, pk: int, decision: str):
+    """A team admin approves or rejects (with a reason) a pending test case from its page: the admin
+    action's service and admin-log entry (apps.experiments.reviews)."""
+    case = get_object_or_404(TestCase, pk=pk, team=request.team)
+    reason = request.POST.get("reason", "").strip()
+    if decision == "reject" and not reason:
+        context = {"form": TestCaseForm(instance=case), "case": case,
+                   "review_errors": {"reason": "A rejection needs a reason: say what should change."}}  # fmt: skip
+        return render(request, "experiments/testcase_form.html", context, status=400)
+    try:
+        case = testcase_review(testcase=case, reviewer=request.user, decision=decision, reason=reason)
+    except TransitionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{VERBS[decision]} {case}.")
+    return redirect("experiments:testcase", pk=case.pk)
 
 
 @team_view()

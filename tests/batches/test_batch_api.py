@@ -241,3 +241,11 @@ class TestResults:
         assert payload["status"] == "completed" and payload["completed_results"] == 12
         assert anon_api.get(f"/api/v1/batches/{batch.pk}/progress").status_code == 401
         assert member_api.get(f"/api/v1/batches/{make_batch(other_team).pk}/progress").status_code == 404
+
+    def test_sse_refusals_are_json_for_api_clients(self, member_api, anon_api, other_team):
+        """401 and 404 from the stream are JSON bodies (with the token challenge), not the HTML error page."""
+        theirs = make_batch(other_team)
+        missing = member_api.get(f"/api/v1/batches/{theirs.pk}/progress")
+        assert missing.status_code == 404 and missing.json()["detail"]
+        anonymous = anon_api.get(f"/api/v1/batches/{theirs.pk}/progress")
+        assert anonymous.json()["detail"] and anonymous["WWW-Authenticate"] == "Token"

@@ -35,6 +35,7 @@ def test_a_prompt_experiment_against_sim_stores_every_response(team, member):
     assert len(responses) == 3 and all(r.content and r.quality["word_count"] > 0 for r in responses)
     assert all(r.parameters == {"temperature": 0.2, "max_tokens": 40} for r in responses)
     assert all(r.cost_usd == pytest.approx((r.input_tokens * 1 + r.output_tokens * 2) / 1e6) for r in responses)
+    assert all(r.is_simulated for r in responses)  # the sim provider's answers are marked as such
 
 
 def test_test_cases_are_evaluated_and_a_rerun_repeats_nothing(team, member, admin_user):
@@ -81,6 +82,7 @@ def test_an_experiment_over_http_with_the_retry_layer(team, member, admin_user):
         assert len(server.requests) == 2  # the 429 was retried once
     response = Response.objects.get(experiment=experiment)
     assert response.content == "Hello, world!" and response.passed is True and response.ttft_ms is not None
+    assert response.is_simulated is False  # a real server's answer is a measurement
 
 
 def test_a_refused_key_stops_the_run_and_says_so(team, member):
@@ -111,12 +113,30 @@ def test_the_summary_matches_scipy(team, member, admin_user):
 
 
 def test_interval_helpers():
+    """Wilson around the proportion; a bootstrap interval around the mean, none for a single value."""
     assert wilson_interval(0, 0) is None
     low, high = wilson_interval(8, 10)
     assert low < 0.8 < high
     assert mean_interval([1.0]) is None
     low, high = mean_interval([1.0, 2.0, 3.0])
-    assert low < 2.0 < high
+    assert 1.0 <= low < 2.0 < high <= 3.0
+
+
+def test_the_demo_runs_two_experiments_that_differ_in_temperature(team, member):
+    """The demo's pair of experiments is named for, and actually asked at, two different temperatures."""
+    from apps.experiments.demo import TEMPERATURES, demo_quality_load
+    from apps.providers.demo import demo_endpoint_load
+
+    demo_endpoint_load(team=team)
+    count = demo_quality_load(team=team, user=member)
+    experiments = {e.name: e for e in Experiment.objects.filter(team=team)}
+    assert sorted(experiments) == sorted(name for name, _ in TEMPERATURES)
+    assert count == Response.objects.filter(experiment__team=team).count() > 0
+    for name, temperature in TEMPERATURES:
+        assert str(temperature) in name and experiments[name].parameters["temperature"] == temperature
+        temperatures = set(Response.objects.filter(experiment=experiments[name]).values_list("temperature", flat=True))
+        assert temperatures == {temperature}
+    assert not Response.objects.filter(experiment__team=team, is_simulated=False).exists()
 
 
 def test_an_llm_judge_grades_over_http_and_an_unparsable_answer_is_an_error(team, member, admin_user):

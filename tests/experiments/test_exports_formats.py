@@ -79,7 +79,8 @@ def test_json_holds_responses_and_the_targets_figures(viewer_client, experiment)
     assert [r["content"] for r in responses][:1] == [FORMULA]
     (target,) = targets
     assert (target["responses"], target["errors"], target["evaluated"], target["passed"]) == (3, 1, 2, 1)
-    assert target["pass_rate"] == 0.5 and target["pass_rate_ci_low"] < 0.5 < target["pass_rate_ci_high"]
+    assert target["pass_rate"] == 0.5 and target["is_simulated"] is True
+    assert target["pass_rate_ci_low"] is None and target["pass_rate_ci_high"] is None  # n = 2: not enough data
     assert target["quality_overall"] == pytest.approx((81.5 + 60.0) / 2)
     assert data["meta"]["experiment"] == experiment.name and data["summary"]["Responses"] == 3
 
@@ -106,7 +107,15 @@ def test_pdf_report_shows_the_targets_and_responses(viewer_client, experiment):
     response = viewer_client.get(url(experiment, "pdf"))
     assert response["Content-Type"] == "application/pdf"
     text = pdf_text(body(response))
-    for phrase in [experiment.name, "Team: Alpha", "keyed-alpha · sim-small", "50.0%", "Methods", "Wilson", FORMULA]:
+    for phrase in [
+        experiment.name,
+        "Team: Alpha",
+        "(simulated)",
+        "; not enough data (n = 2)",
+        "Methods",
+        "Wilson",
+        FORMULA,
+    ]:
         assert phrase in text, phrase
 
 

@@ -49,7 +49,7 @@ def test_model_output_is_rendered_inert(viewer_client, team):
     page = viewer_client.get(reverse("experiments:detail", args=[experiment.pk])).content.decode()
     parser = _Tags()
     parser.feed(page)
-    assert parser.outputs == 1 and parser.tags == []  # the hostile output holds no element at all
+    assert parser.outputs == 2 and parser.tags == []  # the prompt and the hostile output hold no element at all
     assert "&lt;img src=x onerror=" in page and 'hx-get="/admin/"' not in page
     assert "alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "hx-disable" in page  # htmx ignores anything inside the response block anyway

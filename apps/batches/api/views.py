@@ -2,12 +2,7 @@
 sweeps (the seed's batch surface: create, list, detail, start, status, cancel, delete, results,
 heatmap, analysis, optimization, insights, progress as SSE)."""
 
-import asyncio
-import json
-
-from asgiref.sync import sync_to_async
 from django.db import transaction
-from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
@@ -15,7 +10,6 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.authentication import TokenAuthentication
 from apps.accounts.models import Membership
 from apps.batches.exports import FORMATS as EXPORT_FORMATS
 from apps.batches.exports import batch_export
@@ -53,9 +47,7 @@ from apps.experiments.services import TransitionRefused
 from llmbench.api import raise_form_errors
 from llmbench.export_api import ExportNegotiation, export_kind
 from llmbench.humanize import duration_text
-
-SSE_INTERVAL_S = 0.5
-SSE_MAX_S = 3600
+from llmbench.sse import documented_stream, progress_stream
 
 
 class LoadSweepSerializer(serializers.ModelSerializer):
@@ -121,36 +113,11 @@ def _with_defaults(data) -> dict:
     return values
 
 
-def _sse(payload: dict) -> bytes:
-    return f"event: progress\ndata: {json.dumps(payload)}\n\n".encode()
-
-
-async def _progress_stream(request, exists, read) -> StreamingHttpResponse:
-    """Server-Sent Events of `read()` -> (payload, finished) every half second until finished,
-    for a token or session user whose team `exists()` holds the object (else 401 / 404)."""
-    user = await sync_to_async(_authenticated_team)(request)
-    if user is None:
-        return StreamingHttpResponse(iter([b'{"detail": "Authentication required."}']), status=401,
-                                     content_type="application/json")  # fmt: skip
-    if not await sync_to_async(exists)():
-        raise Http404("Nothing with that id in this team.")
-
-    async def events():
-        waited = 0.0
-        while waited < SSE_MAX_S:
-            payload, finished = await sync_to_async(read)()
-            yield _sse(payload)
-            if finished:
-                return
-            await asyncio.sleep(SSE_INTERVAL_S)
-            waited += SSE_INTERVAL_S
-
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
-
-
+@documented_stream(
+    summary="Live progress of a load sweep",
+    fields="`status`, `steps_done`, `steps_total`, `current_step`, `live` figures and `steps` (the detail's `state`)",
+    example={"id": 3, "status": "running", "steps_done": 2, "steps_total": 5, "current_step": 2, "steps": []},
+)
 async def sweep_progress_sse(request, pk: int):
     """GET /api/v1/sweeps/{id}/progress: Server-Sent Events of the sweep's state, read from the
     database every half second until it finishes. Token or session authentication."""
@@ -159,27 +126,9 @@ async def sweep_progress_sse(request, pk: int):
         sweep = LoadSweep.objects.get(pk=pk)
         return progress_payload(sweep), sweep.is_finished
 
-    return await _progress_stream(request, lambda: LoadSweep.objects.filter(pk=pk, team=request.team).exists(), read)
-
-
-def _authenticated_team(request):
-    """The session user, or the token's; sets request.team like the API does."""
-    try:
-        found = TokenAuthentication().authenticate(_DrfShim(request))
-    except exceptions.AuthenticationFailed:
-        return None
-    if found is not None:
-        return found[0]
-    return request.user if request.user.is_authenticated and request.membership else None
-
-
-class _DrfShim:
-    """Just enough of a DRF request for TokenAuthentication."""
-
-    def __init__(self, request):
-        self._request = request
-        self.META = request.META
-        self.headers = request.headers
+    return await progress_stream(
+        request, exists=lambda: LoadSweep.objects.filter(pk=pk, team=request.team).exists(), read=read
+    )
 
 
 # --- parameter sweeps -------------------------------------------------------------------------------
@@ -473,6 +422,13 @@ def _flag(value) -> bool:
     return value in (True, "true", "1", 1, "on")
 
 
+@documented_stream(
+    summary="Live progress of a parameter sweep",
+    fields="`status`, `progress` (percent), `completed_results`, `failed_results`, `total_results` and the rest "
+    "of the status endpoint's body",
+    example={"id": 7, "status": "running", "progress": 40.0, "completed_results": 180, "failed_results": 2,
+             "total_results": 450},
+)  # fmt: skip
 async def batch_progress_sse(request, pk: int):
     """GET /api/v1/batches/{id}/progress: Server-Sent Events of the batch's state (the status
     endpoint's body), read from the database every half second until it finishes."""
@@ -484,4 +440,4 @@ async def batch_progress_sse(request, pk: int):
     def exists() -> bool:
         return Batch.objects.filter(pk=pk, experiment__team=request.team).exists()
 
-    return await _progress_stream(request, exists, read)
+    return await progress_stream(request, exists=exists, read=read)

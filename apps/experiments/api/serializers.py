@@ -1,21 +1,42 @@
 from rest_framework import serializers
 
-from apps.experiments.models import EVALUATOR_KINDS, TestCase
+from apps.experiments.models import EVALUATOR_KINDS, Experiment, TestCase
+
+
+def full_update_data(data, model, fields) -> dict:
+    """A PUT body as a full representation: every field it leaves out takes the model's default
+    (empty for optional text); fields without one stay required."""
+    body = {}
+    for name in fields:
+        field = model._meta.get_field(name)
+        if field.has_default() or field.blank:
+            body[name] = field.get_default()
+    body.update({key: data[key] for key in data})
+    return body
 
 
 class TestCaseSerializer(serializers.ModelSerializer):
     author = serializers.CharField(source="author.username", read_only=True, default=None)
     reviewer = serializers.CharField(source="reviewer.username", read_only=True, default=None)
     submit = serializers.BooleanField(write_only=True, required=False, default=False)
+    retired = serializers.SerializerMethodField(help_text="Deleted: no version of it is current, it is in no suite.")
 
     class Meta:
         model = TestCase
         fields = [
-            "id", "lineage", "version", "is_current", "title", "system_prompt", "prompt", "expected_output",
+            "id", "lineage", "version", "is_current", "retired", "title", "system_prompt", "prompt", "expected_output",
             "evaluator", "evaluator_settings", "tags", "status", "author", "reviewer", "reviewed_at", "review_reason",
             "created_at", "submit",
         ]  # fmt: skip
         read_only_fields = ["lineage", "version", "is_current", "status", "reviewed_at", "review_reason", "created_at"]
+
+    def get_retired(self, case) -> bool:
+        if case.is_current:
+            return False
+        live = getattr(case, "lineage_live", None)  # annotated by the list
+        if live is None:
+            live = TestCase.objects.filter(lineage=case.lineage, is_current=True).exists()
+        return not live
 
     def validate_evaluator(self, value: str) -> str:
         if value not in EVALUATOR_KINDS:
@@ -37,12 +58,54 @@ class RejectSerializer(serializers.Serializer):
     reason = serializers.CharField()
 
 
+class ParametersSerializer(serializers.Serializer):
+    """Sampling parameters of an experiment, each optional and within the range every provider takes."""
+
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
+    top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
+    max_tokens = serializers.IntegerField(required=False, min_value=1)
+    frequency_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
+    presence_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
+    seed = serializers.IntegerField(required=False, min_value=0)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
+            raise serializers.ValidationError(
+                {name: [f"Not a sampling parameter (known: {', '.join(self.fields)})."] for name in unknown}
+            )
+        return dict(super().to_internal_value(data))
+
+
+class ExperimentUpdateSerializer(serializers.ModelSerializer):
+    """What PATCH and PUT may change: the description at any time, the setup (prompts, parameters,
+    responses per item) until the experiment has started. The model's validators bound the prompts
+    (settings.PROMPT_MAX_CHARS) and responses per item (at least 1)."""
+
+    parameters = ParametersSerializer(required=False)
+
+    class Meta:
+        model = Experiment
+        fields = [
+            "name", "description", "tags", "favourite", "archived", "system_prompt", "prompt", "parameters",
+            "responses_per_item",
+        ]  # fmt: skip
+
+    def validate_tags(self, value):
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise serializers.ValidationError("A list of strings.")
+        return value
+
+    def validate(self, attrs):
+        experiment = self.instance
+        if "prompt" in attrs and not attrs["prompt"].strip() and not experiment.test_cases.exists():
+            raise serializers.ValidationError({"prompt": ["Give a prompt: this experiment has no test cases."]})
+        return attrs
+
+
 class ExperimentSerializer(serializers.ModelSerializer):
     targets = serializers.SerializerMethodField()
 
     class Meta:
-        from apps.experiments.models import Experiment
-
         model = Experiment
         fields = [
             "id", "name", "kind", "description", "tags", "favourite", "archived", "system_prompt", "prompt", "test_cases",
@@ -62,5 +125,5 @@ class ResponseSerializer(serializers.ModelSerializer):
         fields = [
             "id", "target", "test_case", "combination", "repetition", "content", "parameters", "input_tokens", "output_tokens",
             "ttft_ms", "latency_ms", "cost_usd", "error_code", "error_message", "passed", "score", "evaluation",
-            "evaluation_error", "quality", "created_at",
+            "evaluation_error", "quality", "is_simulated", "created_at",
         ]  # fmt: skip

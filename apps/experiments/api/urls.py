@@ -14,5 +14,6 @@ urlpatterns = [
     path("testcases/export", views.testcases_export, name="testcases-export"),
     path("testcases/import", views.testcases_import, name="testcases-import"),
     path("testcases/<int:pk>/run", views.testcase_run, name="testcase-run"),
+    path("experiments/<int:pk>/progress", views.experiment_progress_sse, name="experiment-progress"),
     *router.urls,
 ]

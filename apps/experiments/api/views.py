@@ -1,8 +1,9 @@
-"""Test cases API, and the approval queue (seed 003's admin endpoints) for team admins."""
+"""Test cases API, and the approval queue (seed 003's admin endpoints) for team admins;
+experiments (executions): create, update, generate, results, progress as SSE."""
 
 from dataclasses import asdict
 
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -15,9 +16,11 @@ from rest_framework.response import Response
 from apps.accounts.models import Membership
 from apps.experiments.api.serializers import (
     ExperimentSerializer,
+    ExperimentUpdateSerializer,
     RejectSerializer,
     ResponseSerializer,
     TestCaseSerializer,
+    full_update_data,
 )
 from apps.experiments.exports import FORMATS as EXPORT_FORMATS
 from apps.experiments.exports import experiment_export
@@ -26,14 +29,18 @@ from apps.experiments.models import Experiment, Suite, TestCase
 from apps.experiments.models import Response as ResponseModel
 from apps.experiments.selectors import compare_targets, experiment_summary
 from apps.experiments.services import (
+    CONTENT_FIELDS,
     TransitionRefused,
     experiment_cancel,
     experiment_create,
+    experiment_progress,
     experiment_start,
+    experiment_update,
     suite_publish,
     testcase_approve,
     testcase_create,
     testcase_reject,
+    testcase_retire,
     testcase_submit,
     testcase_update,
 )
@@ -41,22 +48,33 @@ from apps.experiments.testcase_io import export_csv, export_jsonl
 from apps.experiments.testcase_io import testcases_import as import_testcases
 from llmbench.api import Conflict, raise_form_errors
 from llmbench.export_api import ExportNegotiation, export_kind
+from llmbench.sse import documented_stream, progress_stream
 from llmbench.uploads import FileRejected
+
+
+def _live_lineage():
+    """True for a test case whose lineage still has a current version (it is not retired)."""
+    return Exists(TestCase.objects.filter(lineage=OuterRef("lineage"), is_current=True))
 
 
 class TestCaseViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):  # fmt: skip
-    """Test cases of the team (latest versions unless `?all_versions=1`). Members create and edit;
-    editing an approved test case makes a new pending version."""
+    """Test cases of the team (latest versions unless `?all_versions=1`). Members create, edit
+    (PATCH, or PUT with the whole test case) and delete; editing an approved test case makes a new
+    pending version, deleting retires every version (results keep theirs)."""
 
     serializer_class = TestCaseSerializer
     queryset = TestCase.objects.none()
-    http_method_names = ["get", "post", "patch", "head", "options"]
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
-        cases = TestCase.objects.filter(team=self.request.team).select_related("author", "reviewer")
+        cases = (
+            TestCase.objects.filter(team=self.request.team)
+            .select_related("author", "reviewer")
+            .annotate(lineage_live=_live_lineage())
+        )
         if self.action == "list" and self.request.query_params.get("all_versions") != "1":
             cases = cases.filter(is_current=True)
         if status_filter := self.request.query_params.get("status"):
@@ -68,8 +86,11 @@ class TestCaseViewSet(
         submit = data.pop("submit", False)
         serializer.instance = testcase_create(team=self.request.team, author=self.request.user, submit=submit, **data)
 
-    def update(self, request, *args, **kwargs):
-        serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
+    def update(self, request, *args, partial=False, **kwargs):
+        """PATCH changes the fields given; PUT replaces the test case (fields left out take their
+        defaults). Either way an approved version is kept and the change becomes a new pending one."""
+        body = request.data if partial else full_update_data(request.data, TestCase, CONTENT_FIELDS)
+        serializer = self.get_serializer(self.get_object(), data=body, partial=partial)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         data.pop("submit", None)
@@ -78,6 +99,15 @@ class TestCaseViewSet(
         except TransitionRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(case).data)
+
+    def destroy(self, request, pk=None):
+        """Retire the test case: every version leaves the lists and every suite; experiments and
+        their responses keep the version they ran."""
+        try:
+            testcase_retire(test_case=self.get_object(), user=request.user)
+        except TransitionRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=TestCaseSerializer)
     @action(detail=True, methods=["post"])
@@ -135,17 +165,6 @@ class ReviewViewSet(viewsets.GenericViewSet):
         return Response(self.get_serializer(case).data)
 
 
-class ExperimentUpdateSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Experiment
-        fields = ["name", "description", "tags", "favourite", "archived"]
-
-    def validate_tags(self, value):
-        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-            raise serializers.ValidationError("A list of strings.")
-        return value
-
-
 class ExperimentViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
 ):  # fmt: skip
@@ -180,10 +199,27 @@ class ExperimentViewSet(
 
     @extend_schema(request=ExperimentUpdateSerializer, responses=ExperimentSerializer)
     def partial_update(self, request, pk=None):
-        """Rename, describe, tag, favourite or archive an experiment."""
-        serializer = ExperimentUpdateSerializer(self.get_object(), data=request.data, partial=True)
+        """Rename, describe, tag, favourite or archive an experiment; change its prompts, parameters
+        or responses per item until it has started (409 after)."""
+        return self._update(request, partial=True)
+
+    @extend_schema(request=ExperimentUpdateSerializer, responses=ExperimentSerializer)
+    def update(self, request, pk=None):
+        """Replace what PATCH may change: fields left out take their defaults (same rules as PATCH)."""
+        return self._update(request, partial=False)
+
+    def _update(self, request, *, partial: bool):
+        experiment = self.get_object()
+        body = request.data if partial else full_update_data(
+            request.data, Experiment, ExperimentUpdateSerializer.Meta.fields
+        )  # fmt: skip
+        serializer = ExperimentUpdateSerializer(experiment, data=body, partial=partial)
         serializer.is_valid(raise_exception=True)
-        return Response(self.get_serializer(serializer.save()).data)
+        try:
+            experiment = experiment_update(experiment=experiment, **serializer.validated_data)
+        except TransitionRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(self.get_serializer(self.get_queryset().get(pk=experiment.pk)).data)
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=list(EXPORT_FORMATS)),
@@ -219,6 +255,17 @@ class ExperimentViewSet(
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(experiment).data)
 
+    @extend_schema(request=None, responses={202: ExperimentSerializer})
+    @action(detail=True, methods=["post"])
+    def generate(self, request, pk=None):
+        """Generate the experiment's responses: queue a pending experiment or resume a failed one
+        (stored responses are kept); 409 when it is running, finished or a parameter sweep."""
+        try:
+            experiment = experiment_start(experiment=self.get_object())
+        except TransitionRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(self.get_serializer(experiment).data, status=status.HTTP_202_ACCEPTED)
+
     @extend_schema(request=None, responses=ExperimentSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
@@ -228,6 +275,30 @@ class ExperimentViewSet(
     @action(detail=True, methods=["get"])
     def responses(self, request, pk=None):
         rows = ResponseModel.objects.filter(experiment=self.get_object()).order_by("id")
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(ResponseSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("target", int, description="Only this target's responses."),
+                    OpenApiParameter("test_case", int, description="Only the responses to this test-case version."),
+                    OpenApiParameter("errors", bool, description="Only the responses that failed.")],
+        responses=ResponseSerializer(many=True),
+    )  # fmt: skip
+    @action(detail=True, methods=["get"])
+    def results(self, request, pk=None):
+        """Every response with its evaluation and text metrics, paginated (the seed's
+        `/executions/{id}/results`)."""
+        rows = ResponseModel.objects.filter(experiment=self.get_object()).order_by("id")
+        for name, field in (("target", "target_id"), ("test_case", "test_case_id")):
+            if value := request.query_params.get(name):
+                if not value.isdigit():
+                    return Response({name: ["A whole number."]}, status=status.HTTP_400_BAD_REQUEST)
+                rows = rows.filter(**{field: int(value)})
+        errors = request.query_params.get("errors")
+        if errors not in (None, "", "0", "1", "true", "false"):
+            return Response({"errors": ["One of: true, false."]}, status=status.HTTP_400_BAD_REQUEST)
+        if errors in ("1", "true"):
+            rows = rows.exclude(error_code="")
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(ResponseSerializer(page, many=True).data)
 
@@ -251,7 +322,7 @@ class SuiteSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         if request is not None and getattr(request, "team", None) is not None:
             self.fields["test_cases"].child_relation.queryset = TestCase.objects.filter(
-                team=request.team, status=TestCase.Status.APPROVED
+                _live_lineage(), team=request.team, status=TestCase.Status.APPROVED
             )
 
 
@@ -314,7 +385,9 @@ def testcases_import(request):
 def testcase_run(request, pk: int):
     """Run one approved test case against `targets` ([{"endpoint": "<name>", "model": "..."}]): an
     experiment (an execution) of that single case."""
-    case = get_object_or_404(TestCase, pk=pk, team=request.team)
+    case = get_object_or_404(TestCase.objects.annotate(lineage_live=_live_lineage()), pk=pk, team=request.team)
+    if not case.lineage_live:
+        raise Conflict("This test case is retired (deleted); its earlier results stay.")
     targets = request.data.get("targets") or []
     data = {"name": f"Run of {case}", "targets_text": "\n".join(f"{t.get('endpoint')}: {t.get('model')}" for t in targets
                                                                 if isinstance(t, dict)),
@@ -334,3 +407,30 @@ class ResponseViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         return ResponseModel.objects.filter(experiment__team=self.request.team)
+
+
+@documented_stream(
+    summary="Live progress of an experiment",
+    fields="`status`, `done` (responses stored), `failed` (of those, the ones with an error), `total`, "
+    "`progress` (percent), `error` and `finished`",
+    example={"id": 12, "status": "running", "error": "", "done": 8, "failed": 1, "total": 20, "progress": 40.0,
+             "finished": False},
+    conflict="The experiment is a parameter sweep: its progress is at /api/v1/batches/{id}/progress.",
+)  # fmt: skip
+async def experiment_progress_sse(request, pk: int):
+    """GET /api/v1/experiments/{id}/progress: Server-Sent Events of how far the experiment is, read
+    from the database every half second until it finishes."""
+
+    def read() -> tuple[dict, bool]:
+        progress = experiment_progress(Experiment.objects.get(pk=pk))
+        return dict(progress), progress["finished"]
+
+    def refused() -> str:
+        if Experiment.objects.filter(pk=pk, kind=Experiment.Kind.BATCH).exists():
+            return f"This experiment is a parameter sweep: follow /api/v1/batches/{pk}/progress."
+        return ""
+
+    return await progress_stream(
+        request, exists=lambda: Experiment.objects.filter(pk=pk, team=request.team).exists(), read=read,
+        refused=refused,
+    )  # fmt: skip
