@@ -4,6 +4,7 @@ from django import forms
 
 from apps.experiments.evaluators import SettingsError, validate_settings
 from apps.experiments.models import MAX_RESPONSES_PER_ITEM, Experiment, TestCase
+from apps.experiments.selectors import runnable_test_cases
 from apps.providers.engine.sim import MODELS as SIM_MODELS
 from apps.providers.models import ProviderEndpoint
 
@@ -66,7 +67,7 @@ class ExperimentForm(forms.ModelForm):
     def __init__(self, *args, team, **kwargs):
         super().__init__(*args, **kwargs)
         self.team = team
-        self.fields["test_cases"].queryset = TestCase.objects.filter(team=team, status=TestCase.Status.APPROVED)
+        self.fields["test_cases"].queryset = runnable_test_cases(team)
         self.fields["test_cases"].required = False
         self.fields["responses_per_item"].min_value = 1
         self.fields["responses_per_item"].widget.attrs.update(min=1, max=MAX_RESPONSES_PER_ITEM)

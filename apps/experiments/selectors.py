@@ -10,14 +10,25 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from django.db.models import Exists, OuterRef, QuerySet
 from scipy import stats
 
-from apps.experiments.models import Experiment, Response
+from apps.experiments.models import Experiment, Response, TestCase
 
 MIN_INTERVAL_N = 3
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20240611  # fixed: the same responses always give the same interval
 BCA_MAX_N = 1000  # BCa's jackknife costs n²; above this the percentile bootstrap (n is large, they agree)
+
+
+def live_lineage() -> Exists:
+    """True for a test case whose lineage still has a current version (it is not retired)."""
+    return Exists(TestCase.objects.filter(lineage=OuterRef("lineage"), is_current=True))
+
+
+def runnable_test_cases(team) -> QuerySet[TestCase]:
+    """The team's approved versions that experiments, sweeps and suites may use: not retired."""
+    return TestCase.objects.filter(live_lineage(), team=team, status=TestCase.Status.APPROVED)
 
 
 def wilson_interval(passed: int, total: int, confidence: float = 0.95) -> tuple[float, float] | None:

@@ -119,3 +119,17 @@ def test_an_experiment_with_nothing_to_ask_fails_instead_of_completing(team, end
     assert run_experiment(experiment.pk) == "failed"
     experiment.refresh_from_db()
     assert experiment.error == "Nothing to ask: responses per item must be at least 1."
+
+
+def test_a_retired_test_case_is_not_offered(team, member, admin_user):
+    """After DELETE retires a lineage, its approved version leaves the experiment form's choices;
+    an approved version whose lineage has a newer pending version stays offered."""
+    from apps.experiments.services import testcase_approve, testcase_create, testcase_retire, testcase_update
+
+    retired = testcase_create(team=team, author=member, submit=True, title="Old", prompt="p", expected_output="e")
+    kept = testcase_create(team=team, author=member, submit=True, title="Kept", prompt="p", expected_output="e")
+    retired, kept = (testcase_approve(testcase=c, reviewer=admin_user) for c in (retired, kept))
+    testcase_update(testcase=kept, author=member, prompt="p2")  # a new pending version
+    testcase_retire(test_case=retired, user=member)
+    offered = set(ExperimentForm(team=team).fields["test_cases"].queryset)
+    assert kept in offered and retired not in offered

@@ -101,3 +101,13 @@ def test_get_and_anonymous_are_refused(admin_client_team, client, team, member):
     admin_client_team.logout()
     response = client.post(url(case, "approve"))
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_the_api_review_writes_the_same_admin_log_entry(admin_api, team, member):
+    """Approving or rejecting through the API logs "Approved v1" / "Rejected v1: reason" like the admin and page."""
+    approved, rejected = pending(team, member), pending(team, member)
+    assert admin_api.post(f"/api/v1/admin/testcases/{approved.pk}/approve").status_code == 200
+    response = admin_api.post(f"/api/v1/admin/testcases/{rejected.pk}/reject", {"reason": "vague"}, format="json")
+    assert response.status_code == 200
+    assert log_messages(approved) == ["Approved v1"]
+    assert log_messages(rejected) == ["Rejected v1: vague"]

@@ -3,7 +3,7 @@ experiments (executions): create, update, generate, results, progress as SSE."""
 
 from dataclasses import asdict
 
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -27,7 +27,8 @@ from apps.experiments.exports import experiment_export
 from apps.experiments.forms import ExperimentForm
 from apps.experiments.models import Experiment, Suite, TestCase
 from apps.experiments.models import Response as ResponseModel
-from apps.experiments.selectors import compare_targets, experiment_summary
+from apps.experiments.reviews import testcase_review
+from apps.experiments.selectors import compare_targets, experiment_summary, live_lineage, runnable_test_cases
 from apps.experiments.services import (
     CONTENT_FIELDS,
     TransitionRefused,
@@ -37,9 +38,7 @@ from apps.experiments.services import (
     experiment_start,
     experiment_update,
     suite_publish,
-    testcase_approve,
     testcase_create,
-    testcase_reject,
     testcase_retire,
     testcase_submit,
     testcase_update,
@@ -50,11 +49,6 @@ from llmbench.api import Conflict, raise_form_errors
 from llmbench.export_api import ExportNegotiation, export_kind
 from llmbench.sse import documented_stream, progress_stream
 from llmbench.uploads import FileRejected
-
-
-def _live_lineage():
-    """True for a test case whose lineage still has a current version (it is not retired)."""
-    return Exists(TestCase.objects.filter(lineage=OuterRef("lineage"), is_current=True))
 
 
 class TestCaseViewSet(
@@ -73,7 +67,7 @@ class TestCaseViewSet(
         cases = (
             TestCase.objects.filter(team=self.request.team)
             .select_related("author", "reviewer")
-            .annotate(lineage_live=_live_lineage())
+            .annotate(lineage_live=live_lineage())
         )
         if self.action == "list" and self.request.query_params.get("all_versions") != "1":
             cases = cases.filter(is_current=True)
@@ -140,7 +134,7 @@ class ReviewViewSet(viewsets.GenericViewSet):
     @extend_schema(request=None, responses=TestCaseSerializer)
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
-        return self._decide(lambda case: testcase_approve(testcase=case, reviewer=request.user))
+        return self._decide(lambda case: testcase_review(testcase=case, reviewer=request.user, decision="approve"))
 
     @extend_schema(request=RejectSerializer, responses=TestCaseSerializer)
     @action(detail=True, methods=["post"])
@@ -148,7 +142,9 @@ class ReviewViewSet(viewsets.GenericViewSet):
         body = RejectSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return self._decide(
-            lambda case: testcase_reject(testcase=case, reviewer=request.user, reason=body.validated_data["reason"])
+            lambda case: testcase_review(
+                testcase=case, reviewer=request.user, decision="reject", reason=body.validated_data["reason"]
+            )
         )
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
@@ -321,9 +317,7 @@ class SuiteSerializer(serializers.ModelSerializer):
         super().__init__(*args, **kwargs)
         request = self.context.get("request")
         if request is not None and getattr(request, "team", None) is not None:
-            self.fields["test_cases"].child_relation.queryset = TestCase.objects.filter(
-                _live_lineage(), team=request.team, status=TestCase.Status.APPROVED
-            )
+            self.fields["test_cases"].child_relation.queryset = runnable_test_cases(request.team)
 
 
 class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
@@ -385,7 +379,7 @@ def testcases_import(request):
 def testcase_run(request, pk: int):
     """Run one approved test case against `targets` ([{"endpoint": "<name>", "model": "..."}]): an
     experiment (an execution) of that single case."""
-    case = get_object_or_404(TestCase.objects.annotate(lineage_live=_live_lineage()), pk=pk, team=request.team)
+    case = get_object_or_404(TestCase.objects.annotate(lineage_live=live_lineage()), pk=pk, team=request.team)
     if not case.lineage_live:
         raise Conflict("This test case is retired (deleted); its earlier results stay.")
     targets = request.data.get("targets") or []
