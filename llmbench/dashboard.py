@@ -22,12 +22,13 @@ from apps.scores.models import Benchmark, ModelVariant, Score
 
 LATEST = 5  # rows of each "latest" list
 RUNNING_LIMIT = 10  # jobs of each kind on the tile; more running at once is not a dashboard's job
-RECENT = timedelta(minutes=10)  # a finished job stays on the tile this long, with its final status
+RECENT = timedelta(minutes=10)  # a job that finished this recently is sent to open dashboards for their "Latest" lists
 BUDGET_NEARING_PERCENT = 80.0
 
 
 class Job(TypedDict):
-    """One running (or just finished) job as the tile shows it and the websocket sends it."""
+    """One running or queued job as the tile shows it (or a just finished one, which the websocket sends
+    for the "Latest" lists)."""
 
     kind: str  # "batch" | "sweep" | "experiment"
     id: int
@@ -60,9 +61,19 @@ def team_counts(team: Team) -> dict[str, int]:
     }
 
 
+def _active(status: str) -> bool:
+    return status in (Status.RUNNING, Status.PENDING)
+
+
 def running_jobs(team: Team) -> list[Job]:
-    """Parameter sweeps, load sweeps and experiments of `team` that run, are queued (batches), or
-    finished in the last RECENT minutes, running first; three queries of a few rows each."""
+    """Parameter sweeps, load sweeps and experiments of `team` that run or are queued (batches), running
+    first: the "Running jobs" tile. Finished ones are not here: they are in the "Latest" lists."""
+    return dashboard_jobs(team)[0]
+
+
+def dashboard_jobs(team: Team) -> tuple[list[Job], list[Job]]:
+    """(running or queued jobs, running first; jobs that finished in the last RECENT minutes, newest first)
+    of `team`: three queries of a few rows each, shared by the page and its websocket."""
     recent = timezone.now() - RECENT
     batches = (
         Batch.objects.filter(experiment__team=team)
@@ -72,7 +83,7 @@ def running_jobs(team: Team) -> list[Job]:
             | Q(experiment__finished_at__gte=recent)
         )
         .select_related("experiment")
-        .only("pk", "completed_results", "result_count", "experiment__name", "experiment__status")
+        .only("pk", "completed_results", "result_count", "queued_at", "experiment__name", "experiment__status")
         .order_by("-experiment__created_at", "-pk")[:RUNNING_LIMIT]
     )
     sweeps = (
@@ -102,8 +113,11 @@ def running_jobs(team: Team) -> list[Job]:
              url=reverse("experiments:detail", args=[e.pk]))
         for e in experiments
     ]  # fmt: skip
+    queued_batches = {b.pk for b in batches if b.experiment.status == Status.PENDING and b.queued_at is not None}
+    active = [j for j in jobs if j["status"] == Status.RUNNING or (j["kind"] == "batch" and j["id"] in queued_batches)]
+    finished = [j for j in jobs if not _active(j["status"])]
     order = {Status.RUNNING: 0, Status.PENDING: 1}
-    return sorted(jobs, key=lambda job: order.get(job["status"], 2))  # stable: newest first within each
+    return sorted(active, key=lambda job: order.get(job["status"], 2)), finished  # stable: newest first within each
 
 
 def _count_of(queryset: QuerySet, field: str) -> Coalesce:
@@ -129,10 +143,12 @@ class Latest:
     runs: list[PerformanceRun]
     experiments: list[Experiment]
     batches: list[Batch]
+    sweeps: list[LoadSweep]
 
 
 def latest(team: Team) -> Latest:
-    """The LATEST newest performance runs, experiments (not parameter sweeps) and parameter sweeps."""
+    """The LATEST newest performance runs, experiments (not parameter sweeps), parameter sweeps and load
+    sweeps: where a job goes once it has finished."""
     runs = PerformanceRun.objects.filter(team=team).select_related("variant", "hardware")[:LATEST]
     experiments = Experiment.objects.filter(team=team, kind=Experiment.Kind.SINGLE).only(
         "pk", "name", "status", "created_at"
@@ -143,7 +159,8 @@ def latest(team: Team) -> Latest:
         .only("pk", "experiment__name", "experiment__status", "experiment__created_at")
         .order_by("-experiment__created_at", "-pk")[:LATEST]
     )
-    return Latest(runs=list(runs), experiments=list(experiments), batches=list(batches))
+    sweeps = LoadSweep.objects.filter(team=team).only("pk", "name", "status", "created_at")[:LATEST]
+    return Latest(runs=list(runs), experiments=list(experiments), batches=list(batches), sweeps=list(sweeps))
 
 
 @dataclass(frozen=True)

@@ -167,9 +167,9 @@ class TestPage:
         with django_assert_max_num_queries(len(few.captured_queries)):
             response = admin_client_team.get(HOME)
         assert len(response.context["jobs"]) == 3 * 9
-        # Session, user, membership; 5 counts; 3 running-job kinds; 3 latest lists; cost; pending; team switcher;
+        # Session, user, membership; 5 counts; 3 running-job kinds; 4 latest lists; cost; pending; team switcher;
         # the quality trend (1) and regressions (experiment targets, their responses, performance runs).
-        assert len(few.captured_queries) <= 21
+        assert len(few.captured_queries) <= 22
 
     def test_team_admins_set_the_budget_in_the_admin(self, admin_client_team, team):
         url = reverse("admin:accounts_team_change", args=[team.pk])
@@ -204,6 +204,39 @@ def test_running_jobs_count_each_kind_of_progress(team):
     }  # fmt: skip
     assert (jobs[f"experiment-{experiment.pk}"]["completed"], jobs[f"experiment-{experiment.pk}"]["total"]) == (1, 6)
     assert jobs[f"experiment-{experiment.pk}"]["url"] == reverse("experiments:detail", args=[experiment.pk])
+
+
+def test_running_jobs_show_only_running_and_queued_jobs(viewer_client, team):
+    """A finished batch, load sweep or experiment leaves "Running jobs" and is listed under "Latest" with its
+    final status; a running one and a queued batch stay."""
+    from django.utils import timezone
+
+    from apps.batches.models import LoadSweep
+
+    endpoint = sim_endpoint(team)
+    running = running_batch(team, endpoint=endpoint, name="still running")
+    queued = make_batch(team, endpoint=endpoint, name="queued")
+    Batch.objects.filter(pk=queued.pk).update(queued_at=timezone.now())
+    done = make_batch(team, endpoint=endpoint, name="done")
+    Experiment.objects.filter(pk=done.pk).update(status="completed", finished_at=timezone.now())
+    sweep = sweep_create(team=team, user=None, name="load done", endpoint=endpoint, model="sim-small",
+                         variant=ModelVariantFactory(team=team), levels=[1], step_request_count=1)  # fmt: skip
+    LoadSweep.objects.filter(pk=sweep.pk).update(status="completed", finished_at=timezone.now())
+    experiment = experiment_create(team=team, user=None, name="exp done", targets=[(endpoint, "sim-small")], prompt="p")
+    Experiment.objects.filter(pk=experiment.pk).update(status="completed", finished_at=timezone.now())
+    jobs = {f"{j['kind']}-{j['id']}": j["status"] for j in running_jobs(team)}
+    assert jobs == {f"batch-{running.pk}": "running", f"batch-{queued.pk}": "pending"}
+    content = viewer_client.get(HOME).content.decode()
+    tile = content.split('id="running-jobs"')[1].split("</ul>")[0]
+    assert f'data-job="batch-{running.pk}"' in tile and f'data-job="batch-{done.pk}"' not in tile
+    assert f'data-job="sweep-{sweep.pk}"' not in tile and f'data-job="experiment-{experiment.pk}"' not in tile
+    latest_batches = content.split('id="latest-batches"')[1].split("</section>")[0]
+    assert f'data-job="batch-{done.pk}"' in latest_batches and "status-completed" in latest_batches
+    latest_sweeps = content.split('id="latest-sweeps"')[1].split("</section>")[0]
+    assert f'data-job="sweep-{sweep.pk}"' in latest_sweeps and "load done" in latest_sweeps
+    assert (
+        f'data-job="experiment-{experiment.pk}"' in content.split('id="latest-experiments"')[1].split("</section>")[0]
+    )
 
 
 def test_an_experiment_on_test_cases_expects_one_response_per_approved_case(team, member):
@@ -314,17 +347,19 @@ class TestWebsocket:
 
             worker = threading.Thread(target=run_until_done, args=[batch.pk])
             worker.start()
-            while not (seen[-1]["jobs"] and seen[-1]["jobs"][0]["status"] == "completed"):
+            while not any(f"{j['kind']}-{j['id']}" == key for j in seen[-1]["finished"]):
                 seen.append(await ws.receive_json_from(timeout=10))
             await asyncio.to_thread(worker.join, 30)
             await ws.disconnect()
             return seen
 
         seen = asyncio.run(scenario())
-        states = [next(j for j in message["jobs"] if f"{j['kind']}-{j['id']}" == key) for message in seen]
+        states = [next(j for j in message["jobs"] + message["finished"] if f"{j['kind']}-{j['id']}" == key)
+                  for message in seen]  # fmt: skip
         assert (states[0]["status"], states[0]["completed"], states[0]["total"]) == ("pending", 0, 6)
         assert any(s["status"] == "running" and 0 < s["completed"] < 6 for s in states)  # moved while running
         assert [s["completed"] for s in states] == sorted(s["completed"] for s in states)
+        assert seen[-1]["jobs"] == []  # finished: off the running tile, sent for the "Latest" list instead
         assert states[-1] | {"url": ""} == {
             "kind": "batch", "id": batch.pk, "name": "sweep", "status": "completed", "progress": 100.0,
             "completed": 6, "total": 6, "unit": "results", "url": "",

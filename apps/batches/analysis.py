@@ -2,9 +2,12 @@
 
 Pure functions over arrays (one row per successful result): `parameters` maps a parameter to its
 value per row, `metrics` a figure to its value per row (NaN where the row has none: an undecided
-evaluation, a text metric of a failed request). Every interval is 95%; statistics come from numpy
-and scipy.stats. The definitions are in docs/metrics.md ("Parameter sweeps"); the analytics app
-runs the same functions over many experiments and batches.
+evaluation, a text metric of a failed request). Every interval is 95% and stays inside what the
+figure can be by construction (Wilson for pass rates and 0/100 scores, Wilson on the effective sample
+size for the 0–100 quality scale, log scale for latency, cost and tokens: see mean_intervals); fewer
+than three values are "not enough data", never a zero-width interval. Statistics come from numpy and
+scipy.stats. The definitions are in docs/metrics.md ("Parameter sweeps"); the analytics app runs the
+same functions over many experiments and batches.
 """
 
 import math
@@ -14,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import stats
 
-from apps.experiments.selectors import mean_interval, wilson_interval
+from llmbench.humanize import number_text, p_value_text
 
 ALPHA = 0.05
 QUALITY_UNIT = "points"
@@ -38,53 +41,134 @@ def label(name: str) -> str:
 
 
 def format_p(p: float | None) -> str:
+    """ "p < 0.001" or "p = 0.012" (llmbench.humanize.p_value_text), "p n/a" when there is none."""
     if p is None or math.isnan(p):
         return "p n/a"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    text = p_value_text(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
-def format_value(value: float) -> str:
-    return f"{value:g}"
+def format_value(value) -> str:
+    """A parameter value (or a load level) as it was set, with thousands separators: max_tokens 200, not
+    200.0; temperature 0.7, not 0.700; 0.05; 1,000. The shared formatter for whole numbers and missing
+    values; other numbers keep their own digits (10 significant, so 0.30000000000000004 is 0.3)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float) or float(value).is_integer():
+        return number_text(value)
+    if not math.isfinite(value):
+        return number_text(value)
+    return f"{float(value):,.10g}"
 
 
 def format_amount(metric: str, value: float) -> str:
     if metric == "cost_usd":
-        return f"${value:.6f}".rstrip("0").rstrip(".")
+        return f"${number_text(value, 6).rstrip('0').rstrip('.')}"
     if metric in ("latency_ms", "ttft_ms"):
-        return f"{value:.0f} ms" if abs(value) >= 10 else f"{value:.2g} ms"
-    return f"{value:.1f} {unit(metric)}"
+        return f"{number_text(value, 0 if abs(value) >= 10 else 1)} ms"
+    return f"{number_text(value, 1)} {unit(metric)}"
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
-def t_intervals(means: np.ndarray, sds: np.ndarray, counts: np.ndarray, confidence: float = 0.95):
-    """Student t intervals mean ± t(df) · sd/√n for many groups at once (NaN where n < 2); the same
-    figures as scipy.stats.t.interval with the standard error of the mean."""
-    counts = np.asarray(counts, dtype=float)
+# --- intervals ------------------------------------------------------------------------------------
+# Every interval is 95% and stays inside what the figure can be, by construction (never by clipping);
+# below MIN_INTERVAL_N values there is none ("not enough data"), and values that are all the same
+# (inside the range) have no spread to estimate, so there is none either: never a zero-width interval.
+
+MIN_INTERVAL_N = 3
+CONFIDENCE = 0.95
+SCALE = (0.0, 100.0)  # the quality scale: text metrics, the evaluator's score × 100, the weighted objective
+PROPORTIONS = frozenset({"pass_rate"})  # 100/0 per result: Wilson
+POSITIVE = frozenset({"latency_ms", "ttft_ms", "cost_usd", "output_tokens"})  # log scale
+
+
+def interval_method(metric: str) -> str:
+    """ "wilson" (pass rates), "log" (positive figures) or "bounded" (the 0–100 quality scale)."""
+    return "wilson" if metric in PROPORTIONS else "log" if metric in POSITIVE else "bounded"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A 95% interval of a mean, or None bounds and the reason in `note`."""
+
+    low: float | None
+    high: float | None
+    note: str = ""
+
+
+def wilson_bounds(proportion, n, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson's score interval of proportions for (possibly fractional) numbers of trials n, elementwise;
+    for whole counts the figures of scipy.stats.binomtest(k, n).proportion_ci(method="wilson"). Inside
+    [0, 1] by construction."""
+    p, n = np.asarray(proportion, dtype=float), np.asarray(n, dtype=float)
+    z = stats.norm.ppf((1 + confidence) / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        half = stats.t.ppf((1 + confidence) / 2, counts - 1) * sds / np.sqrt(counts)
-    half = np.where(counts >= 2, np.where(sds == 0, 0.0, half), np.nan)
-    return means - half, means + half
+        denominator = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denominator
+        half = z / denominator * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
 
 
-def _interval(metric: str, values: np.ndarray) -> tuple[float, float] | None:
-    """Wilson for pass rates (values 0/100), Student t otherwise; None below two values."""
-    if metric == "pass_rate":
-        ci = wilson_interval(int(np.sum(values >= 50)), len(values))
-        return None if ci is None else (100 * ci[0], 100 * ci[1])
-    return mean_interval(values.tolist())
+def mean_intervals(metric: str, counts, means, sds, binary=None, confidence: float = CONFIDENCE) -> list[Interval]:
+    """The 95% interval of each group's mean from its count, mean and sample standard deviation
+    (`binary`: per group, whether every value is 0 or 100):
+
+    * pass rates, and any 0–100 figure whose values are all 0 or 100 (an exact-match score): Wilson's
+      score interval of the proportion, so a score and a pass rate of the same results agree;
+    * otherwise on the 0–100 quality scale: Wilson's interval on the Korn & Graubard (1998) effective
+      sample size n_eff = p(1 − p)/Var(p̂) · (z / t(0.975, n − 1))², p̂ the mean rescaled to 0–1 and
+      Var(p̂) = s²/n: inside 0–100, as wide as Student t for few values, close to it for many;
+    * positive figures (latency, cost, tokens): the log-scale (delta method) interval mean ×/÷
+      exp(t(0.975, n − 1) · s / (mean · √n)), which never reaches 0.
+    """
+    counts = np.asarray(counts, dtype=float)
+    means, sds = np.asarray(means, dtype=float), np.asarray(sds, dtype=float)
+    method = interval_method(metric)
+    binary = np.zeros(len(counts), dtype=bool) if binary is None else np.asarray(binary, dtype=bool)
+    enough = counts >= MIN_INTERVAL_N
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method == "log":
+            half = stats.t.ppf((1 + confidence) / 2, np.maximum(counts - 1, 1)) * sds / (means * np.sqrt(counts))
+            low, high = means * np.exp(-half), means * np.exp(half)
+            defined = enough & (means > 0) & (sds > 0)
+        else:
+            bottom, top = SCALE
+            width = top - bottom
+            p = (means - bottom) / width
+            at_bound = (p <= 0) | (p >= 1)
+            proportion = binary | at_bound | (method == "wilson")  # a mean of 0/100 values is a proportion
+            z = stats.norm.ppf((1 + confidence) / 2)
+            t = stats.t.ppf((1 + confidence) / 2, np.maximum(counts - 1, 1))
+            n_eff = np.where(proportion, counts, p * (1 - p) / ((sds / width) ** 2 / counts) * (z / t) ** 2)
+            lo, hi = wilson_bounds(np.clip(p, 0, 1), n_eff, confidence)  # the clip: a rounding error at most
+            low, high = bottom + width * lo, bottom + width * hi
+            defined = enough & ((sds > 0) | proportion)
+    out = []
+    for i in range(len(counts)):
+        n = int(counts[i])
+        if n == 0:
+            out.append(Interval(None, None, "no results"))
+        elif not enough[i]:
+            out.append(Interval(None, None, f"not enough data for an interval (it needs {MIN_INTERVAL_N} results)"))
+        elif not defined[i] or not (np.isfinite(low[i]) and np.isfinite(high[i])):
+            out.append(Interval(None, None, f"no spread: all {n} results are equal"))
+        else:
+            out.append(Interval(float(low[i]), float(high[i])))
+    return out
 
 
-def _group_intervals(metric: str, groups: list[np.ndarray]) -> list[tuple[float, float] | None]:
-    if metric == "pass_rate":
-        return [_interval(metric, g) if len(g) else None for g in groups]
-    counts = np.array([len(g) for g in groups])
-    means = np.array([g.mean() if len(g) else np.nan for g in groups])
-    sds = np.array([g.std(ddof=1) if len(g) >= 2 else np.nan for g in groups])
-    low, high = t_intervals(means, sds, counts)
-    return [None if np.isnan(lo) else (float(lo), float(hi)) for lo, hi in zip(low, high, strict=True)]
+def mean_interval(metric: str, values: np.ndarray, confidence: float = CONFIDENCE) -> Interval:
+    """The 95% interval of the mean of `values` (see mean_intervals)."""
+    return _group_intervals(metric, [_finite(np.asarray(values, dtype=float))], confidence)[0]
+
+
+def _group_intervals(metric: str, groups: list[np.ndarray], confidence: float = CONFIDENCE) -> list[Interval]:
+    counts = [len(g) for g in groups]
+    means = [float(np.mean(g)) if len(g) else np.nan for g in groups]
+    sds = [float(np.std(g, ddof=1)) if len(g) >= 2 else 0.0 for g in groups]
+    binary = [bool(len(g)) and bool(np.all((g == SCALE[0]) | (g == SCALE[1]))) for g in groups]
+    return mean_intervals(metric, counts, means, sds, binary, confidence)
 
 
 def _quiet(test, *groups):
@@ -110,6 +194,7 @@ class ValueFigures:
     mean: float | None
     ci_low: float | None
     ci_high: float | None
+    ci_note: str = ""  # why there is no interval: "not enough data for an interval (…)", "no spread: …"
 
 
 @dataclass
@@ -149,7 +234,7 @@ def effect(parameter_name: str, parameter: np.ndarray, metric_name: str, metric:
     intervals = _group_intervals(metric_name, [values for _, values in groups])
     for (value, values), ci in zip(groups, intervals, strict=True):
         figures.append(ValueFigures(value, len(values), float(np.mean(values)) if len(values) else None,
-                                    ci[0] if ci else None, ci[1] if ci else None))  # fmt: skip
+                                    ci.low, ci.high, ci.note))  # fmt: skip
     testable = [values for _, values in groups if len(values)]
     n = int(sum(len(v) for v in testable))
     anova = kruskal = None
@@ -244,7 +329,7 @@ class Objective:
     def describe(self) -> str:
         if not self.weights:
             return label(self.metric)
-        parts = ", ".join(f"{name} {weight:g}" for name, weight in self.weights)
+        parts = ", ".join(f"{name} {number_text(weight)}" for name, weight in self.weights)
         return f"weighted objective ({parts}; quality = {label(self.quality_metric)})"
 
 
@@ -291,6 +376,7 @@ class OptimalValue:
     tested_range: tuple[float, float]
     recommended_range: tuple[float, float]
     reasoning: str
+    ci_note: str = ""
 
 
 @dataclass
@@ -300,6 +386,7 @@ class BestCombination:
     ci_low: float | None
     ci_high: float | None
     n: int
+    ci_note: str = ""
 
 
 @dataclass
@@ -341,10 +428,11 @@ def _optimal_value(name: str, x: np.ndarray, y: np.ndarray, objective: Objective
     groups = [(float(v), float(np.mean(y[x == v])), y[x == v]) for v in np.unique(x)]
     ranked = _best_first(groups, objective.maximize)
     value, mean, best = ranked[0]
-    ci = _interval(interval_metric, best) if len(best) >= 2 else None
+    interval = mean_interval(interval_metric, best)
+    ci = None if interval.low is None else (interval.low, interval.high)
     runner_up = ranked[1] if len(ranked) > 1 else None
     confidence = None
-    if runner_up is not None and len(best) >= 2 and len(runner_up[2]) >= 2:
+    if runner_up is not None and len(best) >= MIN_INTERVAL_N and len(runner_up[2]) >= MIN_INTERVAL_N:
         alternative = "greater" if objective.maximize else "less"
         test = _quiet(lambda a, b: stats.ttest_ind(a, b, equal_var=False, alternative=alternative), best, runner_up[2])
         confidence = None if test is None else 1.0 - test[1]
@@ -352,18 +440,19 @@ def _optimal_value(name: str, x: np.ndarray, y: np.ndarray, objective: Objective
     bound = (ci[0] if objective.maximize else ci[1]) if ci else None
     recommended = _recommended_span(ordered, [g[0] for g in ordered].index(value), bound, objective.maximize)
     if ci is None:
-        reasoning = f"too few results at {format_value(value)} for an interval"
+        reasoning = f"{interval.note} at {format_value(value)}: no range to recommend"
     else:
         edge = "≥" if objective.maximize else "≤"
         reasoning = (
             f"values {format_value(recommended[0])}–{format_value(recommended[1])} keep the mean "
-            f"{label(objective.name)} {edge} {bound:.4g}, the 95% CI bound of the best value"
+            f"{label(objective.name)} {edge} {number_text(bound)}, the 95% CI bound of the best value"
         )
     return OptimalValue(
         parameter=name, value=value, mean=mean, ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None,
         n=len(best), confidence=confidence, runner_up=runner_up[0] if runner_up else None,
         effect_points=mean - batch_mean, effect_pct=(mean - batch_mean) / abs(batch_mean) * 100 if batch_mean else None,
         tested_range=(ordered[0][0], ordered[-1][0]), recommended_range=recommended, reasoning=reasoning,
+        ci_note=interval.note,
     )  # fmt: skip
 
 
@@ -394,11 +483,10 @@ def optimize(parameters: Arrays, metrics: Arrays, objective: Objective) -> Optim
         means = sums / counts
         best_index = int(np.argmax(means) if objective.maximize else np.argmin(means))
         members = y[inverse == best_index]
-        ci = _interval(interval_metric, members) if len(members) >= 2 else None
+        ci = mean_interval(interval_metric, members)
         result.best_combination = BestCombination(
             parameters={p: float(v) for p, v in zip(names, keys[best_index], strict=True) if v != -1e300},
-            mean=float(means[best_index]), ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None,
-            n=int(counts[best_index]),
+            mean=float(means[best_index]), ci_low=ci.low, ci_high=ci.high, n=int(counts[best_index]), ci_note=ci.note,
         )  # fmt: skip
     return result
 
@@ -522,10 +610,13 @@ def insights(parameters: Arrays, metrics: Arrays, *, objective: Objective, optim
     if optimization.best_combination is not None:
         best = optimization.best_combination
         settings = ", ".join(f"{label(p)} {format_value(v)}" for p, v in best.parameters.items() if p in swept)
-        ci = f"95% CI {best.ci_low:.1f}–{best.ci_high:.1f}, " if best.ci_low is not None else ""
+        if best.ci_low is not None:
+            ci = f"95% CI {number_text(best.ci_low, 1)}–{number_text(best.ci_high, 1)}, n = {best.n}"
+        else:
+            ci = f"n = {best.n}: {best.ci_note}"
         word = "highest" if optimization.maximize else "lowest"
         sentence = (f"The {word} mean {label(optimization.objective)}, {format_amount(optimization.objective, best.mean)} "
-                    f"({ci}n = {best.n}), came at {settings or 'the only setting'}.")  # fmt: skip
+                    f"({ci}), came at {settings or 'the only setting'}.")  # fmt: skip
         out.append(Insight("best", sentence, metric=optimization.objective, numbers=asdict(best)))
 
     # Thresholds: the objective's first, then latency and cost, then at most two of the other

@@ -34,6 +34,7 @@ from apps.batches.services import batch_state
 from apps.experiments.exports import responses_table
 from llmbench import svg
 from llmbench.exports import Table, export_response
+from llmbench.humanize import number_text
 from llmbench.reports import pdf_response
 
 FORMATS = ("csv", "json", "xlsx", "pdf")
@@ -131,18 +132,19 @@ def batch_export(*, batch: Batch, kind: str) -> HttpResponse:
 # --- the PDF report --------------------------------------------------------------------------------------------
 
 
-def _number(value, digits: int = 1) -> str | None:
-    return None if value is None else f"{value:,.{digits}f}"
+def _number(value, digits: int | None = 1) -> str | None:
+    return None if value is None else number_text(value, digits)
 
 
 def _display(value) -> str | None:
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    return f"{value:,}" if isinstance(value, int) else value
+    """A summary value as the page shows it (the shared formatter for numbers, words for the rest)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    return number_text(value, None if isinstance(value, int) else 2)
 
 
 def _values_text(values: list) -> str:
-    shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values[:12])
+    shown = ", ".join(analysis.format_value(v) for v in values[:12])
     more = (
         f", … ({len(values)} values)"
         if len(values) > 12
@@ -156,9 +158,9 @@ def _best_table(batch: Batch, figures: list[CombinationFigures]) -> dict:
     objective = METRIC_LABELS.get(batch.objective, batch.objective)
     return {
         "columns": ["Rank", "Combination", *[parameter_label(n) for n in names], "n", f"Mean {objective}",
-                    "Errors", "Latency ms", "Cost USD"],
+                    "Errors", "Latency (ms)", "Cost (USD)"],
         "rows": [
-            [rank, f.index, *[f.parameters[n] for n in names], f.n, _number(f.mean, 2), f.errors,
+            [rank, f.index, *[analysis.format_value(f.parameters[n]) for n in names], f.n, _number(f.mean, 2), f.errors,
              _number(f.mean_latency_ms, 0), _number(f.cost_usd, 6)]
             for rank, f in enumerate(ranked(figures)[:REPORT_COMBINATIONS], 1)
         ],
@@ -177,7 +179,11 @@ def _effects_table(batch: Batch, report: dict) -> dict:
             with_mean = [v for v in effect["values"] if v["mean"] is not None]
             lower_is_better = figure in analysis.LOWER_IS_BETTER
             best = (min if lower_is_better else max)(with_mean, key=lambda v: v["mean"]) if with_mean else None
-            best_text = None if best is None else f"{best['value']:g} ({analysis.format_amount(figure, best['mean'])})"
+            best_text = (
+                None
+                if best is None
+                else f"{analysis.format_value(best['value'])} ({analysis.format_amount(figure, best['mean'])})"
+            )
             rows.append([
                 parameter_label(effect["parameter"]), analysis.label(figure), effect["n"], best_text,
                 _number(effect["anova_f"], 2), analysis.format_p(effect["anova_p"]) if effect["anova_p"] is not None
@@ -193,7 +199,7 @@ def _effects_table(batch: Batch, report: dict) -> dict:
 
 
 def _label(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return analysis.format_value(value) if isinstance(value, int | float) else str(value)
 
 
 def _coarse_axis(values: list, bins: int) -> tuple[list[str], list[int]]:
@@ -250,7 +256,9 @@ def report_context(batch: Batch, figures: list[CombinationFigures]) -> dict:
             (label, _display(value)) for label, value in _summary(batch, figures) if not label.startswith("Best")
         ],
         "best": best,
-        "best_parameters": [(parameter_label(n), v) for n, v in best.parameters.items()] if best else [],
+        "best_parameters": [(parameter_label(n), analysis.format_value(v)) for n, v in best.parameters.items()]
+        if best
+        else [],
         "objective_label": objective,
         "best_table": _best_table(batch, figures),
         "ranked_count": sum(1 for f in figures if f.mean is not None),
@@ -273,9 +281,12 @@ METHODS = [
      "the one with more results)."),
     ("Heatmap cell", "The mean of the figure over the successful results whose two parameters have the cell's "
      "values (pooled over the other parameters and the targets), with its count."),
-    ("Mean and 95% interval per value", "numpy.mean; Student t interval mean ± t(0.975, n − 1)·s/√n (the same as "
-     "scipy.stats.t.interval with the standard error); the Wilson interval (scipy.stats.binomtest(...)"
-     ".proportion_ci) for pass rates."),
+    ("Mean and 95% interval per value", "numpy.mean, and a 95% interval that stays inside what the figure can be: "
+     "Wilson's score interval (as scipy.stats.binomtest(...).proportion_ci) for pass rates and for scores that "
+     "are all 0 or 100; Wilson's interval on the Korn-Graubard effective sample size p(1 − p)/Var(p̂)·(z/t)² for "
+     "other 0–100 quality figures; mean ×/÷ exp(t(0.975, n − 1)·s/(mean·√n)) (log scale) for latency, cost and "
+     "tokens. Fewer than 3 results: not enough data, no interval; results that are all equal inside the range: "
+     "no spread, no interval."),
     ("Does it matter", "One-way ANOVA (scipy.stats.f_oneway) and Kruskal-Wallis (scipy.stats.kruskal) across the "
      "values, with their p-values; significant means Kruskal-Wallis p < 0.05 (quality scores are bounded and "
      "latency is skewed, so the rank test decides). Not tested when only one value has results or every result "

@@ -1,5 +1,6 @@
 from django import forms
-from django.core.validators import MinValueValidator
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from apps.batches.models import Batch, LoadSweep
 from apps.batches.parameters import PARAMETERS, RangeError, expand_all, parse_text
@@ -7,20 +8,58 @@ from apps.batches.services import Estimate, batch_estimate
 from apps.experiments.forms import ExperimentForm
 from apps.experiments.models import Suite
 from apps.hardware.models import Deployment, HardwareProfile
+from apps.providers.engine.sim import MODELS as SIM_MODELS
 from apps.providers.models import ProviderEndpoint
 from apps.scores.models import ModelVariant
 
 MAX_STEPS = 20
 MAX_BATCH_CONCURRENCY = 256
+MAX_REPETITIONS = 1000  # responses per combination
+MAX_CONCURRENCY_LEVEL = 4096  # requests in flight in one closed-loop step
+MAX_RATE_RPS = 10_000.0
+MAX_STEP_DURATION_S = 3600.0
+MAX_STEP_REQUESTS = 100_000
+MAX_TOKENS = 200_000  # prompt or output tokens of a synthetic request
+MAX_PROMPTS = 1000  # prompts of a load sweep to cycle through
+# (field, minimum, maximum) of the load sweep's numbers: zero is meaningless wherever the minimum is 1.
+SWEEP_BOUNDS = (
+    ("step_duration_s", 1.0, MAX_STEP_DURATION_S), ("step_request_count", 1, MAX_STEP_REQUESTS),
+    ("prompt_tokens", 1, MAX_TOKENS), ("prompt_tokens_stdev", 0, MAX_TOKENS), ("output_tokens", 1, MAX_TOKENS),
+    ("temperature", 0.0, 2.0), ("seed", 0, 2**31 - 1),
+)  # fmt: skip
+
+
+def _bound(field: forms.Field, low, high) -> None:
+    """Refuse a number outside [low, high] with a message naming both, and tell the browser too."""
+    field.validators += [MinValueValidator(low), MaxValueValidator(high)]
+    field.widget.attrs.update(min=low, max=high)
+
+
+def _prompt_too_long(text: str) -> str | None:
+    limit = settings.PROMPT_MAX_CHARS
+    if len(text or "") > limit:
+        return (
+            f"This is {len(text):,} characters long; the limit is {limit:,} characters (the PROMPT_MAX_CHARS "
+            "setting). Shorten it."
+        )
+    return None
 
 
 class LoadSweepForm(forms.ModelForm):
-    """A load sweep; every choice is limited to the team, and the steps are a comma-separated list."""
+    """A load sweep; every choice is limited to the team, and the steps are a comma-separated list. With
+    `picker` (the page) the endpoint and model are one choice of the team's "endpoint · model" pairs; the
+    API gives `endpoint` (an id) and `model` instead."""
+
+    target = forms.ChoiceField(
+        label="Endpoint and model", help_text="The team's endpoints and the models configured on each; an endpoint "
+        "appears once its model names are set on its page.",
+    )  # fmt: skip
 
     levels = forms.CharField(help_text="Concurrency levels (e.g. 1,4,16,64) or request rates in req/s (e.g. 5,10,20).")
     prompts_text = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Prompts",
-        help_text="Optional: one prompt per line instead of synthetic text.",
+        help_text=f"Optional: one prompt per line instead of synthetic text (at most {MAX_PROMPTS:,} prompts, each "
+        f"at most {settings.PROMPT_MAX_CHARS:,} characters).",
     )  # fmt: skip
 
     class Meta:
@@ -31,11 +70,29 @@ class LoadSweepForm(forms.ModelForm):
             "ignore_eos", "temperature", "seed",
         ]  # fmt: skip
 
-    def __init__(self, *args, team, **kwargs):
+    def __init__(self, *args, team, picker: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         for name, model in (("endpoint", ProviderEndpoint), ("variant", ModelVariant), ("hardware", HardwareProfile),
                             ("deployment", Deployment)):  # fmt: skip
             self.fields[name].queryset = model.objects.filter(team=team)
+        self.endpoints, choices = endpoint_model_choices(team)
+        if picker:
+            self.fields["target"].choices = choices
+            del self.fields["endpoint"], self.fields["model"]
+            self.order_fields(["name", "target"])
+        else:
+            del self.fields["target"]
+        for name, low, high in SWEEP_BOUNDS:
+            _bound(self.fields[name], low, high)
+        labels = {"step_duration_s": "Seconds per step", "step_request_count": "Requests per step",
+                  "prompt_tokens_stdev": "Prompt tokens, standard deviation",
+                  "ignore_eos": "Ignore end of sequence (always generate the output tokens)"}  # fmt: skip
+        for name, label in labels.items():
+            self.fields[name].label = label
+
+    def clean_target(self) -> tuple[ProviderEndpoint, str]:
+        endpoint_id, _, model = self.cleaned_data["target"].partition(":")  # one of the team's own pairs
+        return self.endpoints[int(endpoint_id)], model
 
     def clean_levels(self) -> list[float]:
         raw = self.cleaned_data["levels"]
@@ -44,16 +101,35 @@ class LoadSweepForm(forms.ModelForm):
             levels = [float(str(v).strip()) for v in items if str(v).strip()]
         except ValueError:
             raise forms.ValidationError("Numbers separated by commas, e.g. 1,4,16.") from None
-        if not levels or len(levels) > MAX_STEPS or any(v <= 0 for v in levels):
-            raise forms.ValidationError(f"Between 1 and {MAX_STEPS} positive numbers.")
+        if not levels or len(levels) > MAX_STEPS or any(not v > 0 or v == float("inf") for v in levels):
+            raise forms.ValidationError(f"Between 1 and {MAX_STEPS} numbers above 0.")
         return levels
+
+    def clean_prompts_text(self) -> str:
+        text = self.cleaned_data.get("prompts_text") or ""
+        prompts = [p for p in text.splitlines() if p.strip()]
+        if len(prompts) > MAX_PROMPTS:
+            raise forms.ValidationError(f"{len(prompts):,} prompts; at most {MAX_PROMPTS:,}.")
+        for number, prompt in enumerate(prompts, 1):
+            if problem := _prompt_too_long(prompt.strip()):
+                raise forms.ValidationError(f"Prompt {number}: {problem}")
+        return text
 
     def clean(self):
         data = super().clean()
-        if data.get("step_duration_s") is None and data.get("step_request_count") is None:
+        if data.get("target"):
+            data["endpoint"], data["model"] = data["target"]
+        neither = data.get("step_duration_s") is None and data.get("step_request_count") is None
+        if neither and "step_duration_s" not in self.errors and "step_request_count" not in self.errors:
             self.add_error("step_duration_s", "Give a duration or a request count per step.")
-        if data.get("mode") == LoadSweep.Mode.CLOSED and any(v != int(v) for v in data.get("levels") or []):
-            self.add_error("levels", "Concurrency levels are whole numbers.")
+        levels = data.get("levels") or []
+        if data.get("mode") == LoadSweep.Mode.CLOSED:
+            if any(v != int(v) for v in levels):
+                self.add_error("levels", "Concurrency levels are whole numbers.")
+            elif any(v > MAX_CONCURRENCY_LEVEL for v in levels):
+                self.add_error("levels", f"Concurrency levels of at most {MAX_CONCURRENCY_LEVEL:,}.")
+        elif data.get("mode") == LoadSweep.Mode.OPEN and any(v > MAX_RATE_RPS for v in levels):
+            self.add_error("levels", f"Request rates of at most {MAX_RATE_RPS:,.0f} req/s.")
         return data
 
     def sweep_fields(self) -> dict:
@@ -62,10 +138,35 @@ class LoadSweepForm(forms.ModelForm):
         return data
 
 
+def endpoint_model_choices(team) -> tuple[dict[int, ProviderEndpoint], list[tuple[str, list[tuple[str, str]]]]]:
+    """The team's endpoints by id, and the "endpoint · model" options of the target picker grouped by
+    endpoint (value "<endpoint id>:<model>"), from each endpoint's configured model names (a simulated
+    endpoint without any: the simulator's models)."""
+    endpoints = {e.pk: e for e in ProviderEndpoint.objects.filter(team=team).order_by("name")}
+    groups = []
+    for endpoint in endpoints.values():
+        suffix = " (simulated)" if endpoint.is_simulated else ""
+        names = [str(name).strip() for name in endpoint.model_names or [] if str(name).strip()]
+        if not names and endpoint.is_simulated:  # the simulator serves its own models whatever is configured
+            names = list(SIM_MODELS)
+        options = [(f"{endpoint.pk}:{name}", f"{endpoint.name} · {name}{suffix}") for name in names]
+        if options:
+            groups.append((endpoint.name + suffix, options))
+    return endpoints, groups
+
+
 class BatchForm(ExperimentForm):
-    """A parameter sweep: the experiment form's targets, prompt or approved test cases (or a
-    suite), with each sampling parameter as a range (`0.1:1.0:0.1`), a list (`150, 300`) or one
-    value; the API gives `parameter_ranges` in the seed format instead."""
+    """A parameter sweep: targets picked from the team's endpoints and their models (the API types them
+    as `endpoint name: model` lines in `targets_text`), a prompt or approved test cases (or a suite),
+    with each sampling parameter as a range (`0.1:1.0:0.1`), a list (`150, 300`) or one value; the API
+    gives `parameter_ranges` in the seed format instead."""
+
+    target_pairs = forms.MultipleChoiceField(
+        required=False, label="Targets", widget=forms.SelectMultiple(attrs={"size": 6}),
+        help_text="The team's endpoints and the models configured on each; hold Ctrl (⌘ on a Mac) to choose more "
+        "than one. An endpoint appears once its model names are set on its page.",
+    )  # fmt: skip
+    targets_text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
     temperature = forms.CharField(required=False, help_text="min:max:step, a list or one value, e.g. 0.1:1.0:0.1")
     top_p = forms.CharField(required=False, help_text="e.g. 0.8:1.0:0.05")
@@ -83,24 +184,62 @@ class BatchForm(ExperimentForm):
     confirm = forms.BooleanField(required=False, label="Start even though it is over the team's limit")
 
     field_order = [
-        "name", "description", "targets_text", "system_prompt", "prompt", "test_cases", "suite", *PARAMETERS,
+        "name", "description", "target_pairs", "targets_text", "system_prompt", "prompt", "test_cases", "suite", *PARAMETERS,
         "responses_per_item", "concurrency", "objective", "confirm",
     ]  # fmt: skip
 
     def __init__(self, *args, team, api: bool = False, **kwargs):
         super().__init__(*args, team=team, **kwargs)
-        if not api:  # the page has a field per parameter; the API a `parameter_ranges` object
-            del self.fields["parameter_ranges"]
+        self.order_fields(self.field_order)
+        self.endpoints, choices = endpoint_model_choices(team)
+        self.fields["target_pairs"].choices = choices
+        if api:  # the API types its targets
+            del self.fields["target_pairs"]
+        else:  # the page picks them, with a field per parameter; the API has a `parameter_ranges` object
+            del self.fields["parameter_ranges"], self.fields["targets_text"]
         self.fields["suite"].queryset = Suite.objects.filter(team=team)
         self.fields["responses_per_item"].label = "Responses per combination"
-        self.fields["responses_per_item"].min_value = 1
-        self.fields["responses_per_item"].validators.append(MinValueValidator(1))
+        _bound(self.fields["responses_per_item"], 1, MAX_REPETITIONS)
+        self.fields["concurrency"].widget.attrs.update(min=1, max=MAX_BATCH_CONCURRENCY)
         for name in ("description", "system_prompt"):
             self.fields[name].widget.attrs["rows"] = 2
         self.fields["prompt"].widget.attrs["rows"] = 4
 
+    def clean_target_pairs(self) -> list[tuple[ProviderEndpoint, str]]:
+        chosen = []
+        for value in self.cleaned_data["target_pairs"]:  # only the team's own pairs are valid choices
+            endpoint_id, _, model = value.partition(":")
+            chosen.append((self.endpoints[int(endpoint_id)], model))
+        return chosen
+
+    def clean_targets_text(self) -> list[tuple[ProviderEndpoint, str]]:
+        targets = []
+        for number, line in enumerate((self.cleaned_data.get("targets_text") or "").splitlines(), 1):
+            if not line.strip():
+                continue
+            name, sep, model = line.partition(":")
+            if not sep or not model.strip():
+                raise forms.ValidationError(f"Line {number}: write <endpoint name>: <model>.")
+            endpoint = next((e for e in self.endpoints.values() if e.name == name.strip()), None)
+            if endpoint is None:
+                raise forms.ValidationError(f"Line {number}: no endpoint named {name.strip()!r} in this team.")
+            targets.append((endpoint, model.strip()))
+        if not targets:
+            raise forms.ValidationError("At least one target.")
+        return targets
+
+    def targets(self) -> list[tuple[ProviderEndpoint, str]]:
+        """The chosen (endpoint, model) pairs (the form must be valid)."""
+        field = "target_pairs" if "target_pairs" in self.fields else "targets_text"
+        return self.cleaned_data[field]
+
     def clean(self):
         data = forms.ModelForm.clean(self)
+        if "target_pairs" in self.fields and not data.get("target_pairs") and "target_pairs" not in self.errors:
+            self.add_error("target_pairs", "Choose at least one target.")
+        for name in ("prompt", "system_prompt"):
+            if name not in self.errors and (problem := _prompt_too_long(data.get(name) or "")):
+                self.add_error(name, problem)
         if not data.get("test_cases") and not data.get("suite") and not (data.get("prompt") or "").strip():
             self.add_error("prompt", "Give a prompt, choose approved test cases or a suite.")
         if data.get("objective") in (Batch.Objective.SCORE, Batch.Objective.PASS_RATE) and not (
@@ -137,14 +276,14 @@ class BatchForm(ExperimentForm):
         return {
             "name": data["name"], "description": data["description"], "system_prompt": data["system_prompt"],
             "prompt": data["prompt"], "test_cases": list(data["test_cases"]), "suite": data.get("suite"),
-            "targets": data["targets_text"], "repetitions": data["responses_per_item"],
+            "targets": self.targets(), "repetitions": data["responses_per_item"],
             "parameter_ranges": data["ranges"], "concurrency": data["concurrency"], "objective": data["objective"],
         }  # fmt: skip
 
     def estimate(self) -> Estimate:
         """What the sweep would take (the form must be valid)."""
         data = self.cleaned_data
-        return batch_estimate(team=self.team, targets=data["targets_text"], prompts=self.prompts(),
+        return batch_estimate(team=self.team, targets=self.targets(), prompts=self.prompts(),
                               values=data["values"], repetitions=data["responses_per_item"],
                               concurrency=data["concurrency"])  # fmt: skip
 

@@ -165,6 +165,7 @@ def _store_step(sweep: LoadSweep, step: LoadSweepStep, outcome: StepOutcome) -> 
         tags=["load-sweep", *(["simulated"] if sweep.endpoint.kind == Kind.SIM else [])],
         notes=outcome.kept_up_reason,
         samples=[r.to_sample(i, outcome.start_time) for i, r in enumerate(results)],
+        is_simulated=sweep.endpoint.kind == Kind.SIM,
     )
     run = run_store(
         team=sweep.team, parsed=parsed, target=RunTarget(sweep.variant, sweep.hardware, sweep.deployment),

@@ -88,30 +88,82 @@ def sweeps_recover_stalled() -> int:
     return count
 
 
+STATUS_LABELS = {
+    Status.PENDING: "pending", Status.RUNNING: "running", Status.COMPLETED: "completed",
+    Status.FAILED: "failed", Status.CANCELLED: "cancelled",
+}  # fmt: skip
+
+
+def sweep_actions(status: str) -> dict[str, bool]:
+    """What a member may do with a sweep in `status`; the page, its script and the API agree on it.
+    Cancel only while pending or running; start while pending; resume after a failure."""
+    return {
+        "start": status == Status.PENDING,
+        "resume": status == Status.FAILED,
+        "cancel": status in (Status.PENDING, Status.RUNNING),
+    }
+
+
+def _step_status(sweep_status: str, step_status: str) -> str:
+    """A step's status as the page shows it: once the sweep has finished, a step that never ran is
+    "not run" and one cut short is "interrupted", so a finished sweep never lists "pending" steps."""
+    if sweep_status in FINISHED and step_status == Status.PENDING:
+        return "not run"
+    if sweep_status in FINISHED and step_status == Status.RUNNING:
+        return "interrupted"
+    return step_status
+
+
+def _step_figures(step: LoadSweepStep) -> dict:
+    """The stored run's figures of a finished step, in the live figures' names."""
+    summary = getattr(step.run, "summary", None) if step.run_id else None
+    if summary is None:
+        return {}
+    return {
+        "requests_done": summary.request_count, "requests_failed": summary.error_count or 0,
+        "ttft_p50_ms": summary.stat("ttft_ms", "p50"), "ttft_p95_ms": summary.stat("ttft_ms", "p95"),
+        "itl_p50_ms": summary.stat("itl_ms", "p50"), "output_tokens_per_s": summary.output_token_throughput_tps,
+        "elapsed_s": summary.duration_s,
+    }  # fmt: skip
+
+
 def progress_payload(sweep: LoadSweep) -> dict:
     """What the live page, the SSE stream and the status endpoint show: read from the database,
-    so a page opened late or reconnecting shows the truth."""
+    so a page opened late or reconnecting shows the truth. While a step runs, `live` holds its
+    figures so far; once the sweep has finished (the worker clears them), `live` holds the final
+    figures of the last step that ran, read from its stored run, and `live_step` says which."""
     steps = list(sweep.steps.select_related("run__summary"))
     stalled = (
         sweep.status == Status.RUNNING
         and sweep.heartbeat_at is not None
         and timezone.now() - sweep.heartbeat_at > STALL_AFTER
     )
+    live, live_step, live_final = sweep.progress or {}, sweep.current_step, False
+    if sweep.status in FINISHED or (not live and sweep.status != Status.RUNNING):
+        ran = [s for s in steps if s.run_id]
+        if ran:
+            live, live_step, live_final = _step_figures(ran[-1]), ran[-1].index, True
+        elif sweep.status in FINISHED:
+            live = {}
     return {
         "id": sweep.pk,
         "status": sweep.status,
+        "status_label": STATUS_LABELS.get(sweep.status, sweep.status),
+        "actions": sweep_actions(sweep.status),
         "stalled": stalled,
         "error": sweep.error,
         "cancel_requested": sweep.cancel_requested,
         "current_step": sweep.current_step,
         "steps_done": sum(s.status == Status.COMPLETED for s in steps),
         "steps_total": len(steps),
-        "live": sweep.progress,
+        "live": live,
+        "live_step": live_step,
+        "live_final": live_final,
         "steps": [
             {
                 "index": s.index,
                 "level": s.level,
-                "status": s.status,
+                "status": _step_status(sweep.status, s.status),
                 "run_id": s.run_id,
                 "achieved_concurrency": s.achieved_concurrency,
                 "achieved_rate_rps": s.achieved_rate_rps,
@@ -372,6 +424,29 @@ def batches_recover_stalled() -> int:
     return count
 
 
+def batch_actions(status: str, *, queued: bool, over_limit: bool) -> dict[str, bool]:
+    """What a member may do with a batch in `status`; the page, its script and the API agree on it.
+    Cancel only while pending (queued or not) or running; start while pending and not queued; resume
+    after a failure or a cancel; delete unless running."""
+    return {
+        "start": status == Status.PENDING and not queued,
+        "resume": status in (Status.FAILED, Status.CANCELLED),
+        "confirm": over_limit,
+        "cancel": status in (Status.PENDING, Status.RUNNING),
+        "delete": status != Status.RUNNING,
+    }
+
+
+def batch_status_label(status: str, *, queued: bool, cancel_requested: bool) -> str:
+    """The status in words: a pending batch is "queued" or "not started", a running one being
+    stopped is "cancelling"."""
+    if status == Status.PENDING:
+        return "queued" if queued else "not started"
+    if status == Status.RUNNING and cancel_requested:
+        return "cancelling"
+    return status
+
+
 def batch_state(batch: Batch) -> dict:
     """What the live page, the status endpoint and the SSE stream show, read from the database."""
     experiment = batch.experiment
@@ -386,13 +461,19 @@ def batch_state(batch: Batch) -> dict:
     stalled = experiment.status == Status.RUNNING and batch.heartbeat_at is not None and (
         now - batch.heartbeat_at > BATCH_STALL_AFTER
     )  # fmt: skip
+    queued = experiment.status == Status.PENDING and batch.queued_at is not None
+    over_limit = bool(batch.estimate.get("over_limit")) and not batch.confirmed
     return {
         "id": batch.pk,
         "name": experiment.name,
         "status": experiment.status,
+        "status_label": batch_status_label(
+            experiment.status, queued=queued, cancel_requested=experiment.cancel_requested
+        ),
+        "actions": batch_actions(experiment.status, queued=queued, over_limit=over_limit),
         "error": experiment.error,
         "cancel_requested": experiment.cancel_requested,
-        "queued": experiment.status == Status.PENDING and batch.queued_at is not None,
+        "queued": queued,
         "stalled": stalled,
         "progress": round(100.0 * done / total, 1) if total else 0.0,
         "completed_results": done,

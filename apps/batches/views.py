@@ -5,17 +5,20 @@ combinations, the analysis). Model output is only ever shown escaped."""
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
+from apps.batches.analysis import format_value
 from apps.batches.exports import batch_export as export_batch
 from apps.batches.forms import BatchForm, LoadSweepForm
 from apps.batches.models import Batch, LoadSweep
 from apps.batches.parameters import RangeError
 from apps.batches.selectors import (
     COST_METRICS,
+    METRIC_LABELS,
     QUALITY_METRICS,
     ObjectiveError,
     batch_analysis,
@@ -41,19 +44,28 @@ from apps.batches.services import (
     sweep_create,
     sweep_start,
 )
+from apps.experiments.models import ExperimentTarget
 from apps.experiments.services import TransitionRefused
-from apps.providers.models import ProviderEndpoint
+from apps.providers.engine.types import Kind
 from llmbench.humanize import duration_text
+
+
+def _values_text(values: list, limit: int = 12) -> str:
+    """Parameter values or levels as the page prints them: 200, not 200.0; the first `limit`, then a count."""
+    shown = ", ".join(format_value(v) for v in values[:limit])
+    return shown if len(values) <= limit else f"{shown}, … ({len(values):,} values)"
 
 
 @team_view()
 def sweep_list(request):
-    """The section: parameter sweeps, then load sweeps."""
+    """The section: parameter sweeps, then load sweeps; those asking the simulator carry its badge."""
+    simulated = ExperimentTarget.objects.filter(experiment_id=OuterRef("pk"), endpoint__kind=Kind.SIM)
     batches = Batch.objects.filter(experiment__team=request.team).select_related("experiment")
-    batches = batches.order_by("-experiment__created_at", "-pk")
+    batches = batches.annotate(is_simulated=Exists(simulated)).order_by("-experiment__created_at", "-pk")
     sweeps = LoadSweep.objects.filter(team=request.team).select_related("endpoint", "variant")
     page = Paginator(batches, 50).get_page(request.GET.get("page"))
-    return render(request, "batches/sweep_list.html", {"page": page, "sweeps": sweeps})
+    rows = [(s, _values_text(s.levels)) for s in sweeps]
+    return render(request, "batches/sweep_list.html", {"page": page, "sweeps": rows})
 
 
 # --- load sweeps --------------------------------------------------------------------------------
@@ -64,7 +76,7 @@ def sweep_list(request):
 def sweep_new(request):
     if request.method == "POST":
         require_role(request, Membership.Role.MEMBER)
-    form = LoadSweepForm(request.POST or None, team=request.team)
+    form = LoadSweepForm(request.POST or None, team=request.team, picker=True)
     if request.method == "POST" and form.is_valid():
         sweep = sweep_create(team=request.team, user=request.user, **form.sweep_fields())
         if request.POST.get("start"):
@@ -78,7 +90,8 @@ def sweep_detail(request, pk: int):
     sweep = get_object_or_404(
         LoadSweep.objects.select_related("endpoint", "variant", "hardware"), pk=pk, team=request.team
     )
-    return render(request, "batches/sweep_detail.html", {"sweep": sweep, "state": progress_payload(sweep)})
+    context = {"sweep": sweep, "state": progress_payload(sweep), "levels_text": _values_text(sweep.levels, 20)}
+    return render(request, "batches/sweep_detail.html", context)
 
 
 @team_view(Membership.Role.MEMBER)
@@ -113,10 +126,10 @@ def batch_new(request):
     if request.method == "POST":
         require_role(request, Membership.Role.MEMBER)
     initial = {"temperature": "0.1:1.0:0.1", "top_p": "0.8:1.0:0.05", "max_tokens": "150, 300, 500"}
-    first = ProviderEndpoint.objects.filter(team=request.team).order_by("name").first()
-    if first is not None:
-        initial["targets_text"] = f"{first.name}: {(first.model_names or ['<model>'])[0]}"
     form = BatchForm(request.POST or None, team=request.team, initial=initial)
+    choices = form.fields["target_pairs"].choices
+    if choices:  # the first endpoint's first model, picked already
+        form.initial["target_pairs"] = [choices[0][1][0][0]]
     estimate = None
     if request.method == "POST" and form.is_valid():
         estimate = form.estimate()
@@ -154,12 +167,15 @@ def batch_detail(request, pk: int):
     batch = _team_batch(request, pk)
     values = batch.parameter_values
     x, y = default_axes(values)
+    targets = list(batch.experiment.targets.select_related("endpoint"))
     context = {
-        "batch": batch, "experiment": batch.experiment, "state": batch_state(batch),
-        "targets": list(batch.experiment.targets.select_related("endpoint")),
+        "batch": batch, "experiment": batch.experiment, "state": batch_state(batch), "targets": targets,
+        "simulated": any(t.endpoint.is_simulated for t in targets),
         "heatmap": heatmap(batch, x=x, y=y, metric=batch.objective), "latest": result_rows_latest(batch, 10),
-        "parameters": [(name, parameter_label(name), values[name]) for name in values],
-        "metrics": QUALITY_METRICS, "estimated": duration_text(batch.estimate.get("duration_s")),
+        "parameters": [{"name": name, "label": parameter_label(name), "values": values[name],
+                        "text": _values_text(values[name])} for name in values],
+        "metrics": QUALITY_METRICS, "metric_labels": METRIC_LABELS,
+        "estimated": duration_text(batch.estimate.get("duration_s")),
     }  # fmt: skip
     return render(request, "batches/batch_detail.html", context)
 
@@ -194,8 +210,9 @@ def batch_combinations(request, pk: int):
     if sort in ("mean", "-mean"):
         rows.sort(key=lambda r: (r.mean is None, -(r.mean or 0) if sort == "-mean" else (r.mean or 0)))
     page = Paginator(rows, 100).get_page(request.GET.get("page"))
-    context = {"batch": batch, "page": page, "metric": metric, "metrics": QUALITY_METRICS, "sort": sort,
-               "names": list(batch.parameter_values)}  # fmt: skip
+    names = list(batch.parameter_values)
+    context = {"batch": batch, "page": page, "metric": metric, "metrics": QUALITY_METRICS, "sort": sort, "names": names,
+               "labels": {n: parameter_label(n) for n in names}, "metric_labels": METRIC_LABELS}  # fmt: skip
     return render(request, "batches/batch_combinations.html", context)
 
 
@@ -219,14 +236,16 @@ def batch_analysis_page(request, pk: int):
         "batch": batch, "error": error, "objective": objective,
         "optimization": batch_optimization(batch, objective), "insights": batch_insights(batch, objective)["insights"],
         "objectives": [m for m in (*QUALITY_METRICS, *COST_METRICS) if m != "output_tokens"],
-        "swept": swept_parameters(batch.parameter_values),
+        "swept": swept_parameters(batch.parameter_values), "metric_labels": METRIC_LABELS,
+        "parameter_labels": {name: parameter_label(name) for name in batch.parameter_values},
     }  # fmt: skip
     if request.htmx:
         return render(request, "batches/batch_analysis.html#optimization", context)
+    chart_metric = objective.quality_metric if objective.weights else objective.metric
     context["analysis"] = batch_analysis(batch)
-    context["charts"] = _effect_charts(
-        context["analysis"], objective.quality_metric if objective.weights else objective.metric
-    )
+    context["charts"] = _effect_charts(context["analysis"], chart_metric)
+    context["chart_metric_label"] = METRIC_LABELS.get(chart_metric, chart_metric).lower()
+    context["simulated"] = batch.experiment.targets.filter(endpoint__kind=Kind.SIM).exists()
     return render(request, "batches/batch_analysis.html", context)
 
 

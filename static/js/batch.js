@@ -12,10 +12,26 @@
   var heat = null, cells = {}, through = 0, loading = false, buffered = [], latest = [], drawQueued = false;
 
   function $(id) { return document.getElementById(id); }
+  // A parameter value or load level as it was set (apps.batches.analysis.format_value): 200, 0.7, 1,000.
+  function param(v) {
+    if (v === null || v === undefined || v === "" || isNaN(Number(v))) return "–";
+    return Number(Number(v).toPrecision(10)).toLocaleString("en-US", { maximumFractionDigits: 10 });
+  }
   function text(id, value) { var el = $(id); if (el) el.textContent = value; }
-  function fmt(v, d) { return v === null || v === undefined ? "–" : Number(v).toFixed(d); }
+  // As llmbench.humanize.number_text: an en dash when missing, whole numbers without decimals
+  // (max_tokens 200, not 200.0), thousands separators, `digits` decimals or a precision that suits the size.
+  function num(v, digits) {
+    if (v === null || v === undefined || v === "" || isNaN(Number(v))) return "–";
+    var n = Number(v);
+    if (Number.isInteger(n)) return n.toLocaleString("en-US");
+    if (digits === undefined) {
+      var size = Math.abs(n);
+      digits = size >= 1000 ? 0 : size >= 100 ? 1 : size >= 1 ? 2 : size >= 0.01 ? 3 : 4;
+    }
+    return n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  }
   function params(p) {
-    return Object.keys(p || {}).map(function (k) { return k + " " + p[k]; }).join(", ") || "–";
+    return Object.keys(p || {}).map(function (k) { return k + " " + param(p[k]); }).join(", ") || "–";
   }
   function duration(s) {
     if (s === null || s === undefined) return "–";
@@ -61,12 +77,12 @@
     if (!chart) return;
     chart.setOption({
       tooltip: { formatter: function (p) {
-        return heat.x + " " + values[heat.x][p.value[0]] + (heat.y ? ", " + heat.y + " " + values[heat.y][p.value[1]] : "") +
-          ": " + p.value[2] + " (n = " + p.value[3] + ")";
+        return heat.x + " " + param(values[heat.x][p.value[0]]) + (heat.y ? ", " + heat.y + " " + param(values[heat.y][p.value[1]]) : "") +
+          ": " + num(p.value[2], 1) + " points (n = " + num(p.value[3]) + ")";
       } },
       grid: { left: 60, right: 20, top: 10, bottom: 70 },
-      xAxis: { type: "category", name: heat.x, nameLocation: "middle", nameGap: 28, data: values[heat.x].map(String) },
-      yAxis: { type: "category", name: heat.y || "", data: heat.y ? values[heat.y].map(String) : [""] },
+      xAxis: { type: "category", name: heat.x, nameLocation: "middle", nameGap: 28, data: values[heat.x].map(param) },
+      yAxis: { type: "category", name: heat.y || "", data: heat.y ? values[heat.y].map(param) : [""] },
       visualMap: { dimension: 2, min: Math.floor(low), max: Math.ceil(high), calculable: true, orient: "horizontal",
                    left: "center", bottom: 0, itemHeight: 120,
                    inRange: { color: ["#c23b3b", "#f2c14e", "#2f9e6e"] } },
@@ -108,26 +124,29 @@
   }
 
   function renderState(s) {
-    text("batch-status", s.status);
+    text("batch-status", s.status_label || s.status);
     document.body.dataset.batchStatus = s.status;
     if (s.status === "deleted") return;
     $("batch-status").className = "badge status-" + s.status;
     $("batch-progress").value = s.progress;
-    text("progress-text", s.completed_results.toLocaleString() + " of " + s.total_results.toLocaleString() + " results (" + Number(s.progress).toFixed(1) + "%)");
-    text("live-combinations", s.completed_combinations.toLocaleString());
-    text("live-failed", s.failed_results.toLocaleString());
+    text("progress-text", num(s.completed_results) + " of " + num(s.total_results) + " results (" + num(s.progress, 1) + "%)");
+    text("live-combinations", num(s.completed_combinations));
+    text("live-failed", num(s.failed_results));
     text("live-eta", s.status === "running" ? duration(s.eta_s) : "–");
-    text("live-current", params(s.current_parameters));
+    text("live-current", s.status === "running" ? params(s.current_parameters) : "–");
     var preview = s.results_preview || {};
-    text("live-best", fmt(preview.best_quality_score, 1));
+    text("live-best", num(preview.best_quality_score, 1));
     text("live-best-params", params(preview.optimal_parameters));
-    text("live-average", fmt(preview.average_quality_score, 1));
+    text("live-average", num(preview.average_quality_score, 1));
     var error = $("batch-error"); error.textContent = s.error || ""; error.hidden = !s.error;
     $("batch-stalled").hidden = !s.stalled;
+    // Which buttons show is the server's `actions`: never Cancel beside a finished status.
+    var actions = s.actions || {};
     var start = $("start-form"), cancel = $("cancel-form"), del = $("delete-form");
-    if (start) start.hidden = s.status === "running" || s.status === "completed" || s.queued;
-    if (cancel) cancel.hidden = !(s.status === "pending" || s.status === "running");
-    if (del) del.hidden = s.status === "running";
+    if (start) start.hidden = !(actions.start || actions.resume);
+    text("start-button", actions.resume ? "Resume" : "Start");
+    if (cancel) cancel.hidden = !actions.cancel;
+    if (del) del.hidden = !actions.delete;
     document.body.dataset.batchStatus = s.status;
   }
 

@@ -9,8 +9,8 @@ FAST = "sim://local?zero_latency=1"
 
 
 def sim_endpoint(team, name="sim", base_url=FAST, **fields) -> ProviderEndpoint:
-    return ProviderEndpoint.objects.create(team=team, name=name, kind="sim", base_url=base_url,
-                                           model_names=["sim-small"], **fields)  # fmt: skip
+    fields.setdefault("model_names", ["sim-small"])
+    return ProviderEndpoint.objects.create(team=team, name=name, kind="sim", base_url=base_url, **fields)
 
 
 def approved_case(team, user, **fields):

@@ -32,6 +32,17 @@ def data():
     return parameters, metrics
 
 
+def korn_graubard(values, low=0.0, high=100.0):
+    """Wilson's interval on the degrees-of-freedom-adjusted effective sample size, written out independently."""
+    p = (values.mean() - low) / (high - low)
+    z = stats.norm.ppf(0.975)
+    n_eff = p * (1 - p) / ((values.std(ddof=1) / (high - low)) ** 2 / len(values))
+    n_eff *= (z / stats.t.ppf(0.975, len(values) - 1)) ** 2
+    centre = (p + z * z / (2 * n_eff)) / (1 + z * z / n_eff)
+    half = z / (1 + z * z / n_eff) * np.sqrt(p * (1 - p) / n_eff + z * z / (4 * n_eff**2))
+    return low + (high - low) * (centre - half), low + (high - low) * (centre + half)
+
+
 def groups(parameters, metrics, name, metric):
     x, y = parameters[name], metrics[metric]
     return [y[x == v] for v in np.unique(x)]
@@ -44,9 +55,12 @@ def test_effects_match_scipy(data):
     expected = groups(parameters, metrics, "temperature", "overall")
     assert [v.value for v in temperature.values] == TEMPERATURES
     for figures, values in zip(temperature.values, expected, strict=True):
-        low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+        low, high = korn_graubard(values)
         assert figures.n == len(values) and figures.mean == pytest.approx(values.mean())
         assert (figures.ci_low, figures.ci_high) == (pytest.approx(low), pytest.approx(high))
+        # Close to Student t away from the bounds (12 values per group here).
+        t_low, t_high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+        assert figures.ci_low == pytest.approx(t_low, abs=0.5) and figures.ci_high == pytest.approx(t_high, abs=0.5)
     assert temperature.anova_f == pytest.approx(stats.f_oneway(*expected).statistic)
     assert temperature.anova_p == pytest.approx(stats.f_oneway(*expected).pvalue)
     assert temperature.kruskal_h == pytest.approx(stats.kruskal(*expected).statistic)
@@ -110,7 +124,7 @@ def test_optimization_of_a_quality_figure(data):
     assert temperature.confidence == pytest.approx(1 - welch.pvalue)
     assert temperature.effect_points == pytest.approx(means[best] - y.mean())
     assert temperature.effect_pct == pytest.approx((means[best] - y.mean()) / y.mean() * 100)
-    low, _ = stats.t.interval(0.95, len(best_values) - 1, loc=best_values.mean(), scale=stats.sem(best_values))
+    low, _ = korn_graubard(best_values)
     assert temperature.ci_low == pytest.approx(low)
     within = [v for v in TEMPERATURES if means[v] >= low]
     assert temperature.recommended_range == (min(within), max(within)) and temperature.tested_range == (0.2, 1.4)
@@ -194,3 +208,129 @@ def test_many_values_try_at_most_max_cuts():
     cuts = A._cuts(levels)
     assert len(cuts) == A.MAX_CUTS and cuts[0] == levels[0] and cuts[-1] == levels[-2]
     assert list(A._cuts(np.array([1.0, 2.0, 3.0]))) == [1.0, 2.0]
+
+
+# --- intervals: inside what is possible, never zero-width, "not enough data" below 3 --------------------
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 3), (1, 3), (3, 3), (0, 10), (7, 10), (10, 10), (1, 250), (249, 250)])
+def test_wilson_bounds_are_scipys(k, n):
+    """The Wilson formula, for whole counts, gives scipy.stats.binomtest's Wilson interval."""
+    low, high = A.wilson_bounds(k / n, n)
+    ci = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
+    assert (float(low), float(high)) == (pytest.approx(ci.low), pytest.approx(ci.high))
+
+
+def test_a_bounded_mean_of_values_at_the_bounds_gets_wilsons_interval():
+    """0/100 scores are pass/fail: their interval is scipy's Wilson interval of the passes."""
+    values = np.array([100.0] * 7 + [0.0] * 3)
+    ci = A.mean_interval("score", values)
+    expected = stats.binomtest(7, 10).proportion_ci(0.95, method="wilson")
+    assert (ci.low, ci.high) == (pytest.approx(100 * expected.low), pytest.approx(100 * expected.high))
+
+
+def test_a_positive_mean_has_a_log_scale_interval():
+    """Latency: exp of scipy's t interval of log(mean) with the delta-method standard error s/(mean·√n)."""
+    values = np.array([120.0, 135.0, 150.0, 900.0, 140.0])
+    ci = A.mean_interval("latency_ms", values)
+    mean = values.mean()
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.log(mean), scale=stats.sem(values) / mean)
+    assert (ci.low, ci.high) == (pytest.approx(np.exp(low)), pytest.approx(np.exp(high)))
+    t_low, _ = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=stats.sem(values))
+    assert t_low < 0 < ci.low  # Student t would have said a negative latency was possible
+
+
+@pytest.mark.parametrize("metric", ["overall", "score", "pass_rate", "latency_ms", "cost_usd"])
+@pytest.mark.parametrize("values", [[81.2], [81.2, 81.25], [0.0, 100.0]])
+def test_fewer_than_three_values_are_not_enough_data(metric, values):
+    """n = 1 or 2: no interval at all (the page said "CI 81.2–81.2, n=2")."""
+    ci = A.mean_interval(metric, np.array(values))
+    assert (ci.low, ci.high) == (None, None) and ci.note.startswith("not enough data")
+
+
+@pytest.mark.parametrize("metric", ["overall", "latency_ms", "cost_usd"])
+def test_equal_values_inside_the_range_have_no_zero_width_interval(metric):
+    """All equal: nothing to estimate a spread from, so no interval rather than 81.2–81.2."""
+    ci = A.mean_interval(metric, np.array([81.2, 81.2, 81.2, 81.2]))
+    assert (ci.low, ci.high) == (None, None) and ci.note == "no spread: all 4 results are equal"
+
+
+@pytest.mark.parametrize("value", [0.0, 100.0])
+def test_equal_values_at_a_bound_keep_a_wilson_interval(value):
+    """Three perfect scores: 100 is likely but not certain, so the interval is Wilson's, not 100–100."""
+    for metric in ("score", "pass_rate"):
+        ci = A.mean_interval(metric, np.array([value] * 3))
+        assert ci.low < ci.high and ci.low >= 0 and ci.high <= 100
+        assert (ci.low == 0) if value == 0 else (ci.high == pytest.approx(100))
+
+
+ADVERSARIAL = [
+    [100.0, 100.0, 0.0],
+    [100.0] * 9 + [0.0],
+    [0.0] * 9 + [100.0],
+    [99.9, 100.0, 100.0, 100.0],
+    [0.01, 0.0, 0.0, 0.0, 0.0],
+    [50.0, 50.0, 50.0, 50.0, 51.0],
+    [0.0, 0.0, 1e-9],
+]
+
+
+@pytest.mark.parametrize("values", ADVERSARIAL)
+@pytest.mark.parametrize("metric", ["overall", "score", "pass_rate", "weighted"])
+def test_no_bounded_interval_leaves_0_to_100(values, metric):
+    """Outliers and values hugging a bound: the interval stays in 0–100 and holds the mean."""
+    values = np.array(values)
+    if metric == "pass_rate":
+        values = np.where(values >= 50, 100.0, 0.0)
+    ci = A.mean_interval(metric, values)
+    assert ci.low is not None, ci.note
+    assert 0.0 <= ci.low <= values.mean() + 1e-9 and values.mean() - 1e-9 <= ci.high <= 100.0
+
+
+@pytest.mark.parametrize(
+    "values", [[1.0, 1.0, 5000.0], [0.0, 0.0, 0.0, 0.002], [1e-6, 2e-6, 1e6], [40.0, 41.0, 43.0, 10_000.0]]
+)
+@pytest.mark.parametrize("metric", ["latency_ms", "ttft_ms", "cost_usd", "output_tokens"])
+def test_no_positive_interval_reaches_zero(values, metric):
+    """One huge outlier among tiny values: Student t would go below 0; the log-scale interval never does."""
+    values = np.array(values)
+    ci = A.mean_interval(metric, values)
+    assert 0.0 < ci.low <= values.mean() <= ci.high
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_small_samples_stay_in_range(seed):
+    """Many random small samples near the bounds: every bound of every figure stays possible."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 8))
+    quality = np.clip(rng.normal(rng.choice([2.0, 50.0, 98.0]), 30, n), 0, 100)
+    latency = rng.lognormal(5, 2, n)
+    for metric, values, (low, high) in (("overall", quality, (0, 100)), ("latency_ms", latency, (0, np.inf))):
+        ci = A.mean_interval(metric, values)
+        if ci.low is not None:
+            assert low <= ci.low <= ci.high <= high and (ci.low > 0 if metric == "latency_ms" else True)
+
+
+def test_effects_say_not_enough_data_per_value():
+    """A value with two results shows its mean and "not enough data", never a zero-width interval."""
+    x = np.array([0.2, 0.2, 0.7, 0.7, 0.7])
+    y = np.array([81.2, 81.2, 60.0, 70.0, 65.0])
+    found = A.effect("temperature", x, "overall", y)
+    few, enough = found.values
+    assert (few.n, few.ci_low, few.ci_high) == (2, None, None) and few.ci_note.startswith("not enough data")
+    assert enough.ci_low is not None and enough.ci_low < 65.0 < enough.ci_high
+
+
+def test_best_combination_with_two_results_has_no_interval():
+    """The optimization's best combination and best value with n = 2 have no interval and say so."""
+    parameters = {"max_tokens": np.array([200.0, 200.0, 100.0, 100.0, 100.0])}
+    metrics = {"overall": np.array([81.2, 81.25, 40.0, 42.0, 41.0])}
+    result = A.optimize(parameters, metrics, A.Objective("overall"))
+    best = result.best_combination
+    assert best.parameters == {"max_tokens": 200.0} and best.ci_low is None and "not enough data" in best.ci_note
+    (value,) = result.optimal
+    assert value.ci_low is None and value.confidence is None and "not enough data" in value.reasoning
+    sentence = next(
+        i.text for i in A.insights(parameters, metrics, objective=A.Objective("overall")) if i.kind == "best"
+    )
+    assert "max_tokens 200." in sentence and "200.0" not in sentence and "n = 2: not enough data" in sentence

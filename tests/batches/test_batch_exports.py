@@ -124,10 +124,12 @@ def test_pdf_report_has_the_best_combinations_heatmap_effects_and_methods(viewer
     assert response["Content-Type"] == "application/pdf"
     text = pdf_text(body(response))
     expected = ["sweep", "Parameter sweep of 6 combinations", "Team: Alpha", "Temperature", "0.2, 0.8, 1.4 (3 values)",
-                "Combination 5: Temperature 1.4, top_p 1.0", "75.00", "Showing 6 of 6 combinations", "Heatmap",
-                "Effects", "Kruskal-Wallis", "Methods", "Student t interval", "Generated"]  # fmt: skip
+                "Combination 5: Temperature 1.4, top_p 1", "75", "Showing 6 of 6 combinations", "Heatmap",
+                "Effects", "Kruskal-Wallis", "Methods", "Korn-Graubard effective sample size", "log scale",
+                "Generated"]  # fmt: skip
     assert [phrase for phrase in expected if phrase not in text] == []
-    assert text.index("1 5 1.4 1.0") < text.index("2 4 1.4 0.5")  # ranked by the objective: rank, index, values
+    assert text.index("1 5 1.4 1 ") < text.index("2 4 1.4 0.5")  # ranked by the objective: rank, index, values
+    assert "top_p 1.0" not in text and "Student t interval" not in text  # values through the shared formatter
 
 
 def test_pdf_shows_the_top_25_of_a_larger_batch(viewer_client, team):

@@ -3,6 +3,9 @@ page, combinations, analysis, actions; by role and team; model output shown esca
 websocket that feeds the live page."""
 
 import asyncio
+import html
+import json
+import re
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -12,14 +15,19 @@ from apps.batches.batch_runner import run_batch_chunk
 from apps.batches.models import Batch
 from apps.batches.services import batch_start
 from apps.experiments.models import Response
-from tests.batches.helpers import make_batch, sim_endpoint
+from tests.batches.helpers import make_batch, run_until_done, sim_endpoint
 
 pytestmark = pytest.mark.django_db
 
 
-def form(**fields):
-    data = {"name": "page sweep", "targets_text": "sim: sim-small", "prompt": "Explain caching.", "temperature": "0.2:1.0:0.4",
-            "top_p": "0.5, 1.0", "max_tokens": "", "responses_per_item": 2, "concurrency": 4, "objective": "overall"}  # fmt: skip
+def form(endpoint=None, **fields):
+    """The page's form data, picking `endpoint` · sim-small (the team's first sim endpoint when not given)."""
+    from apps.providers.models import ProviderEndpoint
+
+    endpoint = endpoint or ProviderEndpoint.objects.filter(kind="sim").order_by("pk").first()
+    data = {"name": "page sweep", "target_pairs": f"{endpoint.pk}:sim-small" if endpoint else "",
+            "prompt": "Explain caching.", "temperature": "0.2:1.0:0.4", "top_p": "0.5, 1.0", "max_tokens": "",
+            "responses_per_item": 2, "concurrency": 4, "objective": "overall"}  # fmt: skip
     data.update(fields)
     return data
 
@@ -57,9 +65,61 @@ class TestCreatePage:
         assert response.status_code == 302 and len(queued) == 1
 
     def test_another_teams_endpoint_is_refused(self, member_client, team, other_team):
-        sim_endpoint(other_team)
-        response = member_client.post(reverse("batches:batch-new"), form())
-        assert response.status_code == 400 and "targets_text" in response.context["form"].errors
+        """Their endpoint is not among the choices: posting its id anyway is a 400 on the picker."""
+        sim_endpoint(team)
+        theirs = sim_endpoint(other_team, name="theirs")
+        response = member_client.post(reverse("batches:batch-new"), form(endpoint=theirs))
+        assert response.status_code == 400 and "target_pairs" in response.context["form"].errors
+        assert "not one of the available choices" in response.context["form"].errors["target_pairs"][0]
+        assert not Batch.objects.exists()
+
+    def test_targets_are_picked_from_the_teams_endpoints_and_their_models(self, member_client, team, other_team):
+        """The picker lists "endpoint · model" for each model of each of the team's endpoints, nothing typed."""
+        mine = sim_endpoint(team, name="Simulator", model_names=["sim-small", "sim-large"])
+        theirs = sim_endpoint(other_team, name="Their simulator")
+        response = member_client.get(reverse("batches:batch-new"))
+        choices = response.context["form"].fields["target_pairs"].choices
+        assert choices == [("Simulator (simulated)", [(f"{mine.pk}:sim-small", "Simulator · sim-small (simulated)"),
+                                                      (f"{mine.pk}:sim-large", "Simulator · sim-large (simulated)")])]  # fmt: skip
+        content = response.content.decode()
+        assert "Simulator · sim-large (simulated)" in content and "Their simulator" not in content
+        assert f'value="{theirs.pk}:sim-small"' not in content and 'name="targets_text"' not in content
+        assert "Simulator: sim-small" not in content  # nothing to type
+        with_two = form(endpoint=mine, target_pairs=[f"{mine.pk}:sim-small", f"{mine.pk}:sim-large"])
+        assert member_client.post(reverse("batches:batch-new"), with_two).status_code == 302
+        assert [(t.endpoint, t.model) for t in Batch.objects.get().experiment.targets.order_by("pk")] == [
+            (mine, "sim-small"), (mine, "sim-large")]  # fmt: skip
+
+    def test_no_target_is_a_400_on_the_picker(self, member_client, team):
+        sim_endpoint(team)
+        data = form()
+        del data["target_pairs"]  # a select with nothing chosen sends nothing
+        response = member_client.post(reverse("batches:batch-new"), data)
+        assert response.status_code == 400
+        assert response.context["form"].errors["target_pairs"] == ["Choose at least one target."]
+
+    @pytest.mark.parametrize(
+        ("field", "value", "message"),
+        [("responses_per_item", 0, "greater than or equal to 1"), ("responses_per_item", 1001, "less than or equal to 1000"),
+         ("concurrency", 0, "greater than or equal to 1"), ("concurrency", 257, "less than or equal to 256"),
+         ("responses_per_item", -3, "greater than or equal to 1")],
+    )  # fmt: skip
+    def test_numbers_out_of_bounds_are_a_400_on_their_field(self, member_client, team, field, value, message):
+        """Zero responses per combination (an empty "completed" sweep) or zero in flight is refused."""
+        sim_endpoint(team)
+        response = member_client.post(reverse("batches:batch-new"), form(**{field: value}))
+        assert response.status_code == 400 and message in " ".join(response.context["form"].errors[field])
+        assert not Batch.objects.exists()
+
+    def test_a_prompt_over_the_limit_is_refused_with_its_length(self, member_client, team, settings):
+        """PROMPT_MAX_CHARS bounds the prompt; the message says how long it is and what the limit is."""
+        settings.PROMPT_MAX_CHARS = 100
+        sim_endpoint(team)
+        response = member_client.post(reverse("batches:batch-new"), form(prompt="x" * 101))
+        assert response.status_code == 400 and not Batch.objects.exists()
+        message = response.context["form"].errors["prompt"][0]
+        assert "101 characters long" in message and "limit is 100 characters" in message
+        assert member_client.post(reverse("batches:batch-new"), form(prompt="x" * 100)).status_code == 302
 
     def test_a_viewer_cannot_create(self, viewer_client, team):
         sim_endpoint(team)
@@ -72,7 +132,9 @@ class TestCreatePage:
         assert response.status_code == 200 and b'id="estimate-combinations">6<' in response.content
         assert b'id="estimate-requests">12<' in response.content and not Batch.objects.exists()
         response = viewer_client.get(reverse("batches:batch-estimate"), form(temperature="0.1:x:0.1"))
-        assert b"appears once" in response.content and b"temperature" in response.content
+        assert (
+            b"appears once" in response.content and b"Temperature: a number" in response.content
+        )  # its label, not its name
 
     def test_anonymous_is_sent_to_log_in(self, client):
         assert client.get(reverse("batches:batch-new")).status_code == 302
@@ -118,8 +180,61 @@ class TestBatchPages:
         assert response.status_code == 302 and not Batch.objects.exists()
 
 
+def visible_text(content: bytes) -> str:
+    """What a reader sees: the page without scripts, styles and tags."""
+    text = re.sub(rb"<(script|style)\b.*?</\1>", b" ", content, flags=re.S)
+    return " ".join(html.unescape(re.sub(rb"<[^>]+>", b" ", text).decode()).split())
+
+
+@pytest.mark.parametrize(
+    ("status", "queued_now", "label", "cancel", "start"),
+    [("pending", False, "not started", True, "Start"), ("pending", True, "queued", True, None),
+     ("running", False, "running", True, None), ("completed", False, "completed", False, None),
+     ("failed", False, "failed", False, "Resume"), ("cancelled", False, "cancelled", False, "Resume")],
+)  # fmt: skip
+def test_a_batch_page_shows_cancel_only_while_pending_or_running(member_client, team, status, queued_now, label,
+                                                                cancel, start):  # fmt: skip
+    """One status in words, and the buttons that status allows: never "completed" beside a Cancel button."""
+    from django.utils import timezone
+
+    from apps.experiments.models import Experiment
+
+    batch = make_batch(team)
+    Experiment.objects.filter(pk=batch.pk).update(status=status)
+    Batch.objects.filter(pk=batch.pk).update(queued_at=timezone.now() if queued_now else None)
+    content = member_client.get(reverse("batches:batch", args=[batch.pk])).content.decode()
+    assert re.search(r'id="batch-status">([^<]+)<', content).group(1) == label
+    forms = {name: re.search(rf'<form [^>]*id="{name}-form"[^>]*>', content).group(0) for name in ("start", "cancel")}
+    assert ("hidden" not in forms["cancel"]) == cancel
+    assert ("hidden" not in forms["start"]) == (start is not None)
+    if start:
+        assert f'id="start-button">{start}<' in content
+    state = json.loads(re.search(r'<script id="batch-state" type="application/json">(.*?)</script>', content).group(1))
+    assert state["actions"]["cancel"] == cancel and state["status_label"] == label  # what batch.js redraws from
+
+
 @pytest.mark.django_db(transaction=True)
 class TestWithResults:
+    def test_the_analysis_page_speaks_words_and_prints_numbers_once(self, member_client, team, queued):
+        """Parameter values as set (max_tokens 200, temperature 0.7), n = 2 is "not enough data", p-values and
+        booleans in words, headers with units, no field names and no 200.0 or CI 81.2–81.2."""
+        batch = make_batch(team, ranges={"max_tokens": [100, 200], "temperature": [0.7]}, repetitions=2)
+        batch_start(batch=batch)
+        run_until_done(batch.pk)
+        page = member_client.get(reverse("batches:batch-analysis", args=[batch.pk]))
+        text = visible_text(page.content)
+        assert "max_tokens 200" in text and "Temperature 0.7" in text and "Best combination" in text
+        assert "not enough data for an interval" in text
+        for raw in ("200.0", "0.700", "True", "False", "_ci_low", "ci_low", "p_holm", "latency_ms", "pass_rate",
+                    "kruskal_p", "0.0000", "CI 81.2–81.2"):  # fmt: skip
+            assert raw not in text, raw
+        assert "Latency (ms)" in text and "What the results say" in text and "Effect of each parameter" in text
+        combinations = visible_text(member_client.get(reverse("batches:batch-combinations", args=[batch.pk])).content)
+        assert "Latency (ms)" in combinations and "200.0" not in combinations and "Cost (USD)" in combinations
+        detail = visible_text(member_client.get(reverse("batches:batch", args=[batch.pk])).content)
+        assert "max_tokens (2 values) 100, 200" in detail and "200.0" not in detail
+        assert "simulated" in detail  # the sim endpoint's badge
+
     def test_analysis_page_and_its_htmx_partial(self, member_client, team, queued):
         batch = make_batch(team, repetitions=3)
         batch_start(batch=batch)

@@ -3,6 +3,7 @@ progress from the database, and the pages, API, SSE and websocket by role and te
 
 import asyncio
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -27,7 +28,7 @@ def sim_endpoint(team) -> ProviderEndpoint:
 
 def make_sweep(team, **fields) -> LoadSweep:
     defaults = {
-        "name": "sweep", "endpoint": sim_endpoint(team), "model": "sim-small", "variant": ModelVariantFactory(team=team),
+        "name": "sweep", "endpoint": fields.pop("endpoint", None) or sim_endpoint(team), "model": "sim-small", "variant": ModelVariantFactory(team=team),
         "hardware": HardwareProfileFactory(team=team), "mode": "closed", "levels": [1, 4], "step_request_count": 8,
         "prompt_tokens": 20, "output_tokens": 16,
     }  # fmt: skip
@@ -105,31 +106,146 @@ class TestProgress:
         assert payload["status"] == "completed" and payload["steps_done"] == 2
         assert payload["steps"][0]["run_id"] and payload["steps"][0]["ttft_p50_ms"] > 0
 
+    def test_a_finished_sweep_shows_its_final_figures_not_zero(self, team, member_client):
+        """The worker clears the live figures at the end; the tiles show the last step's stored run instead of 0 / 0."""
+        sweep = make_sweep(team, levels=[1, 2], step_request_count=6)
+        run_sweep(sweep.pk)
+        sweep.refresh_from_db()
+        assert sweep.progress == {}  # what the tiles used to read
+        payload = progress_payload(sweep)
+        summary = sweep.steps.get(index=1).run.summary
+        assert payload["live_final"] and payload["live_step"] == 1
+        assert payload["live"]["requests_done"] == summary.request_count == 6
+        assert payload["live"]["ttft_p50_ms"] == summary.stat("ttft_ms", "p50") > 0
+        assert payload["live"]["output_tokens_per_s"] == summary.output_token_throughput_tps > 0
+        content = member_client.get(reverse("batches:sweep", args=[sweep.pk])).content.decode()
+        assert '<strong id="live-done">6</strong>' in content and "Final figures of step 2" in content
+        assert '<strong id="live-step">2</strong> of 2' in content
+
+    def test_a_sweep_that_never_ran_shows_dashes_not_zero(self, team):
+        payload = progress_payload(make_sweep(team))
+        assert payload["live"] == {} and not payload["live_final"]
+
+
+def page_state(content: str) -> tuple[set[str], bool, bool]:
+    """The statuses a sweep page shows (its badge and every step row) and whether Start and Cancel are visible."""
+    badge = re.search(r'id="sweep-status">([^<]+)<', content).group(1)
+    rows = set(re.findall(r'<tr data-status="([^"]+)"', content))
+    start = re.search(r'<form [^>]*id="start-form"[^>]*>', content).group(0)
+    cancel = re.search(r'<form [^>]*id="cancel-form"[^>]*>', content).group(0)
+    return {badge, *rows}, "hidden" not in start, "hidden" not in cancel
+
+
+@pytest.mark.parametrize(
+    ("status", "steps", "expected_cancel"),
+    [("pending", ["pending", "pending"], True), ("running", ["completed", "running"], True),
+     ("completed", ["completed", "completed"], False), ("cancelled", ["completed", "pending"], False),
+     ("failed", ["completed", "running"], False)],
+)  # fmt: skip
+def test_a_sweep_page_never_shows_pending_completed_and_cancel_at_once(member_client, team, status, steps,
+                                                                       expected_cancel):  # fmt: skip
+    """Cancel only while pending or running; once finished no step reads "pending" or "running"."""
+    sweep = make_sweep(team)
+    LoadSweep.objects.filter(pk=sweep.pk).update(status=status)
+    for index, step_status in enumerate(steps):
+        sweep.steps.filter(index=index).update(status=step_status)
+    shown, start, cancel = page_state(member_client.get(reverse("batches:sweep", args=[sweep.pk])).content.decode())
+    assert cancel == expected_cancel
+    assert not ({"pending", "completed"} <= shown and cancel)
+    if status in ("completed", "failed", "cancelled"):
+        assert not shown & {"pending", "running"}, shown
+    assert start == (status in ("pending", "failed"))
+    payload = progress_payload(LoadSweep.objects.get(pk=sweep.pk))
+    assert payload["actions"]["cancel"] == expected_cancel  # the script hides and shows from the same answer
+
 
 class TestPagesAndApi:
+    def test_sweeps_on_the_simulator_carry_the_simulated_badge(self, member_client, team):
+        """Their list row and their page say "simulated"; a sweep against a real endpoint does not."""
+        simulated = make_sweep(team, name="on the simulator")
+        real_endpoint = ProviderEndpoint.objects.create(team=team, name="vllm", kind="openai_compatible",
+                                                        base_url="http://127.0.0.1:9/v1", model_names=["m"])  # fmt: skip
+        real = make_sweep(team, name="on vllm", endpoint=real_endpoint)
+        listing = member_client.get(reverse("batches:sweeps")).content.decode()
+        rows = {name: row for row in listing.split("<tr") for name in ("on the simulator", "on vllm") if name in row}
+        assert 'class="badge simulated"' in rows["on the simulator"] and "simulated" not in rows["on vllm"]
+        assert (
+            'class="badge simulated"'
+            in member_client.get(reverse("batches:sweep", args=[simulated.pk])).content.decode()
+        )
+        assert (
+            'class="badge simulated"'
+            not in member_client.get(reverse("batches:sweep", args=[real.pk])).content.decode()
+        )
+
+    def test_levels_and_numbers_print_without_trailing_zeros(self, member_client, team):
+        sweep = make_sweep(team, levels=[1, 16, 64])
+        content = member_client.get(reverse("batches:sweep", args=[sweep.pk])).content.decode()
+        visible = re.sub(r"<script.*?</script>", "", content, flags=re.S)  # the JSON state keeps its floats
+        assert "1, 16, 64" in visible and "16.0" not in visible and "<td>16</td>" in visible
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [("step_request_count", 0), ("step_duration_s", 0), ("prompt_tokens", 0), ("output_tokens", 0),
+         ("output_tokens", 10_000_000), ("temperature", 3), ("levels", "0, 4"), ("levels", "1, 5000"),
+         ("prompt_tokens_stdev", -1)],
+    )  # fmt: skip
+    def test_numbers_out_of_bounds_are_a_400_on_their_field(self, member_client, team, field, value):
+        """Zero requests, zero seconds, zero tokens or a concurrency of 0 per step is refused, naming the field."""
+        body = {"name": "x", "target": f"{sim_endpoint(team).pk}:sim-small",
+                "variant": ModelVariantFactory(team=team).pk, "mode": "closed", "arrivals": "constant", "levels": "1, 2",
+                "step_request_count": 4, "prompt_tokens": 10, "prompt_tokens_stdev": 0, "output_tokens": 8,
+                "temperature": 0, "seed": 0, field: value}  # fmt: skip
+        response = member_client.post(reverse("batches:sweep-new"), body)
+        assert response.status_code == 400 and field in response.context["form"].errors
+        assert not LoadSweep.objects.exists()
+
+    def test_a_prompt_over_the_limit_is_refused(self, member_client, team, settings):
+        settings.PROMPT_MAX_CHARS = 50
+        body = {"name": "x", "target": f"{sim_endpoint(team).pk}:sim-small",
+                "variant": ModelVariantFactory(team=team).pk, "mode": "closed", "arrivals": "constant", "levels": "1",
+                "step_request_count": 4, "prompt_tokens": 10, "prompt_tokens_stdev": 0, "output_tokens": 8,
+                "temperature": 0, "seed": 0, "prompts_text": "short\n" + "y" * 51}  # fmt: skip
+        response = member_client.post(reverse("batches:sweep-new"), body)
+        message = response.context["form"].errors["prompts_text"][0]
+        assert response.status_code == 400 and "Prompt 2" in message and "limit is 50 characters" in message
+
     def test_a_member_creates_and_starts_a_sweep(self, member_client, team, django_capture_on_commit_callbacks):
         endpoint, variant = sim_endpoint(team), ModelVariantFactory(team=team)
-        body = {"name": "web", "endpoint": endpoint.pk, "model": "sim-small", "variant": variant.pk, "mode": "closed",
+        body = {"name": "web", "target": f"{endpoint.pk}:sim-small", "variant": variant.pk, "mode": "closed",
                 "arrivals": "constant", "levels": "1,2", "step_request_count": 4, "prompt_tokens": 10,
                 "prompt_tokens_stdev": 0, "output_tokens": 8, "temperature": 0, "seed": 0, "start": "1"}  # fmt: skip
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             response = member_client.post(reverse("batches:sweep-new"), body)
         sweep = LoadSweep.objects.get()
         assert response.status_code == 302 and sweep.levels == [1.0, 2.0] and len(callbacks) == 1
+        assert (sweep.endpoint, sweep.model) == (endpoint, "sim-small")
         page = member_client.get(reverse("batches:sweep", args=[sweep.pk]))
         assert page.status_code == 200 and b"/ws/sweeps/" in page.content
 
     def test_bad_levels_are_400(self, member_client, team):
-        body = {"name": "x", "endpoint": sim_endpoint(team).pk, "model": "m", "variant": ModelVariantFactory(team=team).pk,
+        body = {"name": "x", "target": f"{sim_endpoint(team).pk}:sim-small", "variant": ModelVariantFactory(team=team).pk,
                 "mode": "closed", "levels": "1, two", "step_request_count": 4}  # fmt: skip
         response = member_client.post(reverse("batches:sweep-new"), body)
         assert response.status_code == 400 and "levels" in response.context["form"].errors
 
     def test_another_teams_endpoint_is_refused(self, member_client, team, other_team):
-        body = {"name": "x", "endpoint": sim_endpoint(other_team).pk, "model": "m",
+        body = {"name": "x", "target": f"{sim_endpoint(other_team).pk}:sim-small",
                 "variant": ModelVariantFactory(team=team).pk, "mode": "closed", "levels": "1", "step_request_count": 4}  # fmt: skip
         response = member_client.post(reverse("batches:sweep-new"), body)
-        assert response.status_code == 400 and "endpoint" in response.context["form"].errors
+        assert response.status_code == 400 and "target" in response.context["form"].errors
+        assert not LoadSweep.objects.exists()
+
+    def test_the_endpoint_and_model_are_picked_from_the_teams_pairs(self, member_client, team, other_team):
+        """One select of "endpoint · model" for the team's endpoints only; nothing typed."""
+        mine = sim_endpoint(team)
+        mine.model_names = ["sim-small", "sim-large"]
+        mine.save()
+        theirs = sim_endpoint(other_team)
+        form = member_client.get(reverse("batches:sweep-new")).context["form"]
+        assert form.fields["target"].choices == [("sim (simulated)", [(f"{mine.pk}:sim-small", "sim · sim-small (simulated)"),
+                                                                      (f"{mine.pk}:sim-large", "sim · sim-large (simulated)")])]  # fmt: skip
+        assert "model" not in form.fields and "endpoint" not in form.fields and theirs.pk != mine.pk
 
     def test_a_viewer_cannot_create_start_or_cancel(self, viewer_client, team):
         sweep = make_sweep(team)

@@ -28,7 +28,7 @@ def test_a_live_parameter_sweep(browser, asgi_server):
 
     page.goto("/batches/new/")
     page.fill("#id_name", "browser sweep")
-    page.fill("#id_targets_text", "Simulator: sim-small")
+    page.select_option("#id_target_pairs", label="Simulator · sim-small (simulated)")  # picked, not typed
     page.fill("#id_prompt", "Explain why caching speeds up model serving.")
     page.fill("#id_temperature", "0.2:1.4:0.4")
     page.fill("#id_top_p", "0.5, 0.75, 1.0")
@@ -40,7 +40,7 @@ def test_a_live_parameter_sweep(browser, asgi_server):
     page.click("button:has-text('Create and start')")
     page.wait_for_url("**/batches/*/")
     batch = Batch.objects.get()
-    expect(page.locator("#batch-status")).to_have_text("pending")
+    expect(page.locator("#batch-status")).to_have_text("queued")
     expect(page.locator("#heatmap")).to_have_attribute("data-cells", "0")
 
     worker = threading.Thread(target=run_until_done, args=[batch.pk])
@@ -56,7 +56,7 @@ def test_a_live_parameter_sweep(browser, asgi_server):
     expect(page.locator("#batch-status")).to_have_text("completed")
     expect(page.locator("#heatmap")).to_have_attribute("data-cells", "12")
     expect(page.locator("#heatmap")).to_have_attribute("data-results", "24")
-    expect(page.locator("#progress-text")).to_contain_text("24 of 24 results (100.0%)")
+    expect(page.locator("#progress-text")).to_contain_text("24 of 24 results (100%)")
     expect(page.locator("#latest li")).to_have_count(10)
     assert page.locator("#heatmap svg").count() == 1  # ECharts drew it
     assert Response.objects.filter(experiment_id=batch.pk).count() == 24
@@ -69,7 +69,7 @@ def test_a_live_parameter_sweep(browser, asgi_server):
 
     page.click("#analysis-link")
     page.wait_for_url("**/analysis/")
-    expect(page.locator("#optimal-table")).to_contain_text("temperature")
+    expect(page.locator("#optimal-table")).to_contain_text("Temperature")
     expect(page.locator("#insights li").first).to_contain_text("n = ")
     expect(page.locator("#effects-table")).to_contain_text("top_p")
     context.close()

@@ -41,7 +41,8 @@ def mockllm():
 def test_a_live_load_sweep(browser, asgi_server, mockllm):
     membership = MembershipFactory(role=Membership.Role.MEMBER, team__name="Alpha", team__slug="alpha")
     team = membership.team
-    ProviderEndpoint.objects.create(team=team, name="mockllm", kind="openai_compatible", base_url=f"{mockllm}/v1")
+    ProviderEndpoint.objects.create(team=team, name="mockllm", kind="openai_compatible", base_url=f"{mockllm}/v1",
+                                    model_names=["mock"])  # fmt: skip
     ModelVariantFactory(team=team, model_name="org/mock", quantization="BF16")
     HardwareProfileFactory(team=team, name="loopback")
 
@@ -51,8 +52,7 @@ def test_a_live_load_sweep(browser, asgi_server, mockllm):
     log_in(page, membership.user.username)
     page.goto("/batches/load/new/")
     page.fill("#id_name", "browser sweep")
-    page.select_option("#id_endpoint", label="mockllm")
-    page.fill("#id_model", "mock")
+    page.select_option("#id_target", label="mockllm · mock")  # picked, not typed
     page.select_option("#id_variant", label="org/mock · BF16")
     page.select_option("#id_hardware", label="loopback")
     page.fill("#id_levels", "2,4")
