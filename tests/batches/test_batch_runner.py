@@ -110,7 +110,8 @@ def test_cancel_stops_at_once_keeps_what_finished_and_resume_asks_only_the_rest(
     asked = time.monotonic()
     batch_cancel(batch=batch)
     worker.join(timeout=10)
-    assert outcome["status"] == "cancelled" and time.monotonic() - asked < 1.5
+    # the whole batch takes ~0.4 s, so kept < 20 below is what shows it stopped; the clock bound is generous
+    assert outcome["status"] == "cancelled" and time.monotonic() - asked < 5
     kept = Response.objects.filter(experiment_id=batch.pk).count()
     assert 4 <= kept < 20
     batch.refresh_from_db()

@@ -110,12 +110,12 @@ def test_sse_and_event_handling_stay_cheap_per_chunk():
     parser = SSEParser()
     count = 5000
     payloads = [chunk % (i + 1) for i in range(count)]
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time of this process: other work on the machine does not count
     for payload in payloads:
         arrived = time.monotonic()
         for event, data in parser.feed(payload):
             adapter._on_event(event, data, arrived, stream)
-    per_chunk_us = (time.perf_counter() - started) / count * 1e6
+    per_chunk_us = (time.process_time() - started) / count * 1e6
     assert stream.result.chunk_tokens == [1] * count
     assert per_chunk_us < 150, per_chunk_us
 
@@ -372,11 +372,12 @@ def test_a_stream_that_ends_before_its_terminator_is_cut(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_read_gap_longer_than_read_timeout(kind):
     started = time.monotonic()
-    result, _ = generate(kind, Script(hang_after=2, hang_s=0.6), read_timeout_s=0.1)
+    result, _ = generate(kind, Script(hang_after=2, hang_s=3.0), read_timeout_s=0.1)
     assert result.error is not None and result.error.kind == ErrorKind.TIMEOUT
     assert result.error.message.startswith("read timeout") and "after 2 chunks" in result.error.message
-    assert len(result.chunk_times) == 2 and result.end_time - result.chunk_times[-1] < 0.4
-    assert time.monotonic() - started < 2
+    # gave up long before the server went on (generous bounds: a busy machine is slow, never early)
+    assert len(result.chunk_times) == 2 and result.end_time - result.chunk_times[-1] < 2.0
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("kind", KINDS)
