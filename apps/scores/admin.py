@@ -19,8 +19,17 @@ class BenchmarkAdmin(TeamScopedAdmin):
 
 @admin.register(Score)
 class ScoreAdmin(TeamScopedAdmin):
-    list_display = ["variant", "benchmark", "value_pct", "stderr_pct", "n_shot", "source", "evaluated_at"]
-    list_filter = ["benchmark", "variant__quantization"]
+    list_display = [
+        "variant",
+        "benchmark",
+        "value_pct",
+        "stderr_pct",
+        "n_shot",
+        "source",
+        "evaluated_at",
+        "is_simulated",
+    ]
+    list_filter = ["benchmark", "variant__quantization", "is_simulated"]
     search_fields = ["variant__model_name", "benchmark__name", "source"]
     list_select_related = ["variant", "benchmark"]
     raw_id_fields = []

@@ -39,6 +39,7 @@ MODELS = {
 }
 # Typical accuracy cost of each quantization, in points (a rough, generated figure).
 QUANT_COST = {"BF16": 0.0, "FP16": 0.0, "FP8": 0.3, "AWQ": 0.9, "GPTQ": 1.3, "Q4_K_M": 1.6}
+DEMO_SOURCE = "demo data (generated)"  # migration 0002 marks scores with this source as simulated
 
 
 def demo_scores_csv() -> str:
@@ -55,10 +56,10 @@ def demo_scores_csv() -> str:
                 noise = 0.0 if QUANT_COST[quant] == 0 else float(rng.normal(0, 0.4))
                 value = round(min(100.0, max(0.0, score - QUANT_COST[quant] + noise)), 2)
                 n_shot = {"MMLU": 5, "MMLU-Pro": 5, "GSM8K": 8, "ARC-Challenge": 25, "HellaSwag": 10}.get(benchmark, 0)
-                writer.writerow([model, quant, benchmark, value, n_shot, 0.4, "demo data (generated)", family, params])
+                writer.writerow([model, quant, benchmark, value, n_shot, 0.4, DEMO_SOURCE, family, params])
     return out.getvalue()
 
 
 def demo_scores_load(*, team: Team) -> ImportSummary:
-    """Import the demo scores into `team` (re-running updates the same rows)."""
-    return scores_import(team=team, content=demo_scores_csv().encode(), scale="percent")
+    """Import the demo scores into `team` as simulated scores (re-running updates the same rows)."""
+    return scores_import(team=team, content=demo_scores_csv().encode(), scale="percent", simulated=True)

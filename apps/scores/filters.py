@@ -24,7 +24,8 @@ class ScoreFilter(django_filters.FilterSet):
     benchmark = django_filters.CharFilter(field_name="benchmark__name", lookup_expr="iexact")
     model = django_filters.CharFilter(field_name="variant__model_name", lookup_expr="iexact")
     quantization = django_filters.CharFilter(field_name="variant__quantization", lookup_expr="iexact")
+    is_simulated = django_filters.BooleanFilter()
 
     class Meta:
         model = Score
-        fields = ["variant", "benchmark", "model", "quantization"]
+        fields = ["variant", "benchmark", "model", "quantization", "is_simulated"]

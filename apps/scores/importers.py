@@ -1,14 +1,16 @@
 """Parsers for score files: long CSV, wide CSV and lm-evaluation-harness results JSON.
 
-They only read: each returns every row it understood or raises ScoreFileError listing every bad
-row and field, and never touches the database (services.py writes).
+They only read and never touch the database (services.py writes). `read_*` returns every score it
+could read together with every bad row and field, so the caller can add its own checks (the range
+of each score, known only once the scale is settled) and report everything in one pass;
+`parse_*` raises ScoreFileError listing them all instead.
 """
 
 import csv
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from apps.scores.models import normalize_quantization
@@ -71,9 +73,28 @@ class ParsedScore:
     parameters_b: float | None = None
 
 
-class _Errors(ErrorList):
+@dataclass
+class ScoreErrors(ErrorList):
+    """Every problem of a score file; raised as one ScoreFileError in the file's order. `task_order`
+    gives the position of each lm-eval task in its file (CSV rows are ordered by line number)."""
+
+    task_order: dict[str, int] = field(default_factory=dict)
+
     def raise_if_any(self) -> None:
-        super().raise_if_any(ScoreFileError)
+        if self.items:
+            raise ScoreFileError(self._in_file_order(), self.more)
+
+    def _in_file_order(self) -> list[RowError]:
+        """Problems of the whole file or upload first, then by line or task; a row's own in the order found."""
+
+        def key(error: RowError) -> tuple[int, int]:
+            if isinstance(error.row, int):
+                return (1, error.row)
+            if error.row in self.task_order:
+                return (1, self.task_order[error.row])
+            return (0, 0)
+
+        return sorted(self.items, key=key)  # stable
 
 
 def decode_upload(content: bytes) -> str:
@@ -81,7 +102,7 @@ def decode_upload(content: bytes) -> str:
     return _decode(content, ScoreFileError)
 
 
-def _finite(raw: str, *, row, field_name: str, errors: _Errors, required: bool) -> float | None:
+def _finite(raw: str, *, row, field_name: str, errors: ScoreErrors, required: bool) -> float | None:
     text = raw.strip()
     if not text:
         if required:
@@ -98,7 +119,7 @@ def _finite(raw: str, *, row, field_name: str, errors: _Errors, required: bool) 
     return value
 
 
-def _optional_int(raw: str, *, row, field_name: str, errors: _Errors) -> int | None:
+def _optional_int(raw: str, *, row, field_name: str, errors: ScoreErrors) -> int | None:
     text = raw.strip()
     if not text:
         return None
@@ -113,7 +134,7 @@ def _optional_int(raw: str, *, row, field_name: str, errors: _Errors) -> int | N
     return value
 
 
-def _optional_date(raw: str, *, row, field_name: str, errors: _Errors) -> date | None:
+def _optional_date(raw: str, *, row, field_name: str, errors: ScoreErrors) -> date | None:
     text = raw.strip()
     if not text:
         return None
@@ -124,7 +145,7 @@ def _optional_date(raw: str, *, row, field_name: str, errors: _Errors) -> date |
         return None
 
 
-def _header(raw_header: list[str], column_map: dict[str, str], errors: _Errors) -> list[str]:
+def _header(raw_header: list[str], column_map: dict[str, str], errors: ScoreErrors) -> list[str]:
     lowered_map = {k.strip().lower(): v.strip() for k, v in column_map.items()}
     header = []
     for raw in raw_header:
@@ -147,8 +168,21 @@ def _header(raw_header: list[str], column_map: dict[str, str], errors: _Errors) 
 
 
 def parse_scores_csv(text: str, *, column_map: dict[str, str] | None = None) -> tuple[str, list[ParsedScore]]:
-    """Read a long or wide scores CSV; returns ("long" | "wide", rows)."""
-    errors = _Errors()
+    """Read a long or wide scores CSV; returns ("long" | "wide", rows) or raises listing every bad cell."""
+    layout, rows, errors = read_scores_csv(text, column_map=column_map)
+    errors.raise_if_any()
+    return layout, rows
+
+
+def read_scores_csv(
+    text: str, *, column_map: dict[str, str] | None = None
+) -> tuple[str, list[ParsedScore], ScoreErrors]:
+    """Read a long or wide scores CSV: ("long" | "wide", every score with a number, every problem found).
+
+    A row with a problem still gives its readable scores (so their range can be checked too); such
+    rows must never be written, which the caller ensures by refusing the file when `errors` is not
+    empty. Only a header that cannot be read raises at once."""
+    errors = ScoreErrors()
     reader = csv.reader(io.StringIO(text))
     try:
         raw_header = next(reader)
@@ -157,11 +191,14 @@ def parse_scores_csv(text: str, *, column_map: dict[str, str] | None = None) -> 
     except csv.Error as exc:
         raise ScoreFileError([RowError(1, "header", f"is not valid CSV ({exc}).")]) from None
     header = _header(raw_header, column_map or {}, errors)
+    # Rows can still be read past an unknown or unnamed column, not past a missing or doubled one.
+    header_readable = not errors.items
     is_long = "benchmark" in header and "score" in header
     required = LONG_REQUIRED if is_long else ("model", "quantization")
     for name in required:
         if name not in header:
             errors.add(1, name, "required column is missing.")
+            header_readable = False
     if is_long:
         for name in header:
             if name and name not in LONG_REQUIRED + LONG_OPTIONAL:
@@ -170,7 +207,9 @@ def parse_scores_csv(text: str, *, column_map: dict[str, str] | None = None) -> 
     benchmark_columns = [] if is_long else [n for n in header if n and n.lower() not in WIDE_RESERVED]
     if not is_long and not benchmark_columns and "model" in header:
         errors.add(1, "header", "no benchmark columns: a wide file has one column per benchmark.")
-    errors.raise_if_any()
+        header_readable = False
+    if not header_readable:
+        errors.raise_if_any()
 
     rows: list[ParsedScore] = []
     seen: dict[tuple[str, str, str], int] = {}
@@ -204,40 +243,42 @@ def parse_scores_csv(text: str, *, column_map: dict[str, str] | None = None) -> 
                 cells_to_read = [(record["benchmark"].strip(), "score", record["score"], True)]
                 if not cells_to_read[0][0]:
                     errors.add(line, "benchmark", "is empty.")
+                # Read on every row, so a bad stderr is reported next to a bad score, not after it is fixed.
+                common["n_shot"] = _optional_int(record.get("n_shot", ""), row=line, field_name="n_shot", errors=errors)
+                common["stderr"] = _finite(
+                    record.get("stderr", ""), row=line, field_name="stderr", errors=errors, required=False
+                )
             else:
                 cells_to_read = [(name, name, record[name], False) for name in benchmark_columns]
+            keyed = bool(model_name and quantization)
             for benchmark, field_name, raw, required in cells_to_read:
                 value = _finite(raw, row=line, field_name=field_name, errors=errors, required=required)
-                if value is None or not model_name or not quantization or not benchmark:
+                if value is None:
                     continue
-                key = (model_name, quantization, benchmark.lower())
-                if key in seen:
-                    errors.add(line, field_name, f"repeats {model_name} {quantization} {benchmark} of row {seen[key]}.")
-                    continue
-                seen[key] = line
-                parsed = ParsedScore(
-                    row=line,
-                    model_name=model_name,
-                    quantization=quantization,
-                    benchmark=benchmark,
-                    value=value,
-                    field=field_name,
-                    **common,
+                if keyed and benchmark:
+                    key = (model_name, quantization, benchmark.lower())
+                    if key in seen:
+                        errors.add(
+                            line, field_name, f"repeats {model_name} {quantization} {benchmark} of row {seen[key]}."
+                        )
+                        continue
+                    seen[key] = line
+                rows.append(
+                    ParsedScore(
+                        row=line,
+                        model_name=model_name,
+                        quantization=quantization,
+                        benchmark=benchmark,
+                        value=value,
+                        field=field_name,
+                        **common,
+                    )
                 )
-                if is_long:
-                    parsed.stderr = _finite(
-                        record.get("stderr", ""), row=line, field_name="stderr", errors=errors, required=False
-                    )
-                    parsed.n_shot = _optional_int(
-                        record.get("n_shot", ""), row=line, field_name="n_shot", errors=errors
-                    )
-                rows.append(parsed)
     except csv.Error as exc:
         errors.add(line, "row", f"is not valid CSV ({exc}).")
-    errors.raise_if_any()
-    if not rows:
-        raise ScoreFileError([RowError("file", "rows", "no scores found below the header.")])
-    return ("long" if is_long else "wide"), rows
+    if not rows and not errors.items:
+        errors.add("file", "rows", "no scores found below the header.")
+    return ("long" if is_long else "wide"), rows, errors
 
 
 def _model_from_lm_eval(doc: dict) -> str:
@@ -265,8 +306,19 @@ def _lm_eval_stderr(task_results: dict, metric_key: str) -> float | None:
 
 
 def parse_lm_eval_json(text: str, *, model_name: str = "", quantization: str = "") -> list[ParsedScore]:
-    """Read an lm-evaluation-harness results file (its `results` block), one score per top-level task."""
-    errors = _Errors()
+    """Read an lm-evaluation-harness results file (its `results` block), one score per top-level task;
+    raises listing every bad task and field."""
+    rows, errors = read_lm_eval_json(text, model_name=model_name, quantization=quantization)
+    errors.raise_if_any()
+    return rows
+
+
+def read_lm_eval_json(
+    text: str, *, model_name: str = "", quantization: str = ""
+) -> tuple[list[ParsedScore], ScoreErrors]:
+    """Read an lm-evaluation-harness results file: (every score with a number, every problem found).
+    Only a file that is not a results object raises at once."""
+    errors = ScoreErrors()
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -294,6 +346,7 @@ def parse_lm_eval_json(text: str, *, model_name: str = "", quantization: str = "
         evaluated_at = datetime.fromtimestamp(doc["date"], tz=UTC).date()
 
     rows: list[ParsedScore] = []
+    errors.task_order = {task: index for index, task in enumerate(results)}
     for task, task_results in results.items():
         if task in subtasks:
             continue
@@ -332,7 +385,6 @@ def parse_lm_eval_json(text: str, *, model_name: str = "", quantization: str = "
                 evaluated_at=evaluated_at,
             )
         )
-    errors.raise_if_any()
-    if not rows:
-        raise ScoreFileError([RowError("file", "results", "holds no task results.")])
-    return rows
+    if not rows and not errors.items:
+        errors.add("file", "results", "holds no task results.")
+    return rows, errors

@@ -67,6 +67,11 @@ class Score(TeamOwned):
     n_shot = models.PositiveSmallIntegerField(null=True, blank=True)
     source = models.CharField(max_length=200, blank=True, help_text="Where the number comes from.")
     evaluated_at = models.DateField(null=True, blank=True)
+    is_simulated = models.BooleanField(
+        default=False,
+        db_index=True,
+        help_text="Generated (demo data, the built-in simulator), not measured: left out of rankings unless asked for.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

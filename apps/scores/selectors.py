@@ -1,12 +1,129 @@
-"""Read models shared by the pages and the API: the leaderboard and the quantization view."""
+"""Read models shared by the pages and the API: the leaderboard and the quantization view.
 
-from collections import defaultdict
+Both read the team's scores in one query into a variants × benchmarks matrix (numpy, NaN where a
+variant has no score) and compute averages, coverage and differences column-wise on it: a Python
+loop per score was most of the time of both endpoints. Simulated scores (generated demo data) are
+left out unless `include_simulated` is set; rows that include one say which benchmarks.
+"""
+
 from dataclasses import dataclass, field
+from itertools import chain
+from typing import TypedDict
 
 import numpy as np
+from django.db import connections
 
 from apps.accounts.models import Team
 from apps.scores.models import FULL_PRECISION, Benchmark, ModelVariant, Score
+
+FETCH_CHUNK = 2000  # rows per fetch when reading scores into numpy
+
+# How the leaderboard ranks by average when variants do not all have every benchmark (page and API docs).
+RANKING_RULE = (
+    "The average is over the higher-is-better benchmarks shown; variants with a score on every one of them "
+    "are ranked first, by their average, and variants missing some follow, those with more of the benchmarks "
+    "first, each group by its average over the benchmarks it has."
+)
+
+
+@dataclass
+class ScoreMatrix:
+    """Scores of `variant_ids` (rows) × `benchmark_ids` (columns); NaN / False where there is none."""
+
+    variant_ids: list[int]
+    benchmark_ids: list[int]
+    values: np.ndarray  # float, percent
+    simulated: np.ndarray  # bool
+
+    @property
+    def present(self) -> np.ndarray:
+        return ~np.isnan(self.values)
+
+
+def score_matrix(
+    *,
+    team: Team,
+    variant_ids: list[int],
+    benchmark_ids: list[int],
+    include_simulated: bool,
+    all_variants: bool = False,
+    all_benchmarks: bool = False,
+) -> ScoreMatrix:
+    """The team's scores of these variants on these benchmarks, as a matrix: one query, two when
+    simulated scores are included (the second finds which they are). `all_variants` /
+    `all_benchmarks` say the lists are every one of the team's, so the query need not list them."""
+    shape = (len(variant_ids), len(benchmark_ids))
+    values, simulated = np.full(shape, np.nan), np.zeros(shape, dtype=bool)
+    matrix = ScoreMatrix(variant_ids, benchmark_ids, values, simulated)
+    if not variant_ids or not benchmark_ids:
+        return matrix
+    # No ORDER BY: the model's default ordering joins both related tables only to sort the rows.
+    scores = Score.objects.filter(team=team).order_by()
+    if not all_variants:
+        scores = scores.filter(variant_id__in=variant_ids)
+    if not all_benchmarks:
+        scores = scores.filter(benchmark_id__in=benchmark_ids)
+    if not include_simulated:
+        scores = scores.filter(is_simulated=False)
+    triples = _fetch_numbers(scores.values_list("variant_id", "benchmark_id", "value_pct"))
+    if not len(triples):
+        return matrix
+    rows, cols, known = _cells(matrix, triples[:, 0], triples[:, 1])
+    values[rows[known], cols[known]] = triples[known, 2]
+    if include_simulated:
+        pairs = _fetch_numbers(scores.filter(is_simulated=True).values_list("variant_id", "benchmark_id"))
+        if len(pairs):
+            rows, cols, known = _cells(matrix, pairs[:, 0], pairs[:, 1])
+            simulated[rows[known], cols[known]] = True
+    return matrix
+
+
+def _fetch_numbers(queryset) -> np.ndarray:
+    """The rows of a values_list queryset of numbers as a float array (one row per row).
+
+    Read off the cursor straight into numpy: the ORM's per-row work (and the converter a boolean
+    column needs on SQLite) was half the leaderboard's time, and a list of 10,000 row tuples kept
+    alive until the end made the garbage collector run full collections every few requests."""
+    width = len(queryset.query.values_select)
+    sql, params = queryset.query.sql_with_params()
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        chunks = iter(lambda: cursor.fetchmany(FETCH_CHUNK), [])  # not row by row through Django's wrapper
+        flat = np.fromiter(chain.from_iterable(chain.from_iterable(chunks)), dtype=np.float64)
+    return flat.reshape(-1, width)
+
+
+def _cells(matrix: ScoreMatrix, variant_ids: np.ndarray, benchmark_ids: np.ndarray):
+    """Row and column of each (variant, benchmark), and which of them are in the matrix at all (a
+    variant created since its list was read is not)."""
+    rows, row_known = _positions(matrix.variant_ids, variant_ids)
+    cols, col_known = _positions(matrix.benchmark_ids, benchmark_ids)
+    return rows, cols, row_known & col_known
+
+
+def _positions(order: list[int], ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `ids` stands in `order`, and whether it is there at all."""
+    order_array = np.asarray(order, dtype=np.int64)
+    ids = np.asarray(ids, dtype=np.int64)
+    sorter = np.argsort(order_array)
+    found = np.searchsorted(order_array, ids, sorter=sorter).clip(max=len(order_array) - 1)
+    positions = sorter[found]
+    return positions, order_array[positions] == ids
+
+
+def _row_means(values: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: how many values are present, and their mean (NaN where none is)."""
+    counts = present.sum(axis=1)
+    sums = np.where(present, values, 0.0).sum(axis=1)
+    means = np.divide(sums, counts, out=np.full(len(counts), np.nan), where=counts > 0)
+    return counts, means
+
+
+def _none_for_nan(values: np.ndarray, present: np.ndarray) -> list[list]:
+    """The matrix as nested lists of Python floats, with None where a value is missing."""
+    cells = values.astype(object)
+    cells[~present] = None
+    return cells.tolist()
 
 
 @dataclass
@@ -17,8 +134,13 @@ class LeaderboardRow:
     family: str
     parameters_b: float | None
     scores: dict[str, float | None]  # benchmark name → percent, None where the variant has none
-    average_pct: float | None  # mean over the higher-is-better benchmarks the variant has
-    benchmark_count: int
+    average_pct: float | None  # mean over the higher-is-better benchmarks shown that the variant has
+    coverage_count: int  # how many of the higher-is-better benchmarks shown the variant has a score on
+    coverage_total: int  # how many higher-is-better benchmarks are shown (the same on every row)
+    complete: bool  # a score on every higher-is-better benchmark shown
+    benchmark_count: int  # benchmarks shown with a score, lower-is-better ones included
+    simulated: bool  # includes at least one simulated score
+    simulated_benchmarks: list[str]  # which of `scores` are simulated
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)  # flat: a shallow copy is the JSON shape (asdict deep-copies, slowly)
@@ -47,58 +169,84 @@ def leaderboard(
     quantization: str | None = None,
     sort: str = "average",
     descending: bool = True,
+    include_simulated: bool = False,
 ) -> Leaderboard:
-    """Every variant with scores, one column per benchmark, sorted; missing values sort last."""
+    """Every variant with scores, one column per benchmark, sorted; missing values sort last and,
+    by average, variants missing some benchmarks rank after complete ones (RANKING_RULE)."""
     benchmarks = list(Benchmark.objects.filter(team=team).order_by("name"))
     if benchmark_names:
         wanted = {n.lower() for n in benchmark_names}
         benchmarks = [b for b in benchmarks if b.name.lower() in wanted]
-    by_id = {b.pk: b for b in benchmarks}
-    variants = {
-        v["id"]: v
-        for v in _variant_queryset(team, family, quantization).values(
-            "id", "model_name", "quantization", "family", "parameters_b"
-        )
-    }
-    values: dict[int, dict[str, float]] = defaultdict(dict)
-    score_rows = Score.objects.filter(team=team, benchmark_id__in=by_id, variant_id__in=variants)
-    for variant_id, benchmark_id, value in score_rows.values_list("variant_id", "benchmark_id", "value_pct"):
-        values[variant_id][by_id[benchmark_id].name] = value
+    variants = list(
+        _variant_queryset(team, family, quantization)
+        .order_by()
+        .values_list("id", "model_name", "quantization", "family", "parameters_b")
+    )
+    matrix = score_matrix(
+        team=team,
+        variant_ids=[v[0] for v in variants],
+        benchmark_ids=[b.pk for b in benchmarks],
+        include_simulated=include_simulated,
+        all_variants=not (family or quantization),
+        all_benchmarks=not benchmark_names,
+    )
+    names = [b.name for b in benchmarks]
+    present = matrix.present
+    averaged = np.array([b.higher_is_better for b in benchmarks], dtype=bool)
+    coverage, averages = _row_means(matrix.values[:, averaged], present[:, averaged])
+    total = int(averaged.sum())
+    # Everything per row as plain Python values up front: numpy calls inside the loop cost more
+    # than the arithmetic.
+    cells = _none_for_nan(matrix.values, present)
+    counts = present.sum(axis=1).tolist()
+    coverage_list, averages_list = coverage.tolist(), averages.tolist()
+    simulated_rows = matrix.simulated.any(axis=1).tolist()
 
-    averaged = {b.name for b in benchmarks if b.higher_is_better}
     rows = []
-    for variant_id, scores in values.items():
-        variant = variants[variant_id]
-        counted = [v for name, v in scores.items() if name in averaged]
+    for i, (variant_id, model_name, quant, family_name, parameters_b) in enumerate(variants):
+        if not counts[i]:
+            continue
+        covered = coverage_list[i]
         rows.append(
             LeaderboardRow(
                 variant_id=variant_id,
-                model_name=variant["model_name"],
-                quantization=variant["quantization"],
-                family=variant["family"],
-                parameters_b=variant["parameters_b"],
-                scores={b.name: scores.get(b.name) for b in benchmarks},
-                average_pct=float(np.mean(counted)) if counted else None,
-                benchmark_count=len(scores),
+                model_name=model_name,
+                quantization=quant,
+                family=family_name,
+                parameters_b=parameters_b,
+                scores=dict(zip(names, cells[i], strict=True)),
+                average_pct=averages_list[i] if covered else None,
+                coverage_count=covered,
+                coverage_total=total,
+                complete=covered == total,
+                benchmark_count=counts[i],
+                simulated=simulated_rows[i],
+                simulated_benchmarks=[names[j] for j in np.flatnonzero(matrix.simulated[i])]
+                if simulated_rows[i]
+                else [],
             )
         )
     rows.sort(key=lambda r: (r.model_name.lower(), r.quantization))
-    if sort != "model":
-        key = (lambda r: r.average_pct) if sort == "average" else (lambda r: r.scores.get(sort))
-        present = [r for r in rows if key(r) is not None]
-        missing = [r for r in rows if key(r) is None]
-        present.sort(key=key, reverse=descending)  # stable: ties stay in name order
-        rows = present + missing
+    if sort == "average":
+        present_rows = [r for r in rows if r.average_pct is not None]
+        missing = [r for r in rows if r.average_pct is None]
+        present_rows.sort(key=lambda r: r.average_pct, reverse=descending)  # stable: ties stay in name order
+        present_rows.sort(key=lambda r: r.coverage_count, reverse=True)  # more coverage first, in either order
+        rows = present_rows + missing
+    elif sort != "model":
+        present_rows = [r for r in rows if r.scores.get(sort) is not None]
+        missing = [r for r in rows if r.scores.get(sort) is None]
+        present_rows.sort(key=lambda r: r.scores[sort], reverse=descending)
+        rows = present_rows + missing
     elif descending:
         rows.reverse()
     return Leaderboard(benchmarks=benchmarks, rows=rows)
 
 
-@dataclass
-class QuantizationDelta:
+class QuantizationDelta(TypedDict):
     base_pct: float
     quantized_pct: float
-    points_lost: float  # positive = the quantized variant is worse
+    points_lost: float  # positive = the quantized variant is worse; rounded to 6 decimals (float noise)
 
 
 @dataclass
@@ -108,14 +256,14 @@ class QuantizationRow:
     quantization: str
     base_variant_id: int
     base_quantization: str
-    deltas: dict[str, QuantizationDelta]  # only benchmarks both variants have
+    deltas: dict[str, QuantizationDelta]  # only benchmarks both variants have, in benchmark name order
     mean_points_lost: float | None
     benchmark_count: int
+    simulated: bool  # a delta uses a simulated score (of the variant or of its base)
+    simulated_benchmarks: list[str]  # which deltas do
 
     def as_dict(self) -> dict:
-        data = dict(self.__dict__)
-        data["deltas"] = {name: dict(d.__dict__) for name, d in self.deltas.items()}
-        return data
+        return dict(self.__dict__)  # the deltas are plain dicts already: the JSON shape
 
 
 @dataclass
@@ -125,54 +273,94 @@ class QuantizationReport:
     without_base: list[str] = field(default_factory=list)  # "model · quantization" with no FP base
 
 
-def quantization_report(*, team: Team, family: str | None = None, model_name: str | None = None) -> QuantizationReport:
-    """Each quantized variant against its model's full-precision base (BF16, else FP16, else FP32)."""
+def quantization_report(
+    *,
+    team: Team,
+    family: str | None = None,
+    model_name: str | None = None,
+    include_simulated: bool = False,
+) -> QuantizationReport:
+    """Each quantized variant with scores against its model's full-precision base (BF16, else FP16,
+    else FP32; one with scores first): points lost per benchmark both have."""
     benchmarks = list(Benchmark.objects.filter(team=team).order_by("name"))
-    by_id = {b.pk: b for b in benchmarks}
     variants = _variant_queryset(team, family, None)
     if model_name:
         variants = variants.filter(model_name=model_name)
-    variants = list(variants.values("id", "model_name", "quantization"))
-    values: dict[int, dict[int, float]] = defaultdict(dict)
-    score_rows = Score.objects.filter(team=team, variant_id__in=[v["id"] for v in variants])
-    for variant_id, benchmark_id, value in score_rows.values_list("variant_id", "benchmark_id", "value_pct"):
-        values[variant_id][benchmark_id] = value
+    variants = list(variants.order_by().values_list("id", "model_name", "quantization"))
+    matrix = score_matrix(
+        team=team,
+        variant_ids=[v[0] for v in variants],
+        benchmark_ids=[b.pk for b in benchmarks],
+        include_simulated=include_simulated,
+        all_variants=not (family or model_name),
+        all_benchmarks=True,
+    )
+    has_scores = matrix.present.any(axis=1).tolist()
 
-    by_model: dict[str, list[dict]] = defaultdict(list)
-    for variant in variants:
-        by_model[variant["model_name"]].append(variant)
-    rows, without_base = [], []
+    by_model: dict[str, list[int]] = {}
+    for i, (_, name, _) in enumerate(variants):
+        by_model.setdefault(name, []).append(i)
+    pairs: list[tuple[int, int]] = []  # (quantized row, base row) of the matrix
+    without_base = []
     for name in sorted(by_model, key=str.lower):
-        family_variants = by_model[name]
-        quants = {v["quantization"]: v for v in family_variants}
-        base = next((quants[q] for q in FULL_PRECISION if q in quants), None)
-        for variant in sorted(family_variants, key=lambda v: v["quantization"]):
-            if variant["quantization"] in FULL_PRECISION:
+        indices = by_model[name]
+        full = {variants[i][2]: i for i in indices if variants[i][2] in FULL_PRECISION}
+        ranked = [full[q] for q in FULL_PRECISION if q in full]
+        base = next((i for i in ranked if has_scores[i]), ranked[0] if ranked else None)
+        for i in sorted(indices, key=lambda i: variants[i][2]):
+            if variants[i][2] in FULL_PRECISION or not has_scores[i]:
                 continue
             if base is None:
-                without_base.append(f"{name} · {variant['quantization']}")
-                continue
-            base_values, quant_values = values[base["id"]], values[variant["id"]]
-            deltas: dict[str, QuantizationDelta] = {}
-            for benchmark_id in base_values.keys() & quant_values.keys():
-                benchmark = by_id[benchmark_id]
-                base_value, quant_value = base_values[benchmark_id], quant_values[benchmark_id]
-                diff = base_value - quant_value if benchmark.higher_is_better else quant_value - base_value
-                deltas[benchmark.name] = QuantizationDelta(base_value, quant_value, diff)
-            lost = [d.points_lost for d in deltas.values()]
-            rows.append(
-                QuantizationRow(
-                    variant_id=variant["id"],
-                    model_name=name,
-                    quantization=variant["quantization"],
-                    base_variant_id=base["id"],
-                    base_quantization=base["quantization"],
-                    deltas=deltas,
-                    mean_points_lost=float(np.mean(lost)) if lost else None,
-                    benchmark_count=len(lost),
-                )
+                without_base.append(f"{name} · {variants[i][2]}")
+            else:
+                pairs.append((i, base))
+    if not pairs:
+        return QuantizationReport(benchmarks=[], rows=[], without_base=without_base)
+
+    quantized_rows, base_rows = (np.array(p, dtype=np.int64) for p in zip(*pairs, strict=True))
+    direction = np.array([1.0 if b.higher_is_better else -1.0 for b in benchmarks])
+    quantized, base_values = matrix.values[quantized_rows], matrix.values[base_rows]
+    lost = np.round((base_values - quantized) * direction, 6)
+    both = ~np.isnan(lost)
+    counts, means = _row_means(lost, both)
+    uses_simulated = (matrix.simulated[quantized_rows] | matrix.simulated[base_rows]) & both
+    simulated_rows = uses_simulated.any(axis=1).tolist()
+    names = [b.name for b in benchmarks]
+    # The deltas that exist, flat and row after row (np.nonzero's order): one list each, sliced per
+    # row by `bounds`, instead of a list per row and column (fewer objects, fewer collections).
+    _, delta_columns = np.nonzero(both)
+    delta_names = [names[j] for j in delta_columns.tolist()]
+    delta_base, delta_quantized, delta_lost = base_values[both].tolist(), quantized[both].tolist(), lost[both].tolist()
+    bounds = np.concatenate(([0], np.cumsum(counts))).tolist()
+    counts_list, means_list = counts.tolist(), np.round(means, 6).tolist()
+
+    rows = []
+    for r, (i, base) in enumerate(pairs):
+        sim_columns = np.flatnonzero(uses_simulated[r]).tolist() if simulated_rows[r] else []
+        rows.append(
+            QuantizationRow(
+                variant_id=variants[i][0],
+                model_name=variants[i][1],
+                quantization=variants[i][2],
+                base_variant_id=variants[base][0],
+                base_quantization=variants[base][2],
+                deltas={
+                    delta_names[k]: {
+                        "base_pct": delta_base[k],
+                        "quantized_pct": delta_quantized[k],
+                        "points_lost": delta_lost[k],
+                    }
+                    for k in range(bounds[r], bounds[r + 1])
+                },
+                mean_points_lost=means_list[r] if counts_list[r] else None,
+                benchmark_count=counts_list[r],
+                simulated=simulated_rows[r],
+                simulated_benchmarks=[names[j] for j in sim_columns],
             )
-    used = {name for row in rows for name in row.deltas}
+        )
+    used = both.any(axis=0)
     return QuantizationReport(
-        benchmarks=[b for b in benchmarks if b.name in used], rows=rows, without_base=without_base
+        benchmarks=[b for b, shown in zip(benchmarks, used, strict=True) if shown],
+        rows=rows,
+        without_base=without_base,
     )

@@ -9,11 +9,10 @@ from django.utils import timezone
 from apps.accounts.models import Team
 from apps.scores.importers import (
     ParsedScore,
-    RowError,
-    ScoreFileError,
+    ScoreErrors,
     decode_upload,
-    parse_lm_eval_json,
-    parse_scores_csv,
+    read_lm_eval_json,
+    read_scores_csv,
 )
 from apps.scores.models import Benchmark, ModelVariant, Score
 
@@ -32,6 +31,7 @@ class ImportPlan:
     new_variants: list[tuple[str, str]]
     new_benchmarks: list[str]
     updated_scores: int
+    simulated: bool = False  # generated (demo) scores: stored with Score.is_simulated
 
     @property
     def new_scores(self) -> int:
@@ -69,34 +69,35 @@ def scores_import_plan(
     column_map: dict[str, str] | None = None,
     model_name: str = "",
     quantization: str = "",
+    simulated: bool = False,
 ) -> ImportPlan:
-    """Parse and check an uploaded score file against the team's catalog; raise ScoreFileError if bad."""
+    """Parse and check an uploaded score file against the team's catalog; raise ScoreFileError listing
+    every bad cell of the file (unreadable values and out-of-range ones alike) if anything is wrong.
+    `simulated` marks generated data (the demo loader), never a user's upload."""
     text = decode_upload(content)
+    errors: ScoreErrors
     if file_format == "lm_eval_json":
         layout = "lm_eval_json"
-        rows = parse_lm_eval_json(text, model_name=model_name, quantization=quantization)
+        rows, errors = read_lm_eval_json(text, model_name=model_name, quantization=quantization)
     else:
-        layout, rows = parse_scores_csv(text, column_map=column_map)
+        layout, rows, errors = read_scores_csv(text, column_map=column_map)
     resolved = _resolve_scale(rows, scale, layout)
     factor = 100.0 if resolved == "fraction" else 1.0
 
     benchmarks = {b.name.lower(): b for b in Benchmark.objects.filter(team=team)}
-    errors: list[RowError] = []
     for row in rows:
         row.value *= factor
         if row.stderr is not None:
             row.stderr *= factor
             if row.stderr < 0:
-                errors.append(RowError(row.row, "stderr", f"{row.stderr:g} is negative."))
+                errors.add(row.row, "stderr", f"{row.stderr / factor:g} is negative.")
         existing = benchmarks.get(row.benchmark.lower())
         maximum = existing.scale_max if existing else 100.0
         if row.value < 0 or row.value > maximum:
             shown = f"{row.value / factor:g}" + (" (a fraction)" if factor != 1 else "")
-            errors.append(
-                RowError(row.row, row.field, f"{shown} is outside 0–{maximum:g} percent for {row.benchmark}.")
-            )
-    if errors:
-        raise ScoreFileError(errors)
+            name = f" for {row.benchmark}" if row.benchmark else ""
+            errors.add(row.row, row.field, f"{shown} is outside 0–{maximum:g} percent{name}.")
+    errors.raise_if_any()
 
     variants = {
         (v.model_name, v.quantization): v.pk
@@ -117,6 +118,7 @@ def scores_import_plan(
         new_variants=new_variants,
         new_benchmarks=new_benchmarks,
         updated_scores=updated,
+        simulated=simulated,
     )
 
 
@@ -160,6 +162,7 @@ def scores_import_apply(*, plan: ImportPlan) -> ImportSummary:
             n_shot=r.n_shot,
             source=r.source,
             evaluated_at=r.evaluated_at,
+            is_simulated=plan.simulated,
             updated_at=now,
         )
         for r in plan.rows
@@ -169,7 +172,7 @@ def scores_import_apply(*, plan: ImportPlan) -> ImportSummary:
         batch_size=1000,
         update_conflicts=True,
         unique_fields=["variant", "benchmark"],
-        update_fields=["value_pct", "stderr_pct", "n_shot", "source", "evaluated_at", "updated_at"],
+        update_fields=["value_pct", "stderr_pct", "n_shot", "source", "evaluated_at", "is_simulated", "updated_at"],
     )
     return ImportSummary(
         layout=plan.layout,

@@ -8,11 +8,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
+from apps.accounts.simulated import include_simulated
 from apps.scores.filters import ModelVariantFilter
 from apps.scores.forms import LeaderboardQueryForm, ScoreImportForm
 from apps.scores.importers import ScoreFileError
-from apps.scores.models import Benchmark, ModelVariant
-from apps.scores.selectors import leaderboard, quantization_report
+from apps.scores.models import Benchmark, ModelVariant, Score
+from apps.scores.selectors import RANKING_RULE, leaderboard, quantization_report
 from apps.scores.services import scores_import_apply, scores_import_plan
 
 PAGE_SIZE = 50
@@ -26,16 +27,21 @@ def _page(request, items):
 def leaderboard_page(request):
     names = list(Benchmark.objects.filter(team=request.team).values_list("name", flat=True))
     form = LeaderboardQueryForm(request.GET, benchmark_names=names)
-    board, page, status = None, None, 200
+    with_simulated = include_simulated(request)
+    board, page, status, hidden_simulated = None, None, 200, False
     if form.is_valid():
-        board = leaderboard(team=request.team, **form.selector_kwargs())
+        board = leaderboard(team=request.team, include_simulated=with_simulated, **form.selector_kwargs())
         page = _page(request, board.rows)
+        hidden_simulated = not board.rows and not with_simulated and _has_simulated_scores(request.team)
     else:
         status = 400
     context = {
         "form": form,
         "board": board,
         "page": page,
+        "include_simulated": with_simulated,
+        "hidden_simulated": hidden_simulated,
+        "ranking_rule": RANKING_RULE,
         "benchmark_names": names,
         "families": ModelVariant.objects.filter(team=request.team)
         .exclude(family="")
@@ -51,11 +57,22 @@ def leaderboard_page(request):
     return render(request, template, context, status=status)
 
 
+def _has_simulated_scores(team) -> bool:
+    """Whether an empty page is empty only because simulated scores are left out."""
+    return Score.objects.filter(team=team, is_simulated=True).exists()
+
+
 @team_view()
 def quantization_page(request):
     family = request.GET.get("family", "").strip() or None
-    report = quantization_report(team=request.team, family=family)
-    context = {"report": report, "family": family or ""}
+    with_simulated = include_simulated(request)
+    report = quantization_report(team=request.team, family=family, include_simulated=with_simulated)
+    context = {
+        "report": report,
+        "family": family or "",
+        "include_simulated": with_simulated,
+        "hidden_simulated": not report.rows and not with_simulated and _has_simulated_scores(request.team),
+    }
     template = "scores/quantization.html#results" if request.htmx else "scores/quantization.html"
     return render(request, template, context)
 
@@ -103,10 +120,14 @@ def variant_list(request):
 @team_view()
 def variant_detail(request, pk: int):
     variant = get_object_or_404(ModelVariant, pk=pk, team=request.team)
+    # Every score of the variant is listed, simulated ones with their badge; the comparison with
+    # the base follows the include-simulated choice like the quantization page.
     scores = variant.scores.select_related("benchmark").order_by("benchmark__name")
     base = None
     if not variant.is_full_precision:
-        report = quantization_report(team=request.team, model_name=variant.model_name)
+        report = quantization_report(
+            team=request.team, model_name=variant.model_name, include_simulated=include_simulated(request)
+        )
         base = next((row for row in report.rows if row.variant_id == variant.pk), None)
     return render(request, "scores/variant_detail.html", {"variant": variant, "scores": scores, "base": base})
 

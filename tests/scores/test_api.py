@@ -185,13 +185,36 @@ class TestLeaderboardApi:
     def bench(team, name):
         return Benchmark.objects.get_or_create(team=team, name=name)[0]
 
-    def test_it_ranks_by_average(self, viewer_api, board):
+    def test_it_ranks_complete_variants_first_by_average(self, viewer_api, board):
+        """org/c has 1 of the 2 benchmarks: its higher average does not put it above org/b, which has both."""
         body = viewer_api.get(self.URL).json()
         assert body["benchmarks"] == ["GSM8K", "MMLU"]
-        assert [(r["model_name"], r["average_pct"], r["benchmark_count"]) for r in body["results"]] == [
-            ("org/a", 75.0, 2), ("org/c", 65.0, 1), ("org/b", 55.0, 2),
-        ]  # fmt: skip
-        assert body["results"][1]["scores"] == {"GSM8K": None, "MMLU": 65.0}
+        assert [
+            (r["model_name"], r["average_pct"], r["coverage_count"], r["coverage_total"], r["complete"])
+            for r in body["results"]
+        ] == [("org/a", 75.0, 2, 2, True), ("org/b", 55.0, 2, 2, True), ("org/c", 65.0, 1, 2, False)]
+        assert body["results"][2]["scores"] == {"GSM8K": None, "MMLU": 65.0}
+
+    def test_its_rows_say_whether_they_include_simulated_scores(self, viewer_api, board, team):
+        """Simulated scores are out by default; with include_simulated=1 the row has simulated: true and names them."""
+        variant = ModelVariantFactory(team=team, model_name="org/demo")
+        ScoreFactory(variant=variant, benchmark=self.bench(team, "MMLU"), value_pct=99, is_simulated=True)
+        default = viewer_api.get(self.URL).json()["results"]
+        assert "org/demo" not in [r["model_name"] for r in default]
+        assert not any(r["simulated"] for r in default)
+        rows = {r["model_name"]: r for r in viewer_api.get(self.URL, {"include_simulated": "1"}).json()["results"]}
+        assert (rows["org/demo"]["simulated"], rows["org/demo"]["simulated_benchmarks"]) == (True, ["MMLU"])
+        assert (rows["org/a"]["simulated"], rows["org/a"]["simulated_benchmarks"]) == (False, [])
+
+    def test_the_teams_setting_includes_simulated_scores_unless_the_call_says_no(self, viewer_api, board, team):
+        """A team that shows simulated results gets them by default; include_simulated=0 still leaves them out."""
+        ScoreFactory(variant__team=team, variant__model_name="org/demo", benchmark=self.bench(team, "MMLU"),
+                     value_pct=99, is_simulated=True)  # fmt: skip
+        team.show_simulated = True
+        team.save(update_fields=["show_simulated"])
+        assert "org/demo" in [r["model_name"] for r in viewer_api.get(self.URL).json()["results"]]
+        off = viewer_api.get(self.URL, {"include_simulated": "0"}).json()["results"]
+        assert "org/demo" not in [r["model_name"] for r in off]
 
     def test_it_sorts_by_a_benchmark_and_paginates(self, viewer_api, board):
         body = viewer_api.get(self.URL, {"sort": "gsm8k", "order": "asc", "page_size": 1}).json()
@@ -229,6 +252,46 @@ class TestQuantizationApi:
         assert row["deltas"]["MMLU"] == {"base_pct": 70.0, "quantized_pct": 68.25, "points_lost": 1.75}
         assert body["benchmarks"] == ["MMLU"]
 
+    def test_it_leaves_simulated_scores_out_unless_asked(self, viewer_api, team):
+        """A simulated base score gives no delta by default; included, the row and the API say it is simulated."""
+        mmlu, gsm = BenchmarkFactory(team=team, name="MMLU"), BenchmarkFactory(team=team, name="GSM8K")
+        base = ModelVariantFactory(team=team, model_name="org/a", quantization="BF16")
+        quant = ModelVariantFactory(team=team, model_name="org/a", quantization="AWQ")
+        ScoreFactory(variant=base, benchmark=mmlu, value_pct=70)
+        ScoreFactory(variant=quant, benchmark=mmlu, value_pct=68)
+        ScoreFactory(variant=base, benchmark=gsm, value_pct=80, is_simulated=True)
+        ScoreFactory(variant=quant, benchmark=gsm, value_pct=60)
+        row = viewer_api.get(self.URL).json()["results"][0]
+        assert list(row["deltas"]) == ["MMLU"] and row["mean_points_lost"] == 2.0 and row["simulated"] is False
+        row = viewer_api.get(self.URL, {"include_simulated": "true"}).json()["results"][0]
+        assert list(row["deltas"]) == ["GSM8K", "MMLU"] and row["mean_points_lost"] == 11.0
+        assert (row["simulated"], row["simulated_benchmarks"]) == (True, ["GSM8K"])
+
+    def test_its_query_count_is_constant(self, viewer_api, team, django_assert_max_num_queries):
+        """Queue depth, token, membership, last use, benchmarks, variants, scores, simulated ones: however many."""
+        mmlu = BenchmarkFactory(team=team, name="MMLU")
+        for i in range(30):
+            ScoreFactory(variant__team=team, variant__model_name=f"org/m{i}", variant__quantization="AWQ",
+                         benchmark=mmlu, value_pct=50)  # fmt: skip
+            ScoreFactory(variant__team=team, variant__model_name=f"org/m{i}", variant__quantization="BF16",
+                         benchmark=mmlu, value_pct=51)  # fmt: skip
+        with django_assert_max_num_queries(8):
+            body = viewer_api.get(self.URL, {"include_simulated": "1"}).json()
+        assert body["count"] == 30
+
+    def test_it_answers_json_and_the_browsable_api_alike(self, viewer_api, viewer_client, team):
+        """The JSON answer (rendered in the view) and the browsable API page carry the same rows."""
+        base = ModelVariantFactory(team=team, model_name="org/a", quantization="BF16")
+        ScoreFactory(variant=base, benchmark__team=team, benchmark__name="MMLU", value_pct=70)
+        ScoreFactory(variant=ModelVariantFactory(team=team, model_name="org/a", quantization="GPTQ"),
+                     benchmark=base.scores.get().benchmark, value_pct=65)  # fmt: skip
+        response = viewer_api.get(self.URL)
+        assert response.status_code == 200 and response["Content-Type"] == "application/json"
+        assert response.json()["results"][0]["deltas"]["MMLU"]["points_lost"] == 5.0
+        page = viewer_client.get(self.URL, {"format": "api"})
+        assert page.status_code == 200 and page["Content-Type"].startswith("text/html")
+        assert "&quot;points_lost&quot;: 5.0" in page.content.decode()
+
     def test_it_is_empty_for_another_teams_data(self, viewer_api, other_team):
         base = ModelVariantFactory(team=other_team, model_name="org/a", quantization="BF16")
         ScoreFactory(variant=base, value_pct=70)
@@ -236,3 +299,29 @@ class TestQuantizationApi:
 
     def test_anonymous_is_401(self, anon_api, db):
         assert anon_api.get(self.URL).status_code == 401
+
+
+class TestSchema:
+    @pytest.mark.parametrize("path", ["/api/v1/scores/leaderboard/", "/api/v1/scores/quantization/"])
+    def test_include_simulated_is_documented(self, viewer_api, path):
+        """Both rankings document the include_simulated parameter and the simulated flag of their rows."""
+        schema = viewer_api.get("/api/schema/?format=json").json()
+        operation = schema["paths"][path]["get"]
+        params = {p["name"]: p for p in operation["parameters"]}
+        assert params["include_simulated"]["schema"]["type"] == "boolean"
+        assert "simulated" in params["include_simulated"]["description"]
+        components = schema["components"]["schemas"]
+
+        def resolve(ref: str) -> dict:
+            return components[ref.rsplit("/", 1)[-1]]
+
+        page = resolve(operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"])
+        row = resolve(page["properties"]["results"]["items"]["$ref"])
+        assert row["properties"]["simulated"]["type"] == "boolean"
+
+    def test_the_leaderboard_states_its_ranking_rule(self, viewer_api):
+        """The leaderboard's API docs say how variants missing benchmarks are ranked."""
+        schema = viewer_api.get("/api/schema/?format=json").json()
+        operation = schema["paths"]["/api/v1/scores/leaderboard/"]["get"]
+        assert "missing some follow" in operation["description"]
+        assert "coverage_count" in operation["description"]

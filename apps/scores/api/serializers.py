@@ -69,9 +69,10 @@ class ScoreSerializer(serializers.ModelSerializer):
             "n_shot",
             "source",
             "evaluated_at",
+            "is_simulated",
             "updated_at",
         ]
-        read_only_fields = ["updated_at"]
+        read_only_fields = ["is_simulated", "updated_at"]
 
     def validate(self, attrs):
         benchmark = attrs.get("benchmark", getattr(self.instance, "benchmark", None))
@@ -109,8 +110,15 @@ class LeaderboardRowSerializer(serializers.Serializer):
     family = serializers.CharField()
     parameters_b = serializers.FloatField(allow_null=True)
     scores = serializers.DictField(child=serializers.FloatField(allow_null=True))
-    average_pct = serializers.FloatField(allow_null=True)
-    benchmark_count = serializers.IntegerField()
+    average_pct = serializers.FloatField(
+        allow_null=True, help_text="Mean over the higher-is-better benchmarks shown that the variant has."
+    )
+    coverage_count = serializers.IntegerField(help_text="How many of the averaged benchmarks the variant has.")
+    coverage_total = serializers.IntegerField(help_text="How many higher-is-better benchmarks are shown.")
+    complete = serializers.BooleanField(help_text="A score on every averaged benchmark; ranked before the rest.")
+    benchmark_count = serializers.IntegerField(help_text="Benchmarks shown with a score (lower-is-better included).")
+    simulated = serializers.BooleanField(help_text="The row includes simulated scores (generated demo data).")
+    simulated_benchmarks = serializers.ListField(child=serializers.CharField(), help_text="Which scores are simulated.")
 
 
 class QuantizationDeltaSerializer(serializers.Serializer):
@@ -130,3 +138,5 @@ class QuantizationRowSerializer(serializers.Serializer):
     )
     mean_points_lost = serializers.FloatField(allow_null=True)
     benchmark_count = serializers.IntegerField()
+    simulated = serializers.BooleanField(help_text="A delta uses a simulated score (of the variant or its base).")
+    simulated_benchmarks = serializers.ListField(child=serializers.CharField(), help_text="Which deltas do.")

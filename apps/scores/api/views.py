@@ -1,11 +1,15 @@
 from dataclasses import asdict
 
+from django.http import HttpResponse, HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from apps.accounts.simulated import PARAM as INCLUDE_SIMULATED
+from apps.accounts.simulated import include_simulated
 from apps.scores.api.serializers import (
     BenchmarkSerializer,
     LeaderboardRowSerializer,
@@ -18,7 +22,7 @@ from apps.scores.filters import ModelVariantFilter, ScoreFilter
 from apps.scores.forms import LeaderboardQueryForm, ScoreImportForm
 from apps.scores.importers import ScoreFileError
 from apps.scores.models import Benchmark, ModelVariant, Score
-from apps.scores.selectors import leaderboard, quantization_report
+from apps.scores.selectors import RANKING_RULE, leaderboard, quantization_report
 from apps.scores.services import scores_import
 from llmbench.api import TeamScopedViewSet, raise_form_errors
 
@@ -38,13 +42,42 @@ class BenchmarkViewSet(TeamScopedViewSet):
     serializer_class = BenchmarkSerializer
 
 
+INCLUDE_SIMULATED_PARAMETER = OpenApiParameter(
+    INCLUDE_SIMULATED,
+    OpenApiTypes.BOOL,
+    description="Include simulated scores (generated demo data); left out unless this is true or the team's "
+    "'show simulated' setting is on. Rows that include one have `simulated: true` and list them in "
+    "`simulated_benchmarks`.",
+)
 LEADERBOARD_PARAMETERS = [
-    OpenApiParameter("benchmark", str, description="Comma-separated benchmark names to show."),
+    OpenApiParameter(
+        "benchmark", str, description="Comma-separated benchmark names to show; the average is over these."
+    ),
     OpenApiParameter("family", str),
     OpenApiParameter("quantization", str),
-    OpenApiParameter("sort", str, description="'average' (default), 'model' or a benchmark name."),
+    OpenApiParameter(
+        "sort", str, description=f"'average' (default), 'model' or a benchmark name. By average: {RANKING_RULE}"
+    ),
     OpenApiParameter("order", str, enum=["desc", "asc"]),
+    INCLUDE_SIMULATED_PARAMETER,
 ]
+
+
+def _rendered_now(request, response: Response) -> HttpResponseBase:
+    """A JSON answer rendered in the view, so what is returned holds bytes, not the rows.
+
+    DRF keeps the view and every Response in reference cycles (the view and its request name each
+    other, a response's renderer context names the response), so what they hold (the paginator's
+    page, the response's `data`) is freed only by a full garbage collection. For the quantization
+    view that was thousands of small dicts per request, and the collection freeing several
+    requests' worth at once was the endpoint's p95. Hence the paginator pages positions and the
+    rows go out as bytes; the browsable API still gets the ordinary Response."""
+    if not isinstance(request.accepted_renderer, JSONRenderer):
+        return response
+    return HttpResponse(
+        request.accepted_renderer.render(response.data, request.accepted_media_type),
+        content_type=response.content_type or "application/json",
+    )
 
 
 class ScoreViewSet(TeamScopedViewSet):
@@ -83,30 +116,41 @@ class ScoreViewSet(TeamScopedViewSet):
             return Response(exc.as_dict(), status=400)
         return Response(ScoreImportResultSerializer(asdict(summary)).data, status=201)
 
-    @extend_schema(parameters=LEADERBOARD_PARAMETERS, responses=LeaderboardRowSerializer(many=True))
+    @extend_schema(
+        parameters=LEADERBOARD_PARAMETERS,
+        responses=LeaderboardRowSerializer(many=True),
+        description="Variants ranked by the average of their benchmark scores, or by one benchmark. "
+        f"{RANKING_RULE} `coverage_count` of `coverage_total` says how many of the averaged benchmarks a "
+        "variant has. Simulated scores are left out unless `include_simulated` is true.",
+    )
     @action(detail=False, methods=["get"], filterset_class=None)
     def leaderboard(self, request):
         """Variants ranked by the average of their benchmark scores, or by one benchmark."""
         names = list(Benchmark.objects.filter(team=request.team).values_list("name", flat=True))
         form = LeaderboardQueryForm(request.query_params, benchmark_names=names)
         raise_form_errors(form)
-        board = leaderboard(team=request.team, **form.selector_kwargs())
-        page = self.paginate_queryset(board.rows)
+        board = leaderboard(team=request.team, include_simulated=include_simulated(request), **form.selector_kwargs())
+        page = self.paginate_queryset(range(len(board.rows)))  # positions: the paginator keeps its page
         # The serializers describe the schema; building plain dicts is many times faster.
-        response = self.get_paginated_response([row.as_dict() for row in page])
+        response = self.get_paginated_response([board.rows[i].as_dict() for i in page])
         response.data["benchmarks"] = [b.name for b in board.benchmarks]
-        return response
+        return _rendered_now(request, response)
 
     @extend_schema(
-        parameters=[OpenApiParameter("family", OpenApiTypes.STR)],
+        parameters=[OpenApiParameter("family", OpenApiTypes.STR), INCLUDE_SIMULATED_PARAMETER],
         responses=QuantizationRowSerializer(many=True),
     )
     @action(detail=False, methods=["get"], filterset_class=None)
     def quantization(self, request):
-        """Each quantized variant against its full-precision base: points lost per benchmark."""
-        report = quantization_report(team=request.team, family=request.query_params.get("family") or None)
-        page = self.paginate_queryset(report.rows)
-        response = self.get_paginated_response([row.as_dict() for row in page])
+        """Each quantized variant against its full-precision base: points lost per benchmark.
+        Simulated scores are left out unless `include_simulated` is true."""
+        report = quantization_report(
+            team=request.team,
+            family=request.query_params.get("family") or None,
+            include_simulated=include_simulated(request),
+        )
+        page = self.paginate_queryset(range(len(report.rows)))  # positions: the paginator keeps its page
+        response = self.get_paginated_response([report.rows[i].as_dict() for i in page])
         response.data["benchmarks"] = [b.name for b in report.benchmarks]
         response.data["without_base"] = report.without_base
-        return response
+        return _rendered_now(request, response)
