@@ -58,13 +58,17 @@ def test_load_demo_creates_a_team_login_and_scores_and_can_run_again():
     assert TestCase.objects.filter(team=team, status="approved").count() == 4
     assert TestCase.objects.filter(team=team, status="pending").count() == 1
     demo = Response.objects.filter(experiment__team=team, experiment__kind="single")
-    assert demo.count() == 16 and demo.filter(passed__isnull=False).count() == 16
+    # two experiments (temperature 0.2 and 1.0) × 2 targets × 4 test cases × 3 responses, all simulated
+    assert demo.count() == 48 and demo.filter(passed__isnull=False).count() == 48
+    assert not demo.filter(is_simulated=False).exists()
+    assert {r.parameters.get("temperature") for r in demo} == {0.2, 1.0}
     sweep = Batch.objects.get(experiment__team=team)
     assert sweep.experiment.status == "completed" and sweep.completed_results == sweep.result_count == 96
     call_command("load_demo", stdout=StringIO())
     assert (ModelVariant.objects.count(), Score.objects.count()) == (variants, scores)
     assert TestCase.objects.filter(team=team).count() == 5
     assert Batch.objects.filter(experiment__team=team).count() == 1  # refreshed, not piled up
+    assert Response.objects.filter(experiment__team=team, experiment__kind="single").count() == 48
 
 
 @pytest.mark.django_db(transaction=True)

@@ -85,3 +85,18 @@ def asgi_server(transactional_db):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def demo(transactional_db):
+    """The demo team (simulated data shown by default), its login `demo` and all its data. Loaded in a thread: the
+    demo runs its experiments through async_to_sync, which cannot run beside Playwright's event loop."""
+    import threading
+
+    from django.core.management import call_command
+
+    with open(os.devnull, "w") as quiet:
+        loader = threading.Thread(target=call_command, args=["load_demo"], kwargs={"stdout": quiet})
+        loader.start()
+        loader.join()
+    return "demo"
