@@ -89,6 +89,14 @@ class TestPage:
         assert "$2.75" in content and "No monthly budget set" in content
         assert "old" not in [row.name for row in cost.by_endpoint] and "theirs" not in content
 
+    def test_simulated_responses_cost_nothing_against_the_budget(self, viewer_client, team):
+        """A simulated response's notional cost stays out of this month's spend."""
+        priced_responses(team, "measured", [1.0])
+        simulated = priced_responses(team, "simulator", [9.0])
+        Response.objects.filter(experiment=simulated).update(is_simulated=True)
+        cost = viewer_client.get(HOME).context["cost"]
+        assert [(row.name, row.cost_usd) for row in cost.by_endpoint] == [("measured", 1.0)]
+
     @pytest.mark.parametrize(
         ("budget", "level", "text"),
         [(10.0, "ok", "$2.00 of $10.00 budget (20.0%)"), (2.5, "nearing", "(80.0%): nearing budget"),
