@@ -192,8 +192,9 @@ def month_cost(team: Team, *, now: datetime | None = None) -> MonthCost:
     monthly budget; one query. Simulated responses cost nothing real and are left out."""
     start = month_start_utc(now)
     rows = (
-        Response.objects.filter(experiment__team=team, created_at__gte=start, cost_usd__isnull=False,
-                                is_simulated=False)  # fmt: skip
+        Response.objects.filter(
+            experiment__team=team, created_at__gte=start, cost_usd__isnull=False, is_simulated=False
+        )
         .values("target__endpoint_id", "target__endpoint__name")
         .annotate(cost=Sum("cost_usd"), responses=Count("id"))
         .order_by("-cost", "target__endpoint__name")
