@@ -5,6 +5,7 @@
 // fetched again when the axes, the figure or the target change, or after a reconnect.
 (function () {
   var script = document.currentScript;
+  var num = window.LLMBenchFormat.num, param = window.LLMBenchFormat.param;
   var values = JSON.parse(document.getElementById("batch-values").textContent);
   var chartEl = document.getElementById("heatmap");
   var chart = window.echarts ? echarts.init(chartEl, null, { renderer: "svg" }) : null;
@@ -12,24 +13,9 @@
   var heat = null, cells = {}, through = 0, loading = false, buffered = [], latest = [], drawQueued = false;
 
   function $(id) { return document.getElementById(id); }
-  // A parameter value or load level as it was set (apps.batches.analysis.format_value): 200, 0.7, 1,000.
-  function param(v) {
-    if (v === null || v === undefined || v === "" || isNaN(Number(v))) return "–";
-    return Number(Number(v).toPrecision(10)).toLocaleString("en-US", { maximumFractionDigits: 10 });
-  }
+
   function text(id, value) { var el = $(id); if (el) el.textContent = value; }
-  // As llmbench.humanize.number_text: an en dash when missing, whole numbers without decimals
-  // (max_tokens 200, not 200.0), thousands separators, `digits` decimals or a precision that suits the size.
-  function num(v, digits) {
-    if (v === null || v === undefined || v === "" || isNaN(Number(v))) return "–";
-    var n = Number(v);
-    if (Number.isInteger(n)) return n.toLocaleString("en-US");
-    if (digits === undefined) {
-      var size = Math.abs(n);
-      digits = size >= 1000 ? 0 : size >= 100 ? 1 : size >= 1 ? 2 : size >= 0.01 ? 3 : 4;
-    }
-    return n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-  }
+
   function params(p) {
     return Object.keys(p || {}).map(function (k) { return k + " " + param(p[k]); }).join(", ") || "–";
   }

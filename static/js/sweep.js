@@ -4,6 +4,7 @@
 // a Cancel button beside a finished status); numbers go through num(), the page's formatter.
 (function () {
   var script = document.currentScript;
+  var num = window.LLMBenchFormat.num, param = window.LLMBenchFormat.param;
   var path = script.dataset.wsPath;
   var chartEl = document.getElementById("live-chart");
   var chart = window.echarts ? echarts.init(chartEl, null, { renderer: "svg" }) : null;
@@ -22,23 +23,8 @@
     return stepOffsets[state.current_step] || 0;
   }
 
-  // As llmbench.humanize.number_text: an en dash when missing, whole numbers without decimals,
-  // thousands separators, `digits` decimals (or a precision that suits the size).
-  function num(v, digits) {
-    if (v === null || v === undefined || v === "" || isNaN(Number(v))) return "–";
-    var n = Number(v);
-    if (Number.isInteger(n)) return n.toLocaleString("en-US");
-    if (digits === undefined) {
-      var size = Math.abs(n);
-      digits = size >= 1000 ? 0 : size >= 100 ? 1 : size >= 1 ? 2 : size >= 0.01 ? 3 : 4;
-    }
-    return n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-  }
-  // A parameter value or load level as it was set (apps.batches.analysis.format_value): 200, 0.7, 1,000.
-  function param(v) {
-    if (v === null || v === undefined || v === "" || isNaN(Number(v))) return "–";
-    return Number(Number(v).toPrecision(10)).toLocaleString("en-US", { maximumFractionDigits: 10 });
-  }
+
+
   function text(id, value) { var el = document.getElementById(id); if (el) el.textContent = value; }
 
   function drawChart() {
