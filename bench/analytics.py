@@ -2,10 +2,12 @@
 
 BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/llmbench_bench; created when missing) names
 the database. A team "bench-analytics" is seeded once (kept between runs) with 200,000 responses in 200
-experiments over 90 days and 2,000 performance runs with summaries. Targets:
+experiments over 90 days and 2,000 performance runs with summaries; one experiment and one run in ten
+are simulated (the `sim` provider), the rest measured (an OpenAI-compatible server). Targets:
 
 * every analytics endpoint p95 under 300 ms, over the whole 90 days (all 200,000 responses) and over
-  the default 30 days;
+  the default 30 days, as a user gets it: simulated results left out (the default), measured in the
+  same query;
 * a CSV export of 100,000 rows: first byte under 200 ms, all of it under 3 s;
 * an Excel export of 100,000 rows under 10 s;
 * a PDF report of a 10,000-combination batch under 3 s.
@@ -42,12 +44,15 @@ from apps.providers.models import ProviderEndpoint  # noqa: E402
 from apps.scores.models import Benchmark, ModelVariant, Score  # noqa: E402
 
 MODELS = ["llama-8b", "llama-70b", "qwen-7b", "qwen-32b", "mistral-7b"]
+SIMULATED_EVERY_TENTH = 9  # experiments and runs whose index ends in 9 are simulated
 
 
 def seed(team: Team) -> None:
     rng = np.random.default_rng(2026)
     now = timezone.now()
-    endpoints = [ProviderEndpoint.objects.create(team=team, name=f"endpoint {i}", kind="sim") for i in range(4)]
+    endpoints = [ProviderEndpoint.objects.create(team=team, name=f"endpoint {i}", kind="openai_compatible",
+                                                 base_url=f"http://10.0.0.{i + 1}:8000/v1") for i in range(4)]  # fmt: skip
+    simulator = ProviderEndpoint.objects.create(team=team, name="simulator", kind="sim")
     cases = [TestCase.objects.create(team=team, title=f"case {i}", prompt="q", tags=[f"tag{i % 6}"],
                                      evaluator=("exact_match", "numeric", "contains")[i % 3],
                                      status=TestCase.Status.APPROVED) for i in range(40)]  # fmt: skip
@@ -58,7 +63,9 @@ def seed(team: Team) -> None:
                 team=team, name=f"experiment {e}", kind=("single", "batch")[e % 2], status="completed",
                 finished_at=started + timedelta(hours=1), started_at=started,
             )  # fmt: skip
-            targets = [ExperimentTarget.objects.create(experiment=experiment, endpoint=endpoints[(e + t) % 4],
+            simulated = e % 10 == SIMULATED_EVERY_TENTH
+            targets = [ExperimentTarget.objects.create(experiment=experiment,
+                                                       endpoint=simulator if simulated else endpoints[(e + t) % 4],
                                                        model=MODELS[(e + t) % 5]) for t in range(2)]  # fmt: skip
             rows = []
             temperature = rng.choice([0.0, 0.3, 0.6, 0.9, 1.2], PER_EXPERIMENT)
@@ -82,6 +89,7 @@ def seed(team: Team) -> None:
                     error_code="" if ok else "timeout", passed=bool(score[i] >= 0.5) if ok else None,
                     score=float(score[i]) if ok else None, latency_ms=float(rng.gamma(4, 80)) if ok else None,
                     ttft_ms=float(rng.gamma(4, 15)) if ok else None, cost_usd=0.0004, output_tokens=120,
+                    is_simulated=simulated,
                 )  # fmt: skip
                 response.copy_figures()
                 rows.append(response)
@@ -108,12 +116,30 @@ def seed(team: Team) -> None:
         run = PerformanceRun.objects.create(
             team=team, variant=variants[r % 10], hardware=hardware[r % 4], deployment=deployments[r % 2],
             concurrency=(1, 8, 32, 64, 128)[r % 5], started_at=now - timedelta(days=90 * (RUNS - r) / RUNS),
+            is_simulated=r % 10 == SIMULATED_EVERY_TENTH,
         )  # fmt: skip
         metrics = {"ttft_ms": {"count": 1000, "mean": ttft, "stdev": ttft / 4, "p50": ttft, "p95": ttft * 1.5},
                    "tpot_ms": {"count": 1000, "mean": 1000 / tps, "stdev": 3.0},
                    "output_tps": {"count": 1000, "mean": tps, "stdev": tps / 5}}  # fmt: skip
         RunSummary.objects.create(run=run, source="samples", request_count=1000, error_count=3, metrics=metrics,
                                   output_token_throughput_tps=tps * 32)  # fmt: skip
+
+
+def mark_simulated(team: Team) -> None:
+    """What `seed` does about simulated results, on a database seeded before they were told apart."""
+    with transaction.atomic():
+        ProviderEndpoint.objects.filter(team=team, name__startswith="endpoint ").update(kind="openai_compatible")
+        names = [f"experiment {e}" for e in range(EXPERIMENTS) if e % 10 == SIMULATED_EVERY_TENTH]
+        seeded = Response.objects.filter(experiment__team=team, experiment__name__startswith="experiment ")
+        seeded.exclude(experiment__name__in=names).update(is_simulated=False)
+        seeded.filter(experiment__name__in=names).update(is_simulated=True)
+        runs = list(PerformanceRun.objects.filter(team=team).order_by("pk").values_list("pk", flat=True))
+        PerformanceRun.objects.filter(team=team).update(is_simulated=False)
+        PerformanceRun.objects.filter(pk__in=runs[SIMULATED_EVERY_TENTH::10]).update(is_simulated=True)
+    # Those updates rewrote every row: compact the tables as a fresh seed leaves them.
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM FULL experiments_response")
+        cursor.execute("VACUUM FULL hardware_performancerun")
 
 
 def p95_ms(client: Client, url: str) -> float:
@@ -143,6 +169,10 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     team, _ = Team.objects.get_or_create(slug=SLUG, defaults={"name": "Bench analytics"})
     seeded = Response.objects.filter(experiment__team=team, experiment__name__startswith="experiment ")
+    simulated = seeded.filter(is_simulated=True)
+    if seeded.count() == EXPERIMENTS * PER_EXPERIMENT and simulated.count() != EXPERIMENTS * PER_EXPERIMENT // 10:
+        print("marking one experiment and one run in ten simulated (a database seeded before the field) …")
+        mark_simulated(team)
     if seeded.count() != EXPERIMENTS * PER_EXPERIMENT:
         print(f"seeding {EXPERIMENTS * PER_EXPERIMENT:,} responses and {RUNS:,} runs (once) …", flush=True)
         Experiment.objects.filter(team=team).delete()
@@ -161,8 +191,9 @@ def main() -> int:
     client = Client()
     client.force_login(user)
     report = Report()
-    print(f"analytics on PostgreSQL: {Response.objects.filter(experiment__team=team).count():,} responses, "
-          f"{PerformanceRun.objects.filter(team=team).count():,} runs")  # fmt: skip
+    print(f"analytics on PostgreSQL: {Response.objects.filter(experiment__team=team).count():,} responses "
+          f"({simulated.count():,} simulated), {PerformanceRun.objects.filter(team=team).count():,} runs "
+          f"({PerformanceRun.objects.filter(team=team, is_simulated=True).count():,} simulated)")  # fmt: skip
     endpoints = {
         "quality trends": "/api/v1/analytics/quality/trends", "breakdown by tag": "/api/v1/analytics/quality/breakdown?dimension=tag",
         "breakdown by model": "/api/v1/analytics/quality/breakdown?dimension=model",

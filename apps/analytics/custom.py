@@ -8,7 +8,7 @@ from datetime import datetime
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 
-from apps.analytics.filters import FilterError, parse_filters, responses
+from apps.analytics.filters import FilterError, parse_filters, parse_include_simulated, responses
 from apps.experiments.models import Experiment
 from apps.hardware.models import PerformanceRun, RequestSample
 from apps.scores.models import Score
@@ -36,7 +36,7 @@ ENTITIES: dict[str, Entity] = {
             "ttft_ms": "ttft_ms", "latency_ms": "latency_ms", "cost_usd": "cost_usd", "error_code": "error_code",
             "passed": "passed", "score": "score", "quality_overall": "quality_overall",
             "quality_coherence": "quality_coherence", "quality_completeness": "quality_completeness",
-            "quality_readability": "quality_readability", "created_at": "created_at",
+            "quality_readability": "quality_readability", "simulated": "is_simulated", "created_at": "created_at",
         },
         ("id", "experiment", "endpoint", "model", "test_case", "temperature", "top_p", "max_tokens", "passed", "score",
          "quality_overall", "latency_ms", "cost_usd", "error_code", "created_at"),
@@ -52,14 +52,15 @@ ENTITIES: dict[str, Entity] = {
          "request_rate_rps": "request_rate_rps", "tool": "tool", "started_at": "started_at",
          "request_count": "summary__request_count", "error_count": "summary__error_count",
          "request_throughput_rps": "summary__request_throughput_rps",
-         "output_token_throughput_tps": "summary__output_token_throughput_tps", "created_at": "created_at"},
+         "output_token_throughput_tps": "summary__output_token_throughput_tps", "simulated": "is_simulated",
+         "created_at": "created_at"},
         ("id", "name", "model", "quantization", "hardware", "deployment", "concurrency", "request_count",
          "output_token_throughput_tps", "created_at"),
     ),
     "samples": Entity(
         {"run_id": "run_id", "index": "index", "error_code": "error_code", "ttft_ms": "ttft_ms", "e2e_ms": "e2e_ms",
          "input_tokens": "input_tokens", "output_tokens": "output_tokens", "mean_itl_ms": "mean_itl_ms",
-         "start_offset_ms": "start_offset_ms"},
+         "start_offset_ms": "start_offset_ms", "simulated": "run__is_simulated"},
         ("run_id", "index", "error_code", "ttft_ms", "e2e_ms", "output_tokens", "mean_itl_ms"),
         order="run_id",
     ),
@@ -108,12 +109,23 @@ def _int_list(filters: dict, name: str) -> list[int] | None:
         raise CustomExportError(f"filters.{name}", "an id or a list of ids") from None
 
 
+def _include_simulated(team, filters: dict) -> bool:
+    try:
+        return parse_include_simulated(filters, team)
+    except FilterError as exc:
+        raise CustomExportError(f"filters.{exc.field}", exc.problem) from None
+
+
 def _queryset(team, entity: str, filters: dict) -> QuerySet:
+    """The entity's rows in the filters; simulated results (responses, runs and their samples) only with
+    `include_simulated` (default: the team's `show_simulated`), as in every analytics view."""
+    include_simulated = _include_simulated(team, filters)
     if entity == "responses":
         try:
             query = {k: v for k, v in filters.items() if k in ("timeframe", "start", "end", "experiment_type",
-                                                               "model", "tag")}  # fmt: skip
-            rows = responses(team, parse_filters(query | {"timeframe": filters.get("timeframe") or "90d"}))
+                                                               "model", "tag", "include_simulated")}  # fmt: skip
+            query = query | {"timeframe": filters.get("timeframe") or "90d"}
+            rows = responses(team, parse_filters(query, team=team))
         except FilterError as exc:
             raise CustomExportError(f"filters.{exc.field}", exc.problem) from None
         if (ids := _int_list(filters, "experiment")) is not None:
@@ -130,6 +142,8 @@ def _queryset(team, entity: str, filters: dict) -> QuerySet:
         return rows
     if entity in ("runs", "samples"):
         runs = PerformanceRun.objects.filter(team=team)
+        if not include_simulated:
+            runs = runs.filter(is_simulated=False)
         if (ids := _int_list(filters, "run")) is not None:
             runs = runs.filter(pk__in=ids)
         if model := filters.get("model"):
@@ -153,6 +167,9 @@ def custom_export(team, body) -> CustomExport:
     fmt = body.get("format") or "csv"
     if fmt not in FORMATS:
         raise CustomExportError("format", f"one of {', '.join(FORMATS)}")
+    filters = {} if body.get("filters") is None else body["filters"]
+    if not isinstance(filters, dict):
+        raise CustomExportError("filters", "a JSON object")
     fields = body.get("fields") or list(entity.default)
     if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
         raise CustomExportError("fields", "a list of field names")
@@ -160,9 +177,8 @@ def custom_export(team, body) -> CustomExport:
     if unknown:
         raise CustomExportError("fields", f"unknown for {entity_name}: {', '.join(unknown)}; "
                                           f"one of {', '.join(entity.fields)}")  # fmt: skip
-    filters = {} if body.get("filters") is None else body["filters"]
-    if not isinstance(filters, dict):
-        raise CustomExportError("filters", "a JSON object")
+    if not body.get("fields") and "simulated" in entity.fields and _include_simulated(team, filters):
+        fields.append("simulated")  # simulated rows may be in it: every line says whether it is one
     rows = _queryset(team, entity_name, filters)
     paths = [entity.fields[f] for f in fields]
     ordered = rows.order_by(*(["run_id", "index"] if entity_name == "samples" else ["id"]))

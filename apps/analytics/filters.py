@@ -7,9 +7,12 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
+from apps.accounts.simulated import PARAM as SIMULATED_PARAM
 from apps.batches.selectors import QUALITY_METRICS
 from apps.experiments.models import Experiment, Response, TestCase
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 TIMEFRAMES = {"7d": 7, "30d": 30, "90d": 90}
 GRANULARITIES = ("day", "week")
 EXPERIMENT_TYPES = ("all", "single", "batch")
@@ -33,6 +36,7 @@ class Filters:
     model: str
     tag: str
     metric: str
+    include_simulated: bool = False  # simulated results (the sim provider, demo data) are left out unless True
 
     def describe(self) -> list[tuple[str, str]]:
         """(label, value) pairs for a report's title page and an export's summary."""
@@ -41,6 +45,7 @@ class Filters:
             ("Timeframe", f"{self.timeframe}: {self.start.date().isoformat()} to {last} (UTC)"),
             ("Experiment type", self.experiment_type), ("Model", self.model or "all"), ("Tag", self.tag or "all"),
             ("Quality metric", self.metric), ("Granularity", self.granularity),
+            ("Simulated results", "included" if self.include_simulated else "left out"),
         ]  # fmt: skip
 
     def as_json(self) -> dict:
@@ -53,7 +58,8 @@ class Filters:
         from urllib.parse import urlencode
 
         params = {"timeframe": self.timeframe, "granularity": self.granularity, "experiment_type": self.experiment_type,
-                  "model": self.model, "tag": self.tag, "metric": self.metric}  # fmt: skip
+                  "model": self.model, "tag": self.tag, "metric": self.metric,
+                  SIMULATED_PARAM: "1" if self.include_simulated else "0"}  # fmt: skip
         if self.timeframe == "custom":
             params["start"] = self.start.date().isoformat()
             params["end"] = (self.end - timedelta(days=1)).date().isoformat()
@@ -80,9 +86,24 @@ def _day(params, name: str):
     return day
 
 
-def parse_filters(params, *, now: datetime | None = None) -> Filters:
+def parse_include_simulated(params, team=None) -> bool:
+    """`include_simulated=1|0|true|false|yes|no|on|off` from a query string, else the team's default
+    (`Team.show_simulated`, as apps.accounts.simulated.include_simulated reads a request)."""
+    raw = params.get(SIMULATED_PARAM)
+    raw = (raw if isinstance(raw, str) else "" if raw is None else str(raw)).strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    if raw:
+        raise FilterError(SIMULATED_PARAM, f"1 or 0 (true or false), not {raw!r}")
+    return bool(team is not None and getattr(team, "show_simulated", False))
+
+
+def parse_filters(params, *, team=None, now: datetime | None = None) -> Filters:
     """Filters from a query string (or a dict): timeframe 7d | 30d | 90d | custom (start, end:
-    inclusive dates), granularity day | week, experiment_type all | single | batch, model, tag, metric."""
+    inclusive dates), granularity day | week, experiment_type all | single | batch, model, tag, metric,
+    include_simulated (default: the team's `show_simulated`, False without a team)."""
     now = now or timezone.now()
     timeframe = _choice(params, "timeframe", (*TIMEFRAMES, "custom"), "30d")
     if timeframe == "custom":
@@ -101,14 +122,18 @@ def parse_filters(params, *, now: datetime | None = None) -> Filters:
     model = (params.get("model") or "").strip()[:200]
     tag = (params.get("tag") or "").strip()[:100]
     return Filters(timeframe, start, end, _choice(params, "granularity", GRANULARITIES, "day"),
-                   _choice(params, "experiment_type", EXPERIMENT_TYPES, "all"), model, tag, metric)  # fmt: skip
+                   _choice(params, "experiment_type", EXPERIMENT_TYPES, "all"), model, tag, metric,
+                   parse_include_simulated(params, team))  # fmt: skip
 
 
 def responses(team, filters: Filters) -> QuerySet:
-    """The team's responses inside the filter (failed ones included: callers count them apart)."""
+    """The team's responses inside the filter (failed ones included: callers count them apart); simulated
+    ones only with `include_simulated`."""
     rows = Response.objects.filter(
         experiment__team=team, created_at__gte=filters.start, created_at__lt=filters.end
     ).order_by()
+    if not filters.include_simulated:
+        rows = rows.filter(is_simulated=False)
     if filters.experiment_type != "all":
         rows = rows.filter(experiment__kind=filters.experiment_type)
     if filters.model:

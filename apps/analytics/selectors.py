@@ -4,6 +4,9 @@ Quality figures are on the 0–100 scale of the batch analysis: text-quality met
 evaluator score × 100 and pass/fail as 100/0. Failed requests are counted, never averaged in. The
 database aggregates (counts, sums, sums of squares, value counts); numpy/scipy do the rest
 (apps.analytics.stats), so a view over 200,000 responses reads a few hundred rows.
+
+Simulated results (the sim provider, generated demo data) are left out unless the filter includes them;
+every group, row and pair that aggregates data says `simulated: True` when a simulated result is in it.
 """
 
 import math
@@ -11,8 +14,10 @@ from collections import defaultdict
 from dataclasses import asdict
 
 import numpy as np
-from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import Floor, TruncDay, TruncWeek
+from django.db import connection
+from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, Max, Min, OuterRef, Q, Sum
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce, Floor, TruncDay, TruncWeek
 
 from apps.analytics import stats
 from apps.analytics.filters import Filters, responses
@@ -20,6 +25,7 @@ from apps.batches import analysis
 from apps.batches.selectors import QUALITY_METRICS, TEXT_METRICS, as_json, metric_expression
 from apps.experiments.models import Experiment, ExperimentTarget, TestCase
 from apps.hardware.models import PerformanceRun
+from apps.providers.models import ProviderEndpoint
 from apps.scores.models import ModelVariant, Score
 
 OK = Q(error_code="")
@@ -30,17 +36,56 @@ PARAMETER_SAMPLE = 10_000  # rows the parameter analytics read at most (a determ
 MAX_COMPARED = 12  # models compared pairwise at most (the largest by responses)
 
 
-def _moments(prefix: str, expression) -> dict:
-    """Aggregates whose results `_summary` turns into n, mean, sd and interval."""
+# Whether a request succeeded, as a grouping key: the views group by it rather than filter each of their
+# twenty-odd aggregates on it (PostgreSQL evaluates a FILTER once per aggregate and row: a third of the time).
+SUCCEEDED = ExpressionWrapper(OK, output_field=BooleanField())
+ALL_ROWS = ("responses", "simulated_n", "cost")  # figures of failed and successful requests alike
+
+
+def _moments(prefix: str, expression, *, ok_filter: bool = True) -> dict:
+    """Aggregates whose results `_summary` turns into n, mean, sd and interval (over successful requests:
+    filtered here, or grouped by `SUCCEEDED` with ok_filter=False)."""
+    where = OK if ok_filter else None
     return {
-        f"{prefix}_n": Count(expression, filter=OK),
-        f"{prefix}_sum": Sum(expression, filter=OK),
-        f"{prefix}_sq": Sum(expression * expression, filter=OK),
+        f"{prefix}_n": Count(expression, filter=where),
+        f"{prefix}_sum": Sum(expression, filter=where),
+        f"{prefix}_sq": Sum(expression * expression, filter=where),
     }
+
+
+def _by_key(rows, keys: tuple[str, ...]) -> dict:
+    """Rows grouped by `keys` and `ok` (SUCCEEDED) folded into one dict per key: the successful rows'
+    figures, `responses` and the other ALL_ROWS figures over every row, `errors` the failed rows."""
+    out: dict = {}
+    for row in rows:
+        key = tuple(row.pop(k) for k in keys)
+        ok = row.pop("ok")
+        into = out.get(key)
+        if into is None:
+            into = out[key] = {**dict.fromkeys(row, 0), "errors": 0}
+        if ok:
+            for name, value in row.items():
+                if value:
+                    into[name] += value
+        else:
+            for name in ALL_ROWS:
+                if row.get(name):
+                    into[name] += row[name]
+            into["errors"] += row["responses"]
+    return out
 
 
 def _summary(row: dict, prefix: str) -> stats.Summary:
     return stats.from_moments(row[f"{prefix}_n"], row[f"{prefix}_sum"], row[f"{prefix}_sq"])
+
+
+def _positive_summary(row: dict, prefix: str) -> stats.Summary:
+    return stats.positive_from_moments(row[f"{prefix}_n"], row[f"{prefix}_sum"], row[f"{prefix}_sq"])
+
+
+def _simulated_count(filters: Filters) -> dict:
+    """A count of the simulated responses in each group, when they may be there at all."""
+    return {"simulated_n": Count("id", filter=Q(is_simulated=True))} if filters.include_simulated else {}
 
 
 # --- quality trends -------------------------------------------------------------------------------
@@ -50,18 +95,24 @@ def quality_trends(team, filters: Filters) -> dict:
     """Per day or week: responses, n, mean of the chosen metric with its interval, and every quality
     metric's mean; the direction of a linear fit through the period means, the best period."""
     trunc = TruncDay if filters.granularity == "day" else TruncWeek
-    aggregates = {"responses": Count("id"), "errors": Count("id", filter=~OK)}
+    aggregates = {"responses": Count("id"), **_simulated_count(filters)}
     for metric in QUALITY_METRICS:
-        aggregates.update(_moments(metric, metric_expression(metric)))
-    rows = (
-        responses(team, filters).annotate(period=trunc("created_at")).values("period").annotate(**aggregates)
-    ).order_by("period")
+        if metric == filters.metric:
+            aggregates.update(_moments(metric, metric_expression(metric), ok_filter=False))
+        else:  # only the mean of the other metrics: no sum of squares to compute
+            expression = metric_expression(metric)
+            aggregates.update({f"{metric}_n": Count(expression), f"{metric}_sum": Sum(expression)})
+    grouped = _by_key(
+        responses(team, filters).annotate(period=trunc("created_at"), ok=SUCCEEDED)
+        .values("period", "ok").annotate(**aggregates),
+        ("period",),
+    )  # fmt: skip
     points = []
-    for row in rows:
+    for (period,), row in sorted(grouped.items()):
         main = _summary(row, filters.metric)
         points.append({
-            "period": row["period"].date(), "responses": row["responses"], "errors": row["errors"],
-            **asdict(main),
+            "period": period.date(), "responses": row["responses"], "errors": row["errors"],
+            **asdict(main), "simulated": bool(row.get("simulated_n")),
             "metrics": {m: (row[f"{m}_sum"] / row[f"{m}_n"] if row[f"{m}_n"] else None) for m in QUALITY_METRICS},
         })  # fmt: skip
     measured = [p for p in points if p["n"]]
@@ -72,7 +123,7 @@ def quality_trends(team, filters: Filters) -> dict:
     return as_json({
         "metric": filters.metric, "unit": "points", "granularity": filters.granularity, "filters": filters.as_json(),
         "n": total[0], "responses": sum(p["responses"] for p in points), "mean": total[1] / total[0] if total[0] else None,
-        "points": points, "trend": fit,
+        "points": points, "trend": fit, "simulated": any(p["simulated"] for p in points),
         "best_period": {"period": best["period"], "mean": best["mean"], "n": best["n"]} if best else None,
     })  # fmt: skip
 
@@ -96,20 +147,21 @@ def breakdown(team, filters: Filters, dimension: str) -> dict:
     rows = responses(team, filters)
     if dimension != "model":
         rows = rows.filter(test_case__isnull=False)
-    aggregates = {"responses": Count("id"), "errors": Count("id", filter=~OK),
-                  "evaluated": Count("passed", filter=OK), "passed": Count("id", filter=OK & Q(passed=True))}  # fmt: skip
+    aggregates = {"responses": Count("id"), "evaluated": Count("passed"), "passed_n": Count("id", filter=Q(passed=True)),
+                  **_simulated_count(filters)}  # fmt: skip
     for metric in (*TEXT_METRICS, "score"):
-        aggregates.update(_moments(metric, metric_expression(metric)))
-    grouped = list(rows.values(key).annotate(**aggregates))
-    expression = metric_expression(filters.metric)
-    bins = (
-        rows.filter(OK).annotate(v=expression).filter(v__isnull=False)
-        .annotate(bin=Floor(F("v") / 10.0)).values(key, "bin").annotate(count=Count("id"))
-    )  # fmt: skip
+        aggregates.update(_moments(metric, metric_expression(metric), ok_filter=False))
+    # One pass: grouped by the key, success and the histogram bin of the chosen metric (NULL for a missing
+    # value); the key's figures are its bins' figures added up.
     histograms: dict = defaultdict(lambda: [0] * HISTOGRAM_BINS)
-    for row in bins:
-        if row["bin"] is not None:
-            histograms[row[key]][min(max(int(row["bin"]), 0), HISTOGRAM_BINS - 1)] += row["count"]
+    binned = []
+    for row in (rows.annotate(ok=SUCCEEDED, bin=Floor(metric_expression(filters.metric) / 10.0))
+                .values(key, "ok", "bin").annotate(**aggregates)):  # fmt: skip
+        bin_index = row.pop("bin")
+        if row["ok"] and bin_index is not None:
+            histograms[row[key]][min(max(int(bin_index), 0), HISTOGRAM_BINS - 1)] += row["responses"]
+        binned.append(row)
+    grouped = [{key: group, **figures} for (group,), figures in _by_key(binned, (key,)).items()]
     labels = _group_labels(team, dimension, [row[key] for row in grouped])
 
     def group_names(value) -> list[str]:
@@ -132,20 +184,21 @@ def breakdown(team, filters: Filters, dimension: str) -> dict:
             into["histogram"] = [a + b for a, b in zip(into["histogram"], histograms[row[key]], strict=True)]
     groups = []
     for name, row in sorted(pooled.items(), key=lambda item: (-item[1]["responses"], item[0])):
-        wilson = stats.wilson_interval(row["passed"], row["evaluated"])
+        wilson = stats.pass_rate_interval(row["passed_n"], row["evaluated"])
         groups.append({
             "group": name, "responses": row["responses"], "errors": row["errors"],
-            "evaluated": row["evaluated"], "passed": row["passed"],
-            "pass_rate": 100 * row["passed"] / row["evaluated"] if row["evaluated"] else None,
-            "pass_rate_ci": [100 * wilson[0], 100 * wilson[1]] if wilson else None,
+            "evaluated": row["evaluated"], "passed": row["passed_n"],
+            "pass_rate": 100 * row["passed_n"] / row["evaluated"] if row["evaluated"] else None,
+            "pass_rate_ci": list(wilson) if wilson else None, "pass_rate_enough_data": wilson is not None,
             "metrics": {m: asdict(_summary(row, m)) for m in (*TEXT_METRICS, "score")},
-            "histogram": row["histogram"],
+            "histogram": row["histogram"], "simulated": bool(row.get("simulated_n")),
         })  # fmt: skip
     note = "" if dimension == "model" else "responses to a prompt without a test case are left out"
     if dimension == "tag":
         note += "; a test case with several tags counts in each"
     return as_json({"dimension": dimension, "metric": filters.metric, "histogram_bins": HISTOGRAM_BINS,
-                    "filters": filters.as_json(), "groups": groups, "note": note})  # fmt: skip
+                    "filters": filters.as_json(), "groups": groups, "note": note,
+                    "simulated": any(g["simulated"] for g in groups)})  # fmt: skip
 
 
 # --- model comparison -----------------------------------------------------------------------------
@@ -163,53 +216,77 @@ def model_comparison(team, filters: Filters) -> dict:
     rows = responses(team, filters)
     expression = metric_expression(filters.metric)
     keys = ("target__endpoint__name", "target__model")
-    grouped = list(
-        rows.values(*keys).annotate(
-            responses=Count("id"), errors=Count("id", filter=~OK), evaluated=Count("passed", filter=OK),
-            passed=Count("id", filter=OK & Q(passed=True)), latency_n=Count("latency_ms", filter=OK),
-            latency_sum=Sum("latency_ms", filter=OK), ttft_n=Count("ttft_ms", filter=OK),
-            ttft_sum=Sum("ttft_ms", filter=OK), cost=Sum("cost_usd"), **_moments("m", expression),
-        )
+    # One pass, per target and test case: a target's figures are its test cases' figures added up, and the
+    # per-test-case means feed the paired test.
+    by_target: dict = {}
+    per_case: dict = defaultdict(dict)
+    per_case_moments: dict = defaultdict(dict)
+    # Grouped by the endpoint's id, not its name: one join fewer over every row (names are looked up after).
+    by_case = _by_key(
+        rows.annotate(ok=SUCCEEDED).values("target__endpoint_id", "target__model", "test_case_id", "ok").annotate(
+            responses=Count("id"), evaluated=Count("passed"), passed_n=Count("id", filter=Q(passed=True)),
+            **_moments("latency", F("latency_ms"), ok_filter=False),
+            **_moments("ttft", F("ttft_ms"), ok_filter=False), cost=Sum("cost_usd"),
+            **_moments("m", expression, ok_filter=False), **_simulated_count(filters),
+        ),
+        ("target__endpoint_id", "target__model", "test_case_id"),
     )  # fmt: skip
+    endpoint_names = dict(ProviderEndpoint.objects.filter(pk__in={key[0] for key in by_case}).values_list("pk", "name"))
+    for (endpoint_id, model, case), row in by_case.items():
+        target = (endpoint_names[endpoint_id], model)
+        into = by_target.setdefault(target, dict.fromkeys(row, 0))
+        for k, v in row.items():
+            into[k] += v or 0
+        if case is not None:  # two endpoints of one name are one target: their per-case figures add up too
+            cell = per_case_moments[target].setdefault(case, [0, 0.0])
+            cell[0] += row["m_n"]
+            cell[1] += row["m_sum"] or 0.0
+    for target, cases in per_case_moments.items():
+        per_case[target] = {case: total / n for case, (n, total) in cases.items() if n}
+    grouped = [{keys[0]: target[0], keys[1]: target[1], **figures} for target, figures in by_target.items()]
     grouped.sort(key=lambda r: (-r["responses"], _target_label(r[keys[0]], r[keys[1]])))
     targets = []
     for row in grouped:
-        wilson = stats.wilson_interval(row["passed"], row["evaluated"])
+        wilson = stats.pass_rate_interval(row["passed_n"], row["evaluated"])
+        latency, ttft = _positive_summary(row, "latency"), _positive_summary(row, "ttft")
         targets.append({
             "target": _target_label(row[keys[0]], row[keys[1]]), "endpoint": row[keys[0]], "model": row[keys[1]],
             "responses": row["responses"], "errors": row["errors"], **asdict(_summary(row, "m")),
-            "evaluated": row["evaluated"], "passed": row["passed"],
-            "pass_rate": 100 * row["passed"] / row["evaluated"] if row["evaluated"] else None,
-            "pass_rate_ci": [100 * wilson[0], 100 * wilson[1]] if wilson else None,
-            "mean_latency_ms": row["latency_sum"] / row["latency_n"] if row["latency_n"] else None,
-            "mean_ttft_ms": row["ttft_sum"] / row["ttft_n"] if row["ttft_n"] else None,
+            "evaluated": row["evaluated"], "passed": row["passed_n"],
+            "pass_rate": 100 * row["passed_n"] / row["evaluated"] if row["evaluated"] else None,
+            "pass_rate_ci": list(wilson) if wilson else None, "pass_rate_enough_data": wilson is not None,
+            "mean_latency_ms": latency.mean, "mean_latency_ci": _ci(latency),
+            "mean_ttft_ms": ttft.mean, "mean_ttft_ci": _ci(ttft),
             "cost_usd": float(row["cost"] or 0.0),
             "cost_per_response_usd": float(row["cost"] or 0.0) / row["responses"] if row["responses"] else None,
+            "simulated": bool(row.get("simulated_n")),
         })  # fmt: skip
     compared = targets[:MAX_COMPARED]
     names = {(t["endpoint"], t["model"]) for t in compared}
-    # Per (target, test case) means, for the paired test.
-    per_case: dict = defaultdict(dict)
-    for row in (rows.filter(OK, test_case__isnull=False).values(*keys, "test_case_id")
-                .annotate(n=Count(expression), total=Sum(expression))):  # fmt: skip
-        if row["n"] and (row[keys[0]], row[keys[1]]) in names:
-            per_case[(row[keys[0]], row[keys[1]])][row["test_case_id"]] = row["total"] / row["n"]
     value_counts = None
-    pairs = []
+    pairs, simulated = [], []
+    paired = []  # (index in pairs, a's per-test-case means, b's): one batch of Wilcoxon tests
     for i, a in enumerate(compared):
         for b in compared[i + 1 :]:
             ka, kb = (a["endpoint"], a["model"]), (b["endpoint"], b["model"])
             shared = sorted(set(per_case[ka]) & set(per_case[kb]))
+            test = None
             if len(shared) >= 2:
-                test = stats.wilcoxon_paired([per_case[ka][c] for c in shared], [per_case[kb][c] for c in shared])
+                paired.append((len(pairs), [per_case[ka][c] for c in shared], [per_case[kb][c] for c in shared]))
             else:
                 if value_counts is None:
                     value_counts = _value_counts(rows, keys, expression, names)
                 va, vb = value_counts.get(ka, ([], [])), value_counts.get(kb, ([], []))
-                test = stats.mann_whitney_counts(va[0], va[1], vb[0], vb[1])
+                test = asdict(stats.mann_whitney_counts(va[0], va[1], vb[0], vb[1]))
             difference = a["mean"] - b["mean"] if a["mean"] is not None and b["mean"] is not None else None
             pairs.append({"a": a["target"], "b": b["target"], "difference": difference, "shared_test_cases": len(shared),
-                          **asdict(test)})  # fmt: skip
+                          **(test or {})})  # fmt: skip
+            simulated.append(a["simulated"] or b["simulated"])
+    tests = stats.wilcoxon_paired_many([(x, y) for _, x, y in paired])
+    for (index, _, _), test in zip(paired, tests, strict=True):
+        pairs[index].update(asdict(test))
+    for pair, flag in zip(pairs, simulated, strict=True):
+        pair["simulated"] = flag
     for pair, adjusted in zip(pairs, stats.holm([p["p_value"] for p in pairs]), strict=True):
         pair["p_holm"] = adjusted
         pair["significant"] = adjusted is not None and adjusted < stats.ALPHA
@@ -219,7 +296,11 @@ def model_comparison(team, filters: Filters) -> dict:
         else ""
     )
     return as_json({"metric": filters.metric, "unit": "points", "filters": filters.as_json(), "targets": targets,
-                    "pairs": pairs, "note": note})  # fmt: skip
+                    "pairs": pairs, "note": note, "simulated": any(t["simulated"] for t in targets)})  # fmt: skip
+
+
+def _ci(summary: stats.Summary) -> list[float] | None:
+    return [summary.ci_low, summary.ci_high] if summary.ci_low is not None else None
 
 
 def _value_counts(rows, keys, expression, names) -> dict:
@@ -242,16 +323,15 @@ def parameter_observations(team, filters: Filters, *, limit: int = PARAMETER_SAM
     """Successful responses as arrays (parameters and figures), every k-th by id when there are more
     than `limit`, so the same filter always reads the same sample."""
     rows = responses(team, filters).filter(OK)
-    total = rows.count()
+    span = rows.aggregate(total=Count("id"), first=Min("id"), last=Max("id"))
+    total = span["total"]
     step = max(1, math.ceil(total / limit))
     if step > 1:
-        rows = rows.annotate(bucket=F("id") % step).filter(bucket=0)
+        rows = _multiples_of(rows, step, span["first"], span["last"], limit)
     columns = (*PARAMETER_NAMES, *(f"quality_{m}" for m in TEXT_METRICS), "score", "passed", "latency_ms",
-               "ttft_ms", "cost_usd")  # fmt: skip
+               "ttft_ms", "cost_usd", "is_simulated")  # fmt: skip
     data = list(rows.order_by("id").values_list(*columns)[:limit])
-    cells = np.array(data, dtype=object).reshape(len(data), len(columns))
-    cells[cells == None] = np.nan  # noqa: E711 - elementwise: NULL becomes NaN
-    table = cells.astype(float)
+    table = np.array(data, dtype=float).reshape(len(data), len(columns))  # NULL becomes NaN, booleans 1 and 0
     parameters = {name: table[:, i] for i, name in enumerate(PARAMETER_NAMES)}
     parameters = {n: v for n, v in parameters.items() if len(np.unique(v[np.isfinite(v)])) > 1}
     offset = len(PARAMETER_NAMES)
@@ -261,7 +341,47 @@ def parameter_observations(team, filters: Filters, *, limit: int = PARAMETER_SAM
     metrics["pass_rate"] = table[:, offset + 1] * 100
     for i, name in enumerate(("latency_ms", "ttft_ms", "cost_usd"), start=offset + 2):
         metrics[name] = table[:, i]
-    return {"parameters": parameters, "metrics": metrics, "n": len(data), "total": total, "step": step}
+    simulated = table[:, -1] == 1
+    return {"parameters": parameters, "metrics": metrics, "n": len(data), "total": total, "step": step,
+            "simulated": simulated}  # fmt: skip
+
+
+def _simulated_in(data: dict, parameter: str | None = None, metric: str | None = None, value=None) -> bool:
+    """Whether a simulated response is among the rows a figure used: those with the parameter (at the
+    value) and the metric."""
+    rows = data["simulated"].copy()
+    if parameter in data["parameters"]:
+        x = data["parameters"][parameter]
+        rows &= np.isfinite(x) if value is None else x == value
+    if metric in data["metrics"]:
+        rows &= np.isfinite(data["metrics"][metric])
+    return bool(rows.any())
+
+
+def _flag_items(data: dict, items: list[dict]) -> list[dict]:
+    """Each correlation, effect (and each of its values), optimal value and insight with its `simulated`."""
+    if not data["simulated"].any():
+        for item in items:
+            item["simulated"] = False
+            for value in item.get("values") or []:
+                value["simulated"] = False
+        return items
+    for item in items:
+        parameter, metric = item.get("parameter"), item.get("metric")
+        item["simulated"] = _simulated_in(data, parameter, metric)
+        for value in item.get("values") or []:
+            value["simulated"] = _simulated_in(data, parameter, metric, value["value"])
+    return items
+
+
+def _multiples_of(rows, step: int, first: int, last: int, limit: int):
+    """The rows whose id is a multiple of `step`. On PostgreSQL, when the ids between the first and the last
+    hold few multiples, each is looked up by primary key (generate_series) instead of scanning the table a
+    second time: the same rows, in a third of the time."""
+    start = -(-first // step) * step
+    if connection.vendor == "postgresql" and (last - start) // step < 4 * limit:
+        return rows.filter(id__in=RawSQL("SELECT generate_series(%s, %s, %s)", (start, last, step)))
+    return rows.annotate(bucket=F("id") % step).filter(bucket=0)
 
 
 def _sample_note(data: dict) -> str:
@@ -272,19 +392,33 @@ def _sample_note(data: dict) -> str:
 
 def parameter_optimization(team, filters: Filters, objective: analysis.Objective) -> dict:
     data = parameter_observations(team, filters)
-    result = analysis.optimize(data["parameters"], data["metrics"], objective)
+    result = as_json(analysis.optimize(data["parameters"], data["metrics"], objective))
+    _flag_items(data, result.get("optimal") or [])
+    best = result.get("best_combination")
+    if best:
+        best["simulated"] = bool(data["simulated"].any()) and _simulated_in_combination(data, best["parameters"])
     return as_json({"filters": filters.as_json(), "sample": _sample_note(data), "n": data["n"],
-                    "parameters": list(data["parameters"]), **asdict(result)})  # fmt: skip
+                    "parameters": list(data["parameters"]), **result,
+                    "simulated": bool(data["simulated"].any())})  # fmt: skip
+
+
+def _simulated_in_combination(data: dict, combination: dict) -> bool:
+    rows = data["simulated"].copy()
+    for name, value in combination.items():
+        if name in data["parameters"]:
+            rows &= data["parameters"][name] == value
+    return bool(rows.any())
 
 
 def parameter_correlation(team, filters: Filters) -> dict:
     data = parameter_observations(team, filters)
+    correlations = as_json(analysis.correlations(data["parameters"], data["metrics"]))
+    # The mean at each value for the chosen metric only: with a swept parameter of 100 values, every
+    # figure's table would be thousands of rows (and most of the time).
+    effects = as_json(analysis.effects(data["parameters"], {filters.metric: data["metrics"][filters.metric]}))
     return as_json({"filters": filters.as_json(), "sample": _sample_note(data), "n": data["n"],
-                    "parameters": list(data["parameters"]),
-                    "correlations": analysis.correlations(data["parameters"], data["metrics"]),
-                    # The mean at each value for the chosen metric only: with a swept parameter of 100 values,
-                    # every figure's table would be thousands of rows (and most of the time).
-                    "effects": analysis.effects(data["parameters"], {filters.metric: data["metrics"][filters.metric]})})  # fmt: skip
+                    "parameters": list(data["parameters"]), "correlations": _flag_items(data, correlations),
+                    "effects": _flag_items(data, effects), "simulated": bool(data["simulated"].any())})  # fmt: skip
 
 
 def parameter_insights(team, filters: Filters, objective: analysis.Objective) -> dict:
@@ -295,18 +429,27 @@ def parameter_insights(team, filters: Filters, objective: analysis.Objective) ->
     found = analysis.insights(data["parameters"], data["metrics"], objective=objective,
                               correlation_list=analysis.correlations(data["parameters"], cited))  # fmt: skip
     return as_json({"filters": filters.as_json(), "sample": _sample_note(data), "n": data["n"],
-                    "objective": objective.name, "insights": found})  # fmt: skip
+                    "objective": objective.name, "insights": _flag_items(data, as_json(found)),
+                    "simulated": bool(data["simulated"].any())})  # fmt: skip
 
 
 # --- regressions ----------------------------------------------------------------------------------
 
 
-def _quality_regressions(team) -> list[dict]:
-    """Per target (endpoint · model): its latest finished experiment against the previous one."""
+def _quality_regressions(team, include_simulated: bool) -> list[dict]:
+    """Per target (endpoint · model): its latest finished experiment against the previous one (without
+    simulated responses, an experiment that has only those does not count)."""
+    from apps.experiments.models import Response
+
     appearances: dict = defaultdict(list)
     finished = ExperimentTarget.objects.filter(
         experiment__team=team, experiment__status__in=[Experiment.Status.COMPLETED, Experiment.Status.CANCELLED]
-    ).values_list("experiment_id", "experiment__name", "experiment__finished_at", "endpoint__name", "model")
+    )
+    if not include_simulated:
+        finished = finished.filter(Exists(Response.objects.filter(target=OuterRef("pk"), is_simulated=False)))
+    finished = finished.values_list(
+        "experiment_id", "experiment__name", "experiment__finished_at", "endpoint__name", "model"
+    )
     for experiment_id, name, finished_at, endpoint, model in finished:
         appearances[(endpoint, model)].append((finished_at, experiment_id, name))
     chosen: dict = {}
@@ -317,14 +460,15 @@ def _quality_regressions(team) -> list[dict]:
     if not chosen:
         return []
     experiment_ids = {s[1] for pair in chosen.values() for s in pair}
-    from apps.experiments.models import Response
-
+    rows = Response.objects.filter(experiment_id__in=experiment_ids).order_by()
+    if not include_simulated:
+        rows = rows.filter(is_simulated=False)
+    simulated = {"simulated_n": Count("id", filter=Q(is_simulated=True))} if include_simulated else {}
     figures = {}
     for row in (
-        Response.objects.filter(experiment_id__in=experiment_ids).order_by()
-        .values("experiment_id", "target__endpoint__name", "target__model")
-        .annotate(evaluated=Count("passed", filter=OK), passed=Count("id", filter=OK & Q(passed=True)),
-                  **_moments("s", metric_expression("score")))
+        rows.values("experiment_id", "target__endpoint__name", "target__model")
+        .annotate(evaluated=Count("passed", filter=OK), passed_n=Count("id", filter=OK & Q(passed=True)),
+                  **_moments("s", metric_expression("score")), **simulated)
     ):  # fmt: skip
         figures[(row["experiment_id"], row["target__endpoint__name"], row["target__model"])] = row
     out = []
@@ -333,10 +477,12 @@ def _quality_regressions(team) -> list[dict]:
         if not now or not before:
             continue
         base = {"kind": "quality", "subject": _target_label(endpoint, model), "latest": latest[2],
-                "latest_id": latest[1], "previous": previous[2], "previous_id": previous[1]}  # fmt: skip
+                "latest_id": latest[1], "previous": previous[2], "previous_id": previous[1],
+                "simulated": bool(now.get("simulated_n") or before.get("simulated_n"))}  # fmt: skip
         if now["evaluated"] and before["evaluated"]:
-            rate_now, rate_before = 100 * now["passed"] / now["evaluated"], 100 * before["passed"] / before["evaluated"]
-            test = stats.fisher(now["passed"], now["evaluated"], before["passed"], before["evaluated"])
+            rate_now = 100 * now["passed_n"] / now["evaluated"]
+            rate_before = 100 * before["passed_n"] / before["evaluated"]
+            test = stats.fisher(now["passed_n"], now["evaluated"], before["passed_n"], before["evaluated"])
             out.append({**base, "metric": "pass_rate", "unit": "%", "value": rate_now, "previous_value": rate_before,
                         "n": now["evaluated"], "previous_n": before["evaluated"], "higher_is_better": True,
                         **asdict(test)})  # fmt: skip
@@ -365,29 +511,35 @@ def _run_summary(metrics: dict, name: str) -> stats.Summary:
     return stats.Summary(int(n), float(mean), None if sd is None else float(sd), None, None)
 
 
-def _performance_regressions(team) -> list[dict]:
+def _performance_regressions(team, include_simulated: bool) -> list[dict]:
     """Per model variant × hardware × deployment × workload: the latest run against the previous one."""
-    runs = (
-        PerformanceRun.objects.filter(team=team, summary__isnull=False)
+    runs = PerformanceRun.objects.filter(team=team, summary__isnull=False)
+    if not include_simulated:
+        runs = runs.filter(is_simulated=False)
+    # The series and their order from plain columns, in time order from the database (reading 2,000
+    # timestamps into Python costs more than the rest); the summaries (JSON) of the two latest runs only.
+    latest_two: dict = {}
+    for pk, *key in runs.order_by(Coalesce("started_at", "created_at"), "pk").values_list(
+        "pk", "variant_id", "hardware_id", "deployment_id", "concurrency", "request_rate_rps",
+        "input_tokens_target", "output_tokens_target", "dataset",
+    ):  # fmt: skip
+        key = tuple(key)
+        latest_two[key] = (pk, latest_two[key][0] if key in latest_two else None)
+    pairs = [pair for pair in latest_two.values() if pair[1] is not None]
+    loaded = (
+        PerformanceRun.objects.filter(pk__in=[pk for pair in pairs for pk in pair])
         .select_related("variant", "hardware", "deployment", "summary")
-        .only("pk", "name", "created_at", "started_at", "concurrency", "request_rate_rps", "input_tokens_target",
-              "output_tokens_target", "dataset", "variant__model_name", "variant__quantization", "hardware__name",
-              "deployment__name", "summary__metrics", "summary__output_token_throughput_tps")
+        .only("pk", "name", "concurrency", "request_rate_rps", "is_simulated", "variant__model_name",
+              "variant__quantization", "hardware__name", "deployment__name", "summary__metrics")
+        .in_bulk()
     )  # fmt: skip
-    series: dict = defaultdict(list)
-    for run in runs:
-        key = (run.variant_id, run.hardware_id, run.deployment_id, run.concurrency, run.request_rate_rps,
-               run.input_tokens_target, run.output_tokens_target, run.dataset)  # fmt: skip
-        series[key].append(run)
     out = []
-    for seen in series.values():
-        if len(seen) < 2:
-            continue
-        seen.sort(key=lambda r: (r.started_at or r.created_at, r.pk))
-        latest, previous = seen[-1], seen[-2]
+    for latest_pk, previous_pk in pairs:
+        latest, previous = loaded[latest_pk], loaded[previous_pk]
         subject = latest.label + (f" · {latest.deployment}" if latest.deployment_id else "")
         base = {"kind": "performance", "subject": subject, "latest": str(latest), "latest_id": latest.pk,
-                "previous": str(previous), "previous_id": previous.pk}  # fmt: skip
+                "previous": str(previous), "previous_id": previous.pk,
+                "simulated": latest.is_simulated or previous.is_simulated}  # fmt: skip
         for figure, (metric, key), tested, higher in PERFORMANCE_FIGURES:
             value = (latest.summary.metrics.get(metric) or {}).get(key)
             before = (previous.summary.metrics.get(metric) or {}).get(key)
@@ -404,12 +556,15 @@ def _performance_regressions(team) -> list[dict]:
     return out
 
 
-def regressions(team) -> dict:
+def regressions(team, *, include_simulated: bool | None = None) -> dict:
     """Latest against previous comparable run, for quality (pass rate: Fisher exact; mean score:
     Welch) and performance (TTFT p95, TPOT, throughput: Welch on the per-request means the summaries
     store). p-values are Holm-corrected over every comparison; a regression is a significant change
-    for the worse, an improvement one for the better."""
-    found = _quality_regressions(team) + _performance_regressions(team)
+    for the worse, an improvement one for the better. Simulated results only with `include_simulated`
+    (None: the team's `show_simulated`)."""
+    if include_simulated is None:
+        include_simulated = bool(team.show_simulated)
+    found = _quality_regressions(team, include_simulated) + _performance_regressions(team, include_simulated)
     for item, adjusted in zip(found, stats.holm([f["p_value"] for f in found]), strict=True):
         item["p_holm"] = adjusted
         significant = adjusted is not None and adjusted < stats.ALPHA
@@ -422,7 +577,8 @@ def regressions(team) -> dict:
         )
     found.sort(key=lambda f: (f["status"] != "regression", f["status"] != "improvement", f["kind"], f["subject"]))
     return as_json({"comparisons": found, "regressions": sum(f["status"] == "regression" for f in found),
-                    "improvements": sum(f["status"] == "improvement" for f in found)})  # fmt: skip
+                    "improvements": sum(f["status"] == "improvement" for f in found),
+                    "include_simulated": include_simulated, "simulated": any(f["simulated"] for f in found)})  # fmt: skip
 
 
 # --- leaderboard ----------------------------------------------------------------------------------
@@ -457,38 +613,51 @@ def _median(values: list[float]) -> float | None:
 
 
 def leaderboard(team, filters: Filters, weights: dict[str, float]) -> dict:
-    """Per model variant and deployment: the mean of its imported benchmark scores and its own test-case
+    """Per model variant and deployment (simulated runs, responses and scores only with the filter's
+    `include_simulated`): the mean of its imported benchmark scores and its own test-case
     quality (mean evaluator score of responses from a model of that name), median TTFT p50 and output
     throughput over its performance runs, and the cost per 1M output tokens on its hardware (hourly cost ÷
     throughput). Each axis scaled 0–1 over the rows (1 = best), mixed with the weights; the Pareto front is
     over quality (benchmark score, else own quality), throughput and cost."""
     variants = {v.pk: v for v in ModelVariant.objects.filter(team=team)}
-    benchmark = defaultdict(list)
-    for variant_id, value in Score.objects.filter(team=team).values_list("variant_id", "value_pct"):
+    benchmark, simulated_scores = defaultdict(list), set()
+    scores = Score.objects.filter(team=team)
+    if not filters.include_simulated:
+        scores = scores.filter(is_simulated=False)
+    for variant_id, value, simulated in scores.values_list("variant_id", "value_pct", "is_simulated"):
         benchmark[variant_id].append(value)
-    own = {}
-    score = metric_expression("score")
-    for row in (
-        responses(team, filters)
-        .values("target__model")
-        .annotate(n=Count(score, filter=OK), total=Sum(score, filter=OK))
-    ):
-        if row["n"]:
-            own[row["target__model"].lower()] = (row["total"] / row["n"], row["n"])
+        if simulated:
+            simulated_scores.add(variant_id)
+    # Per target (no join to the targets for 200,000 rows), then per model name in Python.
+    per_model: dict = defaultdict(lambda: [0, 0.0, 0])
+    per_target = (
+        responses(team, filters).filter(OK).values("target_id")
+        .annotate(n=Count("score"), total=Sum("score"), **_simulated_count(filters))
+    )  # fmt: skip
+    per_target = {row["target_id"]: row for row in per_target if row["n"]}
+    for target_id, model in ExperimentTarget.objects.filter(pk__in=list(per_target)).values_list("pk", "model"):
+        row, into = per_target[target_id], per_model[model.lower()]
+        into[0] += row["n"]
+        into[1] += row["total"] * 100  # the evaluator score on the 0–100 scale
+        into[2] += row.get("simulated_n") or 0
+    own = {model: (total / n, n, bool(simulated)) for model, (n, total, simulated) in per_model.items()}
+    # Plain values (the TTFT p50 read out of the summary's JSON by the database): no model instances.
     runs = defaultdict(list)
-    for run in PerformanceRun.objects.filter(team=team, summary__isnull=False).select_related(
-        "summary", "hardware", "deployment"
-    ).only("variant_id", "deployment__name", "hardware__hourly_cost_usd", "summary__metrics",
-           "summary__output_token_throughput_tps"):  # fmt: skip
-        runs[(run.variant_id, run.deployment.name if run.deployment_id else "")].append(run)
+    measured = PerformanceRun.objects.filter(team=team, summary__isnull=False)
+    if not filters.include_simulated:
+        measured = measured.filter(is_simulated=False)
+    for variant_id, deployment, hourly_cost, throughput, ttft_p50, simulated in measured.values_list(
+        "variant_id", "deployment__name", "hardware__hourly_cost_usd", "summary__output_token_throughput_tps",
+        "summary__metrics__ttft_ms__p50", "is_simulated",
+    ):  # fmt: skip
+        runs[(variant_id, deployment or "")].append((hourly_cost, throughput, ttft_p50, simulated))
     keys = set(runs) | {(pk, "") for pk in variants if not any(k[0] == pk for k in runs)}
     rows = []
     for variant_id, deployment in sorted(keys, key=lambda k: (str(variants[k[0]]), k[1])):
         variant, members = variants[variant_id], runs.get((variant_id, deployment), [])
-        throughput = [r.summary.output_token_throughput_tps for r in members if r.summary.output_token_throughput_tps]
-        ttft = [m for r in members if (m := (r.summary.metrics.get("ttft_ms") or {}).get("p50")) is not None]
-        costs = [r.hardware.hourly_cost_usd / (r.summary.output_token_throughput_tps * 3600) * 1e6 for r in members
-                 if r.hardware_id and r.hardware.hourly_cost_usd and r.summary.output_token_throughput_tps]  # fmt: skip
+        throughput = [tps for _, tps, _, _ in members if tps]
+        ttft = [float(p50) for _, _, p50, _ in members if isinstance(p50, int | float)]
+        costs = [hourly / (tps * 3600) * 1e6 for hourly, tps, _, _ in members if hourly and tps]
         own_quality = own.get(variant.model_name.lower())
         bench = benchmark.get(variant_id)
         rows.append({
@@ -498,6 +667,8 @@ def leaderboard(team, filters: Filters, weights: dict[str, float]) -> dict:
             "own_quality": own_quality[0] if own_quality else None, "own_quality_n": own_quality[1] if own_quality else 0,
             "ttft_p50_ms": _median(ttft), "output_tps": _median(throughput),
             "cost_per_1m_output_usd": _median(costs),
+            "simulated": any(m[3] for m in members) or bool(own_quality and own_quality[2])
+            or variant_id in simulated_scores,
         })  # fmt: skip
     for row in rows:
         row["quality"] = row["benchmark_score_pct"] if row["benchmark_score_pct"] is not None else row["own_quality"]
@@ -522,4 +693,4 @@ def leaderboard(team, filters: Filters, weights: dict[str, float]) -> dict:
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank if row["composite"] is not None else None
     return as_json({"weights": weights, "filters": filters.as_json(), "rows": rows,
-                    "note": "a row missing a weighted axis is not ranked"})  # fmt: skip
+                    "note": "a row missing a weighted axis is not ranked", "simulated": any(r["simulated"] for r in rows)})  # fmt: skip

@@ -95,9 +95,13 @@ def test_an_unknown_view_is_404(viewer_client, viewer_api):
     assert viewer_api.get("/api/v1/export/analytics/nope", {"format": "csv"}).status_code == 404
 
 
-def test_page_charts_are_server_side_svg(viewer_client, dataset):
+def test_page_charts_are_echarts_and_the_pdf_keeps_server_side_svg(viewer_client, dataset):
+    """Pages draw interactive ECharts from json_script data (no inline code); the PDF keeps the SVG charts."""
     content = viewer_client.get(reverse("analytics:view", args=["leaderboard"])).content.decode()
-    assert "<svg" in content and "<script" not in content.split("<main", 1)[-1].split("</main>")[0]
+    main = content.split("<main", 1)[-1].split("</main>")[0]
+    assert "data-analytics-chart" in main and "<svg" not in main
+    assert all('type="application/json"' in tag for tag in main.split("<script")[1:])
+    assert VIEWS["leaderboard"].run(dataset.team, {}).charts[0][1].startswith("<svg")
 
 
 def test_the_dashboard_shows_the_trend_and_the_regressions_of_the_analytics(viewer_client, viewer_api, dataset):

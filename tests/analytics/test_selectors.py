@@ -18,9 +18,16 @@ pytestmark = pytest.mark.django_db
 ALL = parse_filters({"timeframe": "30d"})
 
 
-def _t(values):
-    values = np.asarray(values, dtype=float)
-    return sp.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=sp.sem(values))
+def _bounded(values):
+    """The 0-100 interval from the raw values: Wilson's score interval on the effective sample size
+    p(1 - p) / Var(mean), written out here from its definition (Korn & Graubard)."""
+    x = np.asarray(values, dtype=float) / 100
+    p, n = x.mean(), len(x)
+    n_eff = p * (1 - p) / (x.var() / n)
+    z = sp.norm.ppf(0.975)
+    centre = (p + z**2 / (2 * n_eff)) / (1 + z**2 / n_eff)
+    half = z / (1 + z**2 / n_eff) * np.sqrt(p * (1 - p) / n_eff + z**2 / (4 * n_eff**2))
+    return 100 * (centre - half), 100 * (centre + half)
 
 
 def _wilson(passed, total):
@@ -38,7 +45,7 @@ def test_trend_points_are_the_daily_means_and_the_fit_is_linregress(dataset):
     for point, day in zip(result["points"], sorted(by_day), strict=True):
         assert point["mean"] == pytest.approx(np.mean(by_day[day]))
         assert point["sd"] == pytest.approx(np.std(by_day[day], ddof=1))
-        assert (point["ci_low"], point["ci_high"]) == pytest.approx(_t(by_day[day]))
+        assert (point["ci_low"], point["ci_high"]) == pytest.approx(_bounded(by_day[day]))
     means = [np.mean(by_day[d]) for d in sorted(by_day)]
     fit = sp.linregress(sorted(by_day), means)
     assert result["trend"]["slope_per_day"] == pytest.approx(fit.slope)
@@ -65,7 +72,7 @@ def test_weekly_points_pool_the_days(dataset):
     assert result["mean"] == pytest.approx(np.mean([r.overall for r in dataset.ok()]))
 
 
-def test_breakdown_by_model_has_wilson_pass_rates_and_t_intervals(dataset):
+def test_breakdown_by_model_has_wilson_pass_rates_and_bounded_intervals(dataset):
     groups = {g["group"]: g for g in selectors.breakdown(dataset.team, ALL, "model")["groups"]}
     for model in ("alpha", "beta"):
         rows = dataset.ok(model=model)
@@ -76,7 +83,9 @@ def test_breakdown_by_model_has_wilson_pass_rates_and_t_intervals(dataset):
         assert group["pass_rate_ci"] == pytest.approx(_wilson(passed, len(rows)))
         scores = [100 * r.score for r in rows]
         assert group["metrics"]["score"]["mean"] == pytest.approx(np.mean(scores))
-        assert [group["metrics"]["score"]["ci_low"], group["metrics"]["score"]["ci_high"]] == pytest.approx(_t(scores))
+        assert [group["metrics"]["score"]["ci_low"], group["metrics"]["score"]["ci_high"]] == pytest.approx(
+            _bounded(scores)
+        )
         assert group["metrics"]["coherence"]["mean"] == pytest.approx(np.mean([r.coherence for r in rows]))
         expected = np.bincount(
             np.minimum(np.floor(np.array([r.overall for r in rows]) / 10).astype(int), 9), minlength=10
@@ -113,7 +122,7 @@ def test_model_comparison_pairs_shared_test_cases_with_wilcoxon(dataset):
     for model in ("alpha", "beta"):
         scores = [100 * r.score for r in dataset.ok(model=model)]
         assert targets[model]["mean"] == pytest.approx(np.mean(scores))
-        assert [targets[model]["ci_low"], targets[model]["ci_high"]] == pytest.approx(_t(scores))
+        assert [targets[model]["ci_low"], targets[model]["ci_high"]] == pytest.approx(_bounded(scores))
         assert targets[model]["mean_latency_ms"] == pytest.approx(
             np.mean([r.latency_ms for r in dataset.ok(model=model)])
         )
@@ -298,3 +307,27 @@ def test_bad_filters_name_their_field(params, field):
     with pytest.raises(FilterError) as error:
         parse_filters(params)
     assert error.value.field == field
+
+
+def test_model_comparison_of_the_pass_rate_is_the_pass_rate(dataset):
+    """metric=pass_rate compares pass rates (an annotation named `passed` once shadowed the field: a 500)."""
+    result = selectors.model_comparison(dataset.team, parse_filters({"metric": "pass_rate"}))
+    targets = {t["model"]: t for t in result["targets"]}
+    for model in ("alpha", "beta"):
+        rows = dataset.ok(model=model)
+        assert targets[model]["mean"] == pytest.approx(100 * sum(r.passed for r in rows) / len(rows))
+        assert targets[model]["mean"] == pytest.approx(targets[model]["pass_rate"])
+    breakdown = selectors.breakdown(dataset.team, parse_filters({"metric": "pass_rate"}), "model")
+    assert sum(sum(g["histogram"]) for g in breakdown["groups"]) == len(dataset.ok())
+
+
+def test_the_parameter_sample_is_the_rows_whose_id_is_a_multiple_of_k(dataset):
+    """With more rows than the limit, the sample is exactly the successful responses whose id is a multiple of
+    k = ⌈total / limit⌉ (looked up by key on PostgreSQL, by a modulo on SQLite: the same rows)."""
+    ok = Response.objects.filter(experiment__team=dataset.team, error_code="").order_by("id")
+    total = ok.count()
+    data = selectors.parameter_observations(dataset.team, ALL, limit=25)
+    step = -(-total // 25)
+    expected = [r.latency_ms for r in ok if r.id % step == 0]
+    assert data["step"] == step and data["total"] == total
+    assert data["metrics"]["latency_ms"].tolist() == pytest.approx(expected)

@@ -12,21 +12,91 @@ def _moments(values):
     return len(values), float(values.sum()), float((values**2).sum())
 
 
-def test_moments_give_numpys_mean_sd_and_scipys_t_interval():
+def test_moments_give_numpys_mean_and_sd():
+    """The mean and sample standard deviation from count, sum and sum of squares are numpy's."""
     values = np.random.default_rng(1).normal(70, 9, 57).round(2)
     summary = stats.from_moments(*_moments(values))
-    assert summary.n == 57
+    assert summary.n == 57 and summary.enough_data
     assert summary.mean == pytest.approx(values.mean())
     assert summary.sd == pytest.approx(values.std(ddof=1))
-    low, high = sp.t.interval(0.95, 56, loc=values.mean(), scale=sp.sem(values))
-    assert (summary.ci_low, summary.ci_high) == (pytest.approx(low), pytest.approx(high))
 
 
-def test_moments_of_one_value_and_of_equal_values():
-    assert stats.from_moments(1, 5.0, 25.0) == stats.Summary(1, 5.0, None, None, None)
+def test_bounded_interval_of_values_at_the_bounds_is_scipys_wilson():
+    """Scores that are all 0 or 100 get exactly Wilson's interval (scipy.stats.binomtest) × 100."""
+    for passed, total in ((7, 10), (0, 5), (5, 5), (1, 3), (123, 400)):
+        values = [100.0] * passed + [0.0] * (total - passed)
+        summary = stats.from_moments(*_moments(values))
+        ci = sp.binomtest(passed, total).proportion_ci(method="wilson")
+        assert (summary.ci_low, summary.ci_high) == (pytest.approx(100 * ci.low), pytest.approx(100 * ci.high))
+
+
+def test_bounded_interval_agrees_with_scipys_bootstrap_on_many_values():
+    """On 400 values well inside the range the interval matches scipy.stats.bootstrap (and Student t)."""
+    values = np.random.default_rng(5).normal(70, 9, 400).clip(0, 100).round(2)
+    summary = stats.from_moments(*_moments(values))
+    boot = sp.bootstrap((values,), np.mean, confidence_level=0.95, random_state=np.random.default_rng(6))
+    width = boot.confidence_interval.high - boot.confidence_interval.low
+    assert summary.ci_low == pytest.approx(boot.confidence_interval.low, abs=0.1 * width)
+    assert summary.ci_high == pytest.approx(boot.confidence_interval.high, abs=0.1 * width)
+    low, high = sp.t.interval(0.95, 399, loc=values.mean(), scale=sp.sem(values))
+    assert (summary.ci_low, summary.ci_high) == (
+        pytest.approx(low, abs=0.02 * width),
+        pytest.approx(high, abs=0.02 * width),
+    )
+
+
+ADVERSARIAL = {
+    "two values": [0.0, 100.0],
+    "three values at the edges": [0.0, 0.0, 100.0],
+    "all equal inside": [73.1] * 40,
+    "all at the top": [100.0] * 3,
+    "all at the bottom": [0.0] * 4,
+    "one outlier near the top": [99.0] * 20 + [0.0],
+    "one outlier near the bottom": [1.0] * 20 + [100.0],
+    "a mean of 0.5 (the issue's 0.500, -0.075 to 1.075)": [0.0, 100.0, 50.0, 50.0],
+}
+
+
+@pytest.mark.parametrize("values", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
+def test_no_bounded_interval_leaves_0_to_100(values):
+    """On adversarial data (n = 2, all equal, one outlier) the interval of a 0-100 figure stays in 0-100."""
+    summary = stats.from_moments(*_moments(values))
+    if len(values) < stats.MIN_N:
+        assert (summary.ci_low, summary.ci_high, summary.enough_data) == (None, None, False)
+        return
+    assert 0.0 <= summary.ci_low <= summary.mean <= summary.ci_high <= 100.0
+
+
+@pytest.mark.parametrize("values", [[0.5, 4335.0, 80.0], [12.0] * 5, [3.0, 3.1, 900.0, 2.9], [1e-3, 5e-3, 2e-3]],
+                         ids=["skewed", "all equal", "one outlier", "tiny costs"])  # fmt: skip
+def test_no_positive_interval_reaches_zero(values):
+    """Latency, throughput and cost intervals (log scale) stay above 0 and contain the mean."""
+    summary = stats.positive_from_moments(*_moments(values))
+    assert 0.0 < summary.ci_low <= summary.mean <= summary.ci_high
+
+
+def test_positive_interval_is_the_t_interval_of_the_log_of_the_mean():
+    """The log-scale interval is mean ×/÷ exp(t · sd / (mean · √n)), with scipy's t quantile."""
+    values = np.random.default_rng(8).gamma(4, 80, 30)
+    summary = stats.positive_from_moments(*_moments(values))
+    half = sp.t.ppf(0.975, 29) * values.std(ddof=1) / (values.mean() * np.sqrt(30))
+    assert summary.ci_low == pytest.approx(values.mean() * np.exp(-half))
+    assert summary.ci_high == pytest.approx(values.mean() * np.exp(half))
+
+
+def test_fewer_than_three_values_are_not_enough_data():
+    """One or two values give a mean but no interval, and say so."""
+    assert stats.from_moments(1, 5.0, 25.0) == stats.Summary(1, 5.0, None, None, None, False)
+    assert stats.from_moments(*_moments([40.0, 60.0])).ci_low is None
+    assert stats.positive_from_moments(*_moments([40.0, 60.0])).enough_data is False
+    assert stats.pass_rate_interval(2, 2) is None and stats.pass_rate_interval(3, 3) is not None
+    assert stats.from_moments(0, None, None).mean is None
+
+
+def test_equal_values_inside_the_range_have_no_spread():
+    """Forty equal values: the interval is the value itself (no rounding noise), inside the range."""
     same = stats.from_moments(*_moments([73.1] * 40))
     assert same.sd == 0.0 and same.ci_low == same.ci_high == pytest.approx(73.1)
-    assert stats.from_moments(0, None, None).mean is None
 
 
 def test_pooled_moments_are_the_moments_of_the_union():
@@ -51,8 +121,14 @@ def test_trend_without_a_significant_slope_is_stable():
     fit = stats.trend(days, noise)
     assert fit.p_value == pytest.approx(sp.linregress(days, noise).pvalue) and fit.p_value > 0.05
     assert fit.direction == "stable"
-    assert stats.trend([0, 1], [1.0, 9.0]).direction == "stable"  # two periods claim nothing
     assert stats.trend([0, 1, 2], [5.0, 5.0, 5.0]).slope_per_day == 0.0
+
+
+def test_a_trend_over_fewer_than_three_periods_is_not_enough_data():
+    """One or two periods are "not enough data", never "stable"."""
+    for days, means in (([0], [70.0]), ([0, 1], [1.0, 9.0]), ([0, 1], [5.0, 5.0])):
+        fit = stats.trend(days, means)
+        assert fit.direction == "not enough data" and fit.enough_data is False and fit.slope_per_day is None
 
 
 def test_holm_adjusts_step_down_and_stays_monotone():
@@ -111,3 +187,28 @@ def test_min_max_scales_best_to_one():
     assert stats.min_max([1.0, 3.0, None], higher_is_better=True) == [0.0, 1.0, None]
     assert stats.min_max([1.0, 3.0], higher_is_better=False) == [1.0, 0.0]
     assert stats.min_max([2.0, 2.0], higher_is_better=True) == [1.0, 1.0]
+
+
+def test_pass_rate_interval_is_scipys_wilson():
+    """The pass-rate interval (in percent) is scipy.stats.binomtest(…).proportion_ci(method="wilson")."""
+    for passed, total in ((0, 3), (3, 3), (7, 10), (123, 400), (9_999, 10_000)):
+        ci = sp.binomtest(passed, total).proportion_ci(method="wilson")
+        assert stats.pass_rate_interval(passed, total) == (pytest.approx(100 * ci.low), pytest.approx(100 * ci.high))
+
+
+def test_many_wilcoxon_tests_at_once_are_scipys_one_by_one():
+    """Batched Wilcoxon tests give scipy.stats.wilcoxon's result for every pair: exact, with ties and zeros
+    (asymptotic), small with ties (permutation), long (asymptotic), all equal and too short."""
+    rng = np.random.default_rng(12)
+    pairs = [(rng.normal(50, 10, 40), rng.normal(55, 10, 40)) for _ in range(5)]  # exact
+    pairs += [(rng.choice([0.0, 50.0, 100.0], 40), rng.choice([0.0, 50.0, 100.0], 40)) for _ in range(4)]  # ties
+    pairs += [(rng.choice([0.0, 1.0], 8), rng.choice([0.0, 1.0, 2.0], 8))]  # n ≤ 13 with ties
+    pairs += [(rng.normal(0, 1, 60), rng.normal(0.3, 1, 60)), (rng.normal(0, 1, 7), rng.normal(1, 1, 7))]
+    pairs += [([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]), ([1.0], [2.0])]
+    batched = stats.wilcoxon_paired_many(pairs)
+    assert batched == [stats.wilcoxon_paired(a, b) for a, b in pairs]
+    for (a, b), result in zip(pairs[:-2], batched[:-2], strict=True):
+        expected = sp.wilcoxon(a, b)
+        assert result.p_value == pytest.approx(expected.pvalue) and result.statistic == pytest.approx(
+            expected.statistic
+        )

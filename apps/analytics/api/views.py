@@ -9,7 +9,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from apps.accounts.models import Membership
-from apps.analytics.catalog import VIEWS, ParameterError
+from apps.analytics.catalog import VIEWS, ParameterError, params_for
 from apps.analytics.custom import CustomExportError, custom_export
 from apps.analytics.outputs import FORMATS, download
 from llmbench.export_api import ExportNegotiation, export_kind
@@ -23,12 +23,14 @@ FILTER_PARAMETERS = [
     OpenApiParameter("experiment_type", str, description="all | single | batch"),
     OpenApiParameter("model", str), OpenApiParameter("tag", str),
     OpenApiParameter("metric", str, description="overall (default), a text metric, score or pass_rate"),
+    OpenApiParameter("include_simulated", bool, description="1 | 0: include results of the simulator and demo data "
+                     "(default: the team's setting); rows that include them have `simulated: true`"),
 ]  # fmt: skip
 
 
 def _run(request, slug: str):
     try:
-        return VIEWS[slug].run(request.team, request.query_params)
+        return VIEWS[slug].run(request.team, params_for(request))
     except ParameterError as exc:
         raise ValidationError({exc.field: [exc.problem]}) from None
 
