@@ -129,6 +129,14 @@ def _csv_cell(value: Any) -> Any:
     return _converter(_CSV_CELLS, value)(value)
 
 
+_INFINITIES = (math.inf, -math.inf)
+
+
+def _slow_csv_cell(value: Any) -> Any:
+    """A cell whose exact type has no converter of its own (a subclass, a numpy scalar …)."""
+    return _csv_cell(value)
+
+
 def _compact_json(value: Any) -> str:
     return _json_dumps(_json_value(value))
 
@@ -138,8 +146,8 @@ _CSV_CELLS: dict[type, Callable[[Any], Any]] = {
     bool: lambda v: "true" if v else "false",
     int: int,
     # csv writes a float with repr(): the shortest text that reads back as the same float, never rounded.
-    float: lambda v: "" if not math.isfinite(v) else float(v),
-    str: lambda v: neutralize_formula(str(v)),
+    float: lambda v: v if math.isfinite(v) else "",
+    str: lambda v: "'" + v if v.startswith(FORMULA_PREFIXES) else v,  # neutralize_formula, inlined: the hot case
     Decimal: lambda v: v if v.is_finite() else "",
     datetime: lambda v: v.isoformat(),
     date: lambda v: v.isoformat(),
@@ -161,10 +169,21 @@ class _Echo:
 
 def csv_stream(table: Table) -> Iterator[str]:
     """The table as CSV lines (header first), one line per chunk, formula-safe."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow([_csv_cell(column) for column in table.columns])
+    writerow = csv.writer(_Echo()).writerow
+    converters = _CSV_CELLS.get
+    # the hot loop of every CSV export: one look-up by exact type per cell; numbers, which csv writes
+    # itself, skip the call altogether (bool is not int here: type() is exact)
+    plain = (int, float)
+    yield writerow([_csv_cell(column) for column in table.columns])
     for row in table.rows:
-        yield writer.writerow([_csv_cell(value) for value in row])
+        yield writerow(
+            [
+                value
+                if type(value) in plain and value == value and value not in _INFINITIES
+                else (converters(type(value)) or _slow_csv_cell)(value)
+                for value in row
+            ]
+        )
 
 
 # --- Excel ---------------------------------------------------------------------------------------------------
