@@ -79,7 +79,7 @@ def demo_performance_load(*, team: Team) -> int:
                     source_format="demo", tool=DEMO_TOOL, tool_version="1", concurrency=concurrency,
                     input_tokens_target=input_tokens, output_tokens_target=output_tokens, dataset="synthetic",
                     name=f"demo c{concurrency} {input_tokens}/{output_tokens}", tags=["demo"], samples=samples,
-                    notes="Generated demo data, not a measurement.",
+                    notes="Generated demo data, not a measurement.", is_simulated=True,
                 )  # fmt: skip
                 run_store(team=team, parsed=parsed, target=RunTarget(variant, hardware, deployment))
                 created += 1

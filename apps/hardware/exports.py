@@ -16,23 +16,28 @@ from apps.hardware.selectors import Comparison
 from apps.hardware.services import itl_from_bytes
 from llmbench import svg
 from llmbench.exports import Table, export_response
+from llmbench.humanize import number_text, p_value_text
 from llmbench.reports import pdf_response
 
 FORMATS = ("csv", "json", "xlsx")
 STATISTICS = ("count", "mean", "stdev", "min", "p50", "p90", "p95", "p99", "max")
-SUMMARY_COLUMNS = ["metric", *STATISTICS]
-SAMPLE_COLUMNS = [
+SUMMARY_COLUMNS = ["metric", *STATISTICS, "simulated"]
+STORED_SAMPLE_COLUMNS = [
     "index", "error_code", "error_message", "ttft_ms", "e2e_ms", "input_tokens", "output_tokens", "mean_itl_ms",
     "itl_ms", "start_offset_ms",
 ]  # fmt: skip
+# Every line says whether it was simulated (the `sim` provider or demo data), so a file never mixes
+# simulated lines with measured ones unmarked.
+SAMPLE_COLUMNS = [*STORED_SAMPLE_COLUMNS, "simulated"]
 
 
 def sample_rows(run: PerformanceRun) -> Iterator[list]:
     """The run's samples in order as SAMPLE_COLUMNS, the ITL gaps as space-separated text."""
-    rows = RequestSample.objects.filter(run=run).order_by("index").values_list(*SAMPLE_COLUMNS)
+    rows = RequestSample.objects.filter(run=run).order_by("index").values_list(*STORED_SAMPLE_COLUMNS)
+    simulated = run.is_simulated
     for row in rows.iterator(chunk_size=5000):
         gaps = itl_from_bytes(row[8])
-        yield [*row[:8], None if gaps is None else " ".join(f"{g:.6g}" for g in gaps), row[9]]
+        yield [*row[:8], None if gaps is None else " ".join(f"{g:.6g}" for g in gaps), row[9], simulated]
 
 
 def samples_table(run: PerformanceRun) -> Table:
@@ -42,16 +47,19 @@ def samples_table(run: PerformanceRun) -> Table:
 def summary_table(run: PerformanceRun) -> Table:
     summary = getattr(run, "summary", None)
     metrics = summary.metrics if summary is not None else {}
-    rows = [[metric, *[(stats or {}).get(key) for key in STATISTICS]] for metric, stats in metrics.items()]
+    rows = [
+        [metric, *[(stats or {}).get(key) for key in STATISTICS], run.is_simulated] for metric, stats in metrics.items()
+    ]
     return Table("summary", SUMMARY_COLUMNS, rows)
 
 
 def _run_summary(run: PerformanceRun) -> list[tuple[str, object]]:
     summary = getattr(run, "summary", None)
+    simulated = ("Simulated", "yes: the built-in simulator or demo data" if run.is_simulated else "no: measured")
     if summary is None:
-        return [("Summary", "none stored")]
+        return [simulated, ("Summary", "none stored")]
     return [
-        ("Source", summary.get_source_display()), ("Requests", summary.request_count),
+        simulated, ("Source", summary.get_source_display()), ("Requests", summary.request_count),
         ("Errors", summary.error_count), ("Error rate", summary.error_rate), ("Duration (s)", summary.duration_s),
         ("Request throughput (req/s)", summary.request_throughput_rps),
         ("Output token throughput (tok/s)", summary.output_token_throughput_tps),
@@ -65,7 +73,7 @@ def _run_meta(run: PerformanceRun) -> dict:
         "run": str(run), "id": run.pk, "team": run.team.name, "model": str(run.variant),
         "hardware": str(run.hardware) if run.hardware_id else None,
         "deployment": str(run.deployment) if run.deployment_id else None, "concurrency": run.concurrency,
-        "request_rate_rps": run.request_rate_rps, "tool": run.tool, "started_at": run.started_at,
+        "request_rate_rps": run.request_rate_rps, "tool": run.tool, "simulated": run.is_simulated, "started_at": run.started_at,
         "generated_at": timezone.now(),
     }  # fmt: skip
 
@@ -86,14 +94,22 @@ CHART_FIGURES = ("ttft_ms.p50", "e2e_ms.p95", "output_token_throughput_tps")
 def _cell(key: str, value: float | None) -> str | None:
     if value is None:
         return None
-    return f"{value * 100:.1f}%" if key == "error_rate" else f"{value:,.2f}"
+    return f"{number_text(value * 100, 1)}%" if key == "error_rate" else number_text(value, 2)
+
+
+def _signed(value: float, digits: int) -> str:
+    return ("+" if value > 0 else "") + number_text(value, digits)
 
 
 def _difference(key: str, difference: float | None, pct: float | None) -> str:
     if difference is None:
         return ""
-    text = f"{difference * 100:+.1f}%" if key == "error_rate" else f"{difference:+,.2f}"
-    return text + (f" ({pct:+.1f}%)" if pct is not None else "")
+    text = f"{_signed(difference * 100, 1)}%" if key == "error_rate" else _signed(difference, 2)
+    return text + (f" ({_signed(pct, 1)}%)" if pct is not None else "")
+
+
+def _run_name(run: PerformanceRun) -> str:
+    return f"#{run.pk} (simulated)" if run.is_simulated else f"#{run.pk}"
 
 
 def compare_report_context(*, comparison: Comparison, team_name: str, query: str) -> dict:
@@ -113,12 +129,12 @@ def compare_report_context(*, comparison: Comparison, team_name: str, query: str
     for run in runs[1:]:
         for test in comparison.significance.get(run.pk, []):
             verdict = test.note or ("significant" if test.significant else "not significant")
-            p_value = None if test.p_value is None else f"{test.p_value:.3g}"
-            significance.append([f"#{run.pk}", test.metric, p_value, verdict])
+            n = f"{number_text(test.n_first)} / {number_text(test.n_other)}" if test.p_value is not None else None
+            significance.append([f"#{run.pk}", test.label, n, p_value_text(test.p_value), verdict])
     charts = []
     for key in CHART_FIGURES:
         row = next(r for r in comparison.rows if r["key"] == key)
-        bars = [svg.Bar(f"#{run.pk}", value) for run, value in zip(runs, row["values"], strict=True)]
+        bars = [svg.Bar(_run_name(run), value) for run, value in zip(runs, row["values"], strict=True)]
         title = f"{row['label']} ({row['unit']})" if row["unit"] else row["label"]
         charts.append({"title": title, "svg": mark_safe(svg.bar_chart(bars, height=220, y_label=title))})
     return {
@@ -126,9 +142,12 @@ def compare_report_context(*, comparison: Comparison, team_name: str, query: str
         "subtitle": " vs ".join(f"#{run.pk}" for run in runs),
         "team": team_name,
         "generated_at": timezone.now(),
-        "filters": [("Runs", query), *[(f"#{run.pk}", f"{run} · {run.label}") for run in runs]],
-        "figures": {"columns": ["Figure", *[f"#{run.pk}" for run in runs]], "rows": rows},
-        "significance": {"columns": ["Run", "Metric", "p-value", "Verdict"], "rows": significance},
+        "filters": [("Runs", query), *[(_run_name(run), f"{run} · {run.label}") for run in runs]],
+        "figures": {"columns": ["Figure", *[_run_name(run) for run in runs]], "rows": rows},
+        "significance": {
+            "columns": ["Run", "Metric", "Requests (first / this run)", "p-value", "Verdict"],
+            "rows": significance,
+        },
         "charts": charts,
         "methods": COMPARE_METHODS,
     }
@@ -146,6 +165,8 @@ COMPARE_METHODS = [
      "successful requests (numpy.mean, numpy.std(ddof=1), numpy.percentile with its default linear method); "
      "failed requests are counted, never part of a latency statistic."),
     ("Differences", "Against the first run chosen, in the figure's unit and in percent of the first run's value."),
-    ("Significance", "A two-sided Mann-Whitney U test (scipy.stats.mannwhitneyu) on the per-request values of the "
-     "successful requests of both runs; significant when p < 0.05; \"summary only\" when a run has no samples."),
+    ("Significance", "A two-sided Mann-Whitney U test (scipy.stats.mannwhitneyu) on one value per successful "
+     "request of both runs (for ITL the mean of that request's gaps: the gaps of one request are not independent); "
+     "significant when p < 0.05; \"summary only\" when a run has no samples."),
+    ("Simulated runs", "Runs of the built-in simulator or generated demo data are marked \"(simulated)\"."),
 ]  # fmt: skip

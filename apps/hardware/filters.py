@@ -12,8 +12,14 @@ class PerformanceRunFilter(django_filters.FilterSet):
     hardware = django_filters.NumberFilter(field_name="hardware_id")
     engine = django_filters.ChoiceFilter(field_name="deployment__engine", choices=Deployment.Engine.choices)
     concurrency = django_filters.NumberFilter()
+    request_rate = django_filters.NumberFilter(field_name="request_rate_rps", label="Request rate (req/s)")
+    input_tokens = django_filters.NumberFilter(field_name="input_tokens_target", label="Input tokens")
+    output_tokens = django_filters.NumberFilter(field_name="output_tokens_target", label="Output tokens")
     tool = django_filters.CharFilter(lookup_expr="iexact")
 
     class Meta:
         model = PerformanceRun
-        fields = ["model", "quantization", "variant", "hardware", "engine", "concurrency", "tool"]
+        fields = [
+            "model", "quantization", "variant", "hardware", "engine", "concurrency", "request_rate", "input_tokens",
+            "output_tokens", "tool",
+        ]  # fmt: skip

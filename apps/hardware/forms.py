@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings
 
 from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun
-from apps.hardware.selectors import GRID_METRICS
+from apps.hardware.selectors import GRID_METRICS, Workload
 from apps.hardware.uploads import UploadOptions
 from apps.scores.models import ModelVariant
 
@@ -87,9 +87,26 @@ class PerformanceUploadForm(TeamChoiceMixin, forms.Form):
 
 class GridQueryForm(forms.Form):
     metric = forms.ChoiceField(choices=[(k, v[0]) for k, v in GRID_METRICS.items()], required=False)
+    workload = forms.CharField(
+        required=False,
+        max_length=100,
+        help_text="One workload, e.g. c16-in256-out128 or r2.5-in512-out128; empty: the most common one.",
+    )
 
     def clean_metric(self):
         return self.cleaned_data["metric"] or "ttft_p50_ms"
+
+    def clean_workload(self) -> Workload | None:
+        key = self.cleaned_data["workload"].strip()
+        if not key:
+            return None
+        try:
+            return Workload.from_key(key)
+        except ValueError:
+            raise forms.ValidationError(
+                "Not a workload: write c<concurrency> and/or r<requests per second>, then in<input tokens> and "
+                "out<output tokens>, joined by dashes (c16-in256-out128)."
+            ) from None
 
 
 class CompareQueryForm(forms.Form):

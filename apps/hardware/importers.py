@@ -469,6 +469,7 @@ def parse_llmperf(text: str, summary_text: str | None = None) -> list[ParsedRun]
 
 
 # ---- vLLM benchmark_serving.py / vllm bench serve ------------------------------------------------
+BURST_TAG = "burst"
 VLLM_METRICS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "itl": "itl_ms", "e2el": "e2e_ms"}
 VLLM_STAT = re.compile(r"^(mean|median|std|p\d+(?:\.\d+)?)_(ttft|tpot|itl|e2el)_ms$")
 VLLM_ARRAYS = ("ttfts", "itls", "latencies", "input_lens", "output_lens", "errors", "start_times")
@@ -549,7 +550,7 @@ def _vllm_run(r: _Reader, doc: dict) -> ParsedRun:
             started_at = datetime.strptime(doc["date"], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
         except (TypeError, ValueError):
             r.error("date", f"{doc['date']!r} is not a date of the form YYYYmmdd-HHMMSS.")
-    return ParsedRun(
+    run = ParsedRun(
         source_format="vllm", row=r.row, tool="vllm", model_name=r.text("model_id"), provider=r.text("backend"),
         name=r.text("label"), concurrency=r.whole("max_concurrency", minimum=1),
         request_rate_rps=None if endless else r.num("request_rate"),
@@ -557,6 +558,26 @@ def _vllm_run(r: _Reader, doc: dict) -> ParsedRun:
         started_at=started_at, duration_s=r.num("duration"),
         samples=_vllm_samples(r, doc), reported=_vllm_reported(r, doc),
     )  # fmt: skip
+    if endless and run.concurrency is None and doc.get("max_concurrency") is None:
+        _vllm_burst(r, run)
+    return run
+
+
+def _vllm_burst(r: _Reader, run: ParsedRun) -> None:
+    """`--request-rate inf` without `--max-concurrency` (vLLM's default) sends every prompt at once:
+    a burst of num_prompts requests, read as concurrency = num_prompts and labelled "burst"."""
+    prompts = r.whole("num_prompts", minimum=1)
+    if prompts is None:
+        prompts = len(run.samples) or (run.reported.request_count if run.reported else None)
+    if not prompts:
+        return  # nothing says how many: the upload form asks for a concurrency
+    run.concurrency = prompts
+    run.tags = sorted({*run.tags, BURST_TAG})
+    note = (
+        f"Burst: request rate inf with no max concurrency, so all {prompts:,} prompts were sent at once; "
+        f"read as concurrency {prompts:,}."
+    )
+    run.notes = f"{run.notes}\n{note}".strip()
 
 
 def parse_vllm(text: str) -> list[ParsedRun]:

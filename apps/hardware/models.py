@@ -80,6 +80,9 @@ class PerformanceRun(TeamOwned):
     duration_s = models.FloatField(null=True, blank=True, help_text="Wall time the tool measured.")
     tags = models.JSONField(default=list, blank=True)
     notes = models.TextField(blank=True)
+    is_simulated = models.BooleanField(
+        default=False, db_index=True, help_text="From the built-in simulator or generated demo data, not measured."
+    )
     slo_ttft_ms = models.FloatField(null=True, blank=True, help_text="Goodput SLO on TTFT.")
     slo_tpot_ms = models.FloatField(null=True, blank=True, help_text="Goodput SLO on TPOT.")
     slo_e2e_ms = models.FloatField(null=True, blank=True, help_text="Goodput SLO on end-to-end latency.")
@@ -105,7 +108,9 @@ class PerformanceRun(TeamOwned):
 class RequestSample(models.Model):
     """One request of a run. Failed requests keep their error and no latency enters statistics."""
 
-    run = models.ForeignKey(PerformanceRun, on_delete=models.CASCADE, related_name="samples")
+    # No index of its own: the unique (run, index) constraint's index serves every look-up by run,
+    # and a second index on the same column would cost each bulk insert of samples a quarter more.
+    run = models.ForeignKey(PerformanceRun, on_delete=models.CASCADE, related_name="samples", db_index=False)
     index = models.PositiveIntegerField()
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)

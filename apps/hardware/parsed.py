@@ -7,21 +7,9 @@ are integers, and a failed request keeps its error code and never contributes la
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from apps.providers.samples import ParsedSample  # defined below hardware, re-exported here
 
-@dataclass
-class ParsedSample:
-    """One request as the tool recorded it."""
-
-    index: int
-    error_code: str = ""  # "" = success; else the tool's code or a short class ("http_500", "timeout" …)
-    error_message: str = ""
-    ttft_ms: float | None = None
-    e2e_ms: float | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    itl_ms: list[float] | None = None  # every inter-token gap, when the tool has them
-    mean_itl_ms: float | None = None  # the per-request mean, when the tool only has that
-    start_offset_ms: float | None = None  # send time from the start of the run, when known
+__all__ = ["ParsedRun", "ParsedSample", "ReportedSummary"]
 
 
 @dataclass
@@ -69,3 +57,5 @@ class ParsedRun:
     # True when `samples` is a random subset of the requests (guidellm samples them): the stored
     # summary is then the tool's reported one, and the samples serve the histograms.
     samples_are_subset: bool = False
+    # Produced by the built-in `sim` provider or generated demo data, not measured on a server.
+    is_simulated: bool = False

@@ -1,16 +1,19 @@
 """Read models of the performance pages and API: the grid and the comparison of runs."""
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.db.models import Count
 from scipy import stats as scipy_stats
 
 from apps.accounts.models import Team
-from apps.hardware.models import HardwareProfile, PerformanceRun, RequestSample, RunSummary
+from apps.hardware.models import PerformanceRun, RequestSample, RunSummary
 from apps.hardware.services import itl_from_bytes
 from apps.hardware.stats import LATENCY_METRICS, per_request_output_tps, per_request_tpot_ms
 from apps.scores.models import ModelVariant
+from llmbench.humanize import number_text
 
 # metric key → (label, unit, higher is better, figure of the summary; cost is derived)
 GRID_METRICS = {
@@ -52,10 +55,111 @@ def summary_figure(summary: RunSummary | None, hourly_cost_usd: float | None, me
     return compare_figure(summary, path)
 
 
+@dataclass(frozen=True)
+class Workload:
+    """What a run asked of the server: its concurrency or request rate and its token targets.
+
+    A grid cell shows one workload: averaging TTFT at concurrency 1 with TTFT at 64 says nothing."""
+
+    concurrency: int | None
+    request_rate_rps: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+
+    KEY = re.compile(r"^(?:c(?P<c>\d+))?(?:-?r(?P<r>\d+(?:\.\d+)?))?(?:-?in(?P<i>\d+))?(?:-?out(?P<o>\d+))?$")
+
+    @property
+    def key(self) -> str:
+        """The URL form: c16-in256-out128, r2.5-in512-out128 (a missing part is left out); "any" when empty."""
+        parts = []
+        if self.concurrency is not None:
+            parts.append(f"c{self.concurrency}")
+        if self.request_rate_rps is not None:
+            parts.append(f"r{self.request_rate_rps:.10g}")
+        if self.input_tokens is not None:
+            parts.append(f"in{self.input_tokens}")
+        if self.output_tokens is not None:
+            parts.append(f"out{self.output_tokens}")
+        return "-".join(parts) or "any"
+
+    @classmethod
+    def from_key(cls, key: str) -> "Workload":
+        """The workload of a key; ValueError when it is not one."""
+        if key == "any":
+            return cls(None, None, None, None)
+        match = cls.KEY.match(key)
+        if not key or match is None:
+            raise ValueError(key)
+        number = match["r"]
+        return cls(
+            concurrency=int(match["c"]) if match["c"] else None,
+            request_rate_rps=float(number) if number else None,
+            input_tokens=int(match["i"]) if match["i"] else None,
+            output_tokens=int(match["o"]) if match["o"] else None,
+        )
+
+    @property
+    def label(self) -> str:
+        """In words: "concurrency 16, 256 input / 128 output tokens"."""
+        load = []
+        if self.concurrency is not None:
+            load.append(f"concurrency {number_text(self.concurrency)}")
+        if self.request_rate_rps is not None:
+            load.append(f"{number_text(self.request_rate_rps)} requests/s")
+        tokens = (
+            f"{number_text(self.input_tokens)} input / {number_text(self.output_tokens)} output tokens"
+            if self.input_tokens is not None or self.output_tokens is not None
+            else "token lengths not recorded"
+        )
+        return f"{' at '.join(load) or 'load not recorded'}, {tokens}"
+
+    def filter(self, runs):
+        """`runs` of exactly this workload (a missing part matches runs that lack it too)."""
+        fields = {
+            "concurrency": self.concurrency,
+            "input_tokens_target": self.input_tokens,
+            "output_tokens_target": self.output_tokens,
+        }
+        runs = runs.filter(**{name if value is not None else f"{name}__isnull": True if value is None else value
+                              for name, value in fields.items()})  # fmt: skip
+        rate = self.request_rate_rps
+        if rate is None:
+            return runs.filter(request_rate_rps__isnull=True)
+        # The key carries 10 significant digits of a float column: match within that precision.
+        return runs.filter(request_rate_rps__gte=rate * (1 - 1e-9), request_rate_rps__lte=rate * (1 + 1e-9))
+
+    def as_dict(self) -> dict:
+        return {
+            "key": self.key,
+            "label": self.label,
+            "concurrency": self.concurrency,
+            "request_rate_rps": self.request_rate_rps,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+        }
+
+
+WORKLOAD_FIELDS = ("concurrency", "request_rate_rps", "input_tokens_target", "output_tokens_target")
+
+
+def grid_workloads(runs) -> list[tuple[Workload, int]]:
+    """Every workload of `runs` (with hardware) and its number of runs, the most common first."""
+    counts = runs.filter(hardware__isnull=False).order_by().values_list(*WORKLOAD_FIELDS).annotate(n=Count("pk"))
+    workloads = [(Workload(*row[:4]), row[4]) for row in counts]
+
+    def order(item: tuple[Workload, int]):
+        w, n = item
+        return (-n, *((v is not None, v or 0) for v in (w.concurrency, w.request_rate_rps, w.input_tokens,
+                                                         w.output_tokens)))  # fmt: skip
+
+    return sorted(workloads, key=order)
+
+
 @dataclass
 class GridCell:
     value: float | None  # mean over the matching runs
     run_ids: list[int]
+    simulated: bool = False  # some of its runs are simulated (only when simulated runs are included)
 
 
 @dataclass
@@ -68,11 +172,20 @@ class Grid:
     hardware: list[dict]  # {"id", "name"}
     cells: dict[tuple[int, int], GridCell]
     value_range: tuple[float, float] | None
+    workload: Workload | None = None  # the one workload every cell shows; None when there are no runs
+    workload_runs: int = 0
+    workloads: list[tuple[Workload, int]] = field(default_factory=list)  # every workload of the filtered runs
+    workload_chosen: bool = False  # False: the default, the most common workload
+    include_simulated: bool = False
 
     @property
     def rows(self) -> list[tuple[dict, list[tuple[dict, GridCell | None]]]]:
         """(variant, [(hardware, cell or None) for each hardware column]) for templates."""
         return [(v, [(h, self.cells.get((v["id"], h["id"]))) for h in self.hardware]) for v in self.variants]
+
+    @property
+    def total_runs(self) -> int:
+        return sum(n for _, n in self.workloads)
 
     def as_dict(self) -> dict:
         return {
@@ -80,10 +193,15 @@ class Grid:
             "label": self.label,
             "unit": self.unit,
             "higher_is_better": self.higher_is_better,
+            "include_simulated": self.include_simulated,
+            "workload": None
+            if self.workload is None
+            else {**self.workload.as_dict(), "run_count": self.workload_runs, "default": not self.workload_chosen},
+            "workloads": [{**w.as_dict(), "run_count": n} for w, n in self.workloads],
             "variants": self.variants,
             "hardware": self.hardware,
             "cells": [
-                {"variant_id": v, "hardware_id": h, "value": c.value, "run_ids": c.run_ids}
+                {"variant_id": v, "hardware_id": h, "value": c.value, "run_ids": c.run_ids, "simulated": c.simulated}
                 for (v, h), c in self.cells.items()
             ],
         }
@@ -99,27 +217,49 @@ def _grid_value_field(metric: str) -> str:
     return f"summary__{path}"
 
 
-def performance_grid(*, team: Team, metric: str, runs=None) -> Grid:
-    """Model variants × hardware: each cell the mean figure of the matching runs (filter first)."""
+def performance_grid(
+    *, team: Team, metric: str, runs=None, workload: Workload | None = None, include_simulated: bool = False
+) -> Grid:
+    """Model variants × hardware for one workload: each cell the mean figure of the matching runs.
+
+    `runs` are already filtered (engine, quantization …); simulated runs are left out unless
+    `include_simulated`; `workload` None means the most common workload of those runs."""
     label, unit, higher, path = GRID_METRICS[metric]
     runs = (runs if runs is not None else PerformanceRun.objects.filter(team=team)).filter(hardware__isnull=False)
-    rows = runs.values_list("pk", "variant_id", "hardware_id", _grid_value_field(metric), "hardware__hourly_cost_usd")
+    if not include_simulated:
+        runs = runs.filter(is_simulated=False)
+    workloads = grid_workloads(runs)
+    chosen = workload is not None
+    if workload is None and workloads:
+        workload = workloads[0][0]
+    if workload is not None:
+        runs = workload.filter(runs)
+    # One query for the cells and the names of their rows and columns.
+    rows = runs.values_list(
+        "pk", "variant_id", "hardware_id", _grid_value_field(metric), "hardware__hourly_cost_usd", "is_simulated",
+        "variant__model_name", "variant__quantization", "hardware__name",
+    )  # fmt: skip
     values: dict[tuple[int, int], list[float]] = defaultdict(list)
     run_ids: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for run_id, variant_id, hardware_id, value, hourly_cost in rows:
+    simulated: set[tuple[int, int]] = set()
+    variant_names: dict[int, str] = {}
+    hardware_names: dict[int, str] = {}
+    for run_id, variant_id, hardware_id, value, hourly_cost, is_simulated, model, quantization, box in rows:
         key = (variant_id, hardware_id)
         run_ids[key].append(run_id)
+        if variant_id not in variant_names:
+            variant_names[variant_id] = str(ModelVariant(model_name=model, quantization=quantization))
+        hardware_names[hardware_id] = box
+        if is_simulated:
+            simulated.add(key)
         if path is None:
             value = cost_per_1m_output_usd(hourly_cost, value)
         if isinstance(value, (int, float)):
             values[key].append(float(value))
-    variant_names = {
-        v.pk: str(v)
-        for v in ModelVariant.objects.filter(pk__in={k[0] for k in run_ids}).only("model_name", "quantization")
-    }
-    hardware_names = dict(HardwareProfile.objects.filter(pk__in={k[1] for k in run_ids}).values_list("pk", "name"))
     cells = {
-        key: GridCell(value=float(np.mean(values[key])) if values[key] else None, run_ids=sorted(ids))
+        key: GridCell(
+            value=float(np.mean(values[key])) if values[key] else None, run_ids=sorted(ids), simulated=key in simulated
+        )
         for key, ids in run_ids.items()
     }
     present = [c.value for c in cells.values() if c.value is not None]
@@ -132,6 +272,11 @@ def performance_grid(*, team: Team, metric: str, runs=None) -> Grid:
         hardware=[{"id": k, "name": v} for k, v in sorted(hardware_names.items(), key=lambda kv: kv[1].lower())],
         cells=cells,
         value_range=(min(present), max(present)) if present else None,
+        workload=workload,
+        workload_runs=sum(len(ids) for ids in run_ids.values()),
+        workloads=workloads,
+        workload_chosen=chosen,
+        include_simulated=include_simulated,
     )
 
 
@@ -157,12 +302,31 @@ COMPARE_FIGURES = [
 RADAR_FIGURES = ["ttft_ms.p50", "tpot_ms.mean", "e2e_ms.p95", "output_token_throughput_tps", "request_throughput_rps"]
 
 
+SIGNIFICANCE_LABELS = {
+    "ttft_ms": "TTFT",
+    "itl_ms": "ITL (mean per request)",
+    "tpot_ms": "TPOT",
+    "e2e_ms": "E2E latency",
+    "output_tps": "Output tokens/s per request",
+}
+SIGNIFICANCE_METHOD = (
+    "Mann-Whitney U, two-sided, against the first run, on one value per successful request (for ITL the "
+    "mean of that request's gaps: gaps of one request are not independent); significant when p < 0.05."
+)
+
+
 @dataclass
 class Significance:
     metric: str
     p_value: float | None  # Mann-Whitney U, two-sided, against the first run
     statistic: float | None
     note: str = ""  # "summary only" when a run has no samples
+    n_first: int = 0  # requests of the first run in the test
+    n_other: int = 0  # requests of this run in the test
+
+    @property
+    def label(self) -> str:
+        return SIGNIFICANCE_LABELS.get(self.metric, self.metric)
 
     @property
     def significant(self) -> bool:
@@ -178,8 +342,28 @@ class Comparison:
     significance: dict[int, list[Significance]] = field(default_factory=dict)  # run id → per metric
 
 
+def per_request_mean_itl_ms(rows: list[tuple]) -> np.ndarray:
+    """One ITL per request: the mean of its gaps, else the mean the tool reported, else NaN.
+
+    The gaps of one request are not independent observations (they share its batch, its prompt
+    and its position in the queue), so tests between runs never pool them."""
+    reported = np.array([r[4] for r in rows], dtype=float)  # None → NaN
+    raw = [bytes(r[3]) if r[3] is not None else b"" for r in rows]
+    counts = np.array([len(b) // 8 for b in raw])
+    has_gaps = counts > 0
+    if not has_gaps.any():
+        return reported
+    # Every request's gaps in one array, summed per request with one reduceat (no loop over requests).
+    gaps = np.frombuffer(b"".join(raw), dtype="<f8")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[has_gaps]
+    means = reported.copy()
+    means[has_gaps] = np.add.reduceat(gaps, starts) / counts[has_gaps]
+    return means
+
+
 def _latency_samples(run: PerformanceRun) -> dict[str, np.ndarray] | None:
-    """Per-request latencies of successful requests, for significance tests; None without samples."""
+    """One value per successful request and metric (ITL: the request's mean gap), for the
+    significance tests; None without samples."""
     rows = list(
         RequestSample.objects.filter(run=run, error_code="").values_list(
             "ttft_ms", "e2e_ms", "output_tokens", "itl_ms", "mean_itl_ms"
@@ -190,20 +374,29 @@ def _latency_samples(run: PerformanceRun) -> dict[str, np.ndarray] | None:
     ttft = np.array([np.nan if r[0] is None else r[0] for r in rows], dtype=float)
     e2e = np.array([np.nan if r[1] is None else r[1] for r in rows], dtype=float)
     out = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=float)
-    gaps = [itl_from_bytes(r[3]) for r in rows if r[3] is not None]
-    itl = np.concatenate(gaps) if gaps else np.array([r[4] for r in rows if r[4] is not None], dtype=float)
     return {
         "ttft_ms": ttft,
         "e2e_ms": e2e,
         "tpot_ms": per_request_tpot_ms(ttft, e2e, out),
-        "itl_ms": itl,
+        "itl_ms": per_request_mean_itl_ms(rows),
         "output_tps": per_request_output_tps(e2e, out),
     }
 
 
+def simulated_left_out(runs: list[PerformanceRun], include_simulated: bool) -> str:
+    """Why these runs cannot be compared while simulated runs are left out ("" when they can)."""
+    simulated = [f"#{run.pk}" for run in runs if run.is_simulated]
+    if include_simulated or not simulated:
+        return ""
+    return (
+        f"Run {', '.join(simulated)} {'is' if len(simulated) == 1 else 'are'} simulated (built-in simulator or demo "
+        f"data): include simulated results to compare {'it' if len(simulated) == 1 else 'them'} with measurements."
+    )
+
+
 def compare_runs(*, runs: list[PerformanceRun]) -> Comparison:
     """Every summary figure side by side, differences against the first run, a normalized radar,
-    and per latency metric a Mann-Whitney U test on the per-request samples."""
+    and per latency metric a Mann-Whitney U test on one value per request (see SIGNIFICANCE_METHOD)."""
     summaries = [getattr(run, "summary", None) for run in runs]
     rows = []
     for key, label, unit, higher in COMPARE_FIGURES:
@@ -246,7 +439,7 @@ def compare_runs(*, runs: list[PerformanceRun]) -> Comparison:
                 tests.append(Significance(metric, None, None, "no data"))
                 continue
             result = scipy_stats.mannwhitneyu(a, b, alternative="two-sided")
-            tests.append(Significance(metric, float(result.pvalue), float(result.statistic)))
+            tests.append(Significance(metric, float(result.pvalue), float(result.statistic), "", a.size, b.size))
         significance[run.pk] = tests
     return Comparison(runs=runs, rows=rows, radar=indicators, radar_values=radar_values, significance=significance)
 

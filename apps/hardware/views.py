@@ -8,13 +8,22 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
+from apps.accounts.simulated import PARAM as SIMULATED_PARAM
+from apps.accounts.simulated import include_simulated
 from apps.hardware.exports import compare_pdf, run_export
 from apps.hardware.filters import PerformanceRunFilter
 from apps.hardware.forms import CompareQueryForm, GridQueryForm, PerformanceUploadForm, PredictForm, RunSloForm
 from apps.hardware.importers import PerformanceFileError
 from apps.hardware.modeling import NotEnoughData, modeling_configurations, predict
 from apps.hardware.models import PerformanceRun, RequestSample
-from apps.hardware.selectors import GRID_METRICS, compare_runs, performance_grid, run_distributions
+from apps.hardware.selectors import (
+    GRID_METRICS,
+    SIGNIFICANCE_METHOD,
+    compare_runs,
+    performance_grid,
+    run_distributions,
+    simulated_left_out,
+)
 from apps.hardware.services import run_update_slo
 from apps.hardware.uploads import performance_import_apply, performance_import_plan
 
@@ -31,12 +40,19 @@ def team_runs(request):
 @team_view()
 def grid_page(request):
     query = GridQueryForm(request.GET)
-    filterset = PerformanceRunFilter(request.GET, queryset=team_runs(request))
+    filterset = PerformanceRunFilter(request.GET, queryset=PerformanceRun.objects.filter(team=request.team))
+    simulated = include_simulated(request)
+    context = {"query": query, "filter": filterset, "grid": None, "metrics": GRID_METRICS,
+               "include_simulated": simulated}  # fmt: skip
     if not query.is_valid() or not filterset.is_valid():
-        context = {"query": query, "filter": filterset, "grid": None, "metrics": GRID_METRICS}
         return render(request, "hardware/grid.html", context, status=400)
-    grid = performance_grid(team=request.team, metric=query.cleaned_data["metric"], runs=filterset.qs)
-    context = {"query": query, "filter": filterset, "grid": grid, "metrics": GRID_METRICS}
+    context["grid"] = performance_grid(
+        team=request.team,
+        metric=query.cleaned_data["metric"],
+        runs=filterset.qs,
+        workload=query.cleaned_data["workload"],
+        include_simulated=simulated,
+    )
     template = "hardware/grid.html#results" if request.htmx else "hardware/grid.html"
     return render(request, template, context)
 
@@ -117,15 +133,22 @@ def _compared_runs(request, ids: list[int]) -> list[PerformanceRun]:
 @team_view()
 def compare_page(request):
     form = CompareQueryForm(request.GET)
-    context: dict = {"form": form, "comparison": None}
+    simulated = include_simulated(request)
+    context: dict = {"form": form, "comparison": None, "include_simulated": simulated,
+                     "significance_method": SIGNIFICANCE_METHOD}  # fmt: skip
     if not form.is_valid():
         return render(request, "hardware/compare.html", context, status=400 if request.GET else 200)
-    comparison = compare_runs(runs=_compared_runs(request, form.cleaned_data["runs"]))
+    runs = _compared_runs(request, form.cleaned_data["runs"])
+    if problem := simulated_left_out(runs, simulated):
+        form.add_error("runs", problem)
+        return render(request, "hardware/compare.html", context, status=400)
+    comparison = compare_runs(runs=runs)
     context["comparison"] = comparison
     context["radar"] = {
         "indicators": comparison.radar,
         "series": [
-            {"name": f"#{r.pk}", "values": v} for r, v in zip(comparison.runs, comparison.radar_values, strict=True)
+            {"name": f"#{r.pk}{' (simulated)' if r.is_simulated else ''}", "values": v}
+            for r, v in zip(comparison.runs, comparison.radar_values, strict=True)
         ],
     }
     return render(request, "hardware/compare.html", context)
@@ -137,23 +160,32 @@ def compare_export_pdf(request):
     form = CompareQueryForm(request.GET)
     if not form.is_valid():
         return HttpResponseBadRequest(" ".join(form.errors.get("runs", ["Choose two to four runs."])))
-    comparison = compare_runs(runs=_compared_runs(request, form.cleaned_data["runs"]))
+    runs = _compared_runs(request, form.cleaned_data["runs"])
+    if problem := simulated_left_out(runs, include_simulated(request)):
+        return HttpResponseBadRequest(problem)
+    comparison = compare_runs(runs=runs)
     return compare_pdf(comparison=comparison, team_name=request.team.name, query=form.data["runs"])
 
 
 @team_view()
 def predict_page(request):
-    form = PredictForm(request.GET or None, team=request.team)
-    context: dict = {"form": form, "configurations": modeling_configurations(team=request.team)}
+    simulated = include_simulated(request)
+    asked = {k: v for k, v in request.GET.items() if k != SIMULATED_PARAM}
+    form = PredictForm(request.GET if asked else None, team=request.team)
+    context: dict = {
+        "form": form,
+        "configurations": modeling_configurations(team=request.team, include_simulated=simulated),
+        "include_simulated": simulated,
+    }
     status = 200
-    if request.GET:
+    if asked:
         if form.is_valid():
             data = form.cleaned_data
             try:
                 context["prediction"] = predict(
                     team=request.team, variant_id=data["variant"].pk, hardware_id=data["hardware"].pk,
                     input_tokens=data["input_tokens"], output_tokens=data["output_tokens"],
-                    concurrency=data["concurrency"],
+                    concurrency=data["concurrency"], include_simulated=simulated,
                 )  # fmt: skip
             except NotEnoughData as exc:
                 context["not_enough"] = str(exc)

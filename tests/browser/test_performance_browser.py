@@ -55,7 +55,7 @@ def test_upload_open_and_compare(page, member, tmp_path):
     page.click("button:has-text('Compare selected')")
     page.wait_for_url("**/performance/compare/**")
     verdicts = page.locator("#significance-table").inner_text()
-    assert "ttft_ms" in verdicts and "significant" in verdicts
+    assert "TTFT" in verdicts and "significant" in verdicts
     page.wait_for_selector("[data-chart=radar] svg")
 
     page.goto("/performance/")

@@ -121,6 +121,17 @@ class TestRuns:
         own.summary.refresh_from_db()
         assert own.summary.goodput_rps is not None and own.summary.goodput_slo == {"ttft_ms": 1000}
 
+    def test_patch_answers_with_the_recomputed_summary(self, member_api, own):
+        """The PATCH answer carries the new goodput and SLO, the same as the database, not the old summary."""
+        assert own.summary.goodput_rps is None
+        response = member_api.patch(f"/api/v1/performance/runs/{own.pk}", {"slo_ttft_ms": 1000}, format="json")
+        own.summary.refresh_from_db()
+        answer = response.json()["summary"]
+        assert answer["goodput_slo"] == {"ttft_ms": 1000} and answer["goodput_rps"] is not None
+        assert answer["goodput_rps"] == pytest.approx(own.summary.goodput_rps)
+        tighter = member_api.patch(f"/api/v1/performance/runs/{own.pk}", {"slo_ttft_ms": 1}, format="json").json()
+        assert tighter["summary"]["goodput_rps"] == 0.0 and tighter["slo_ttft_ms"] == 1
+
     def test_patch_rejects_a_negative_slo(self, member_api, own):
         response = member_api.patch(f"/api/v1/performance/runs/{own.pk}", {"slo_e2e_ms": -1}, format="json")
         assert response.status_code == 400 and "slo_e2e_ms" in response.json()
@@ -185,6 +196,18 @@ class TestGridAndCompare:
         body = viewer_api.get("/api/v1/performance/compare", {"runs": f"{own.pk},{other.pk}"}).json()
         assert [r["id"] for r in body["runs"]] == [own.pk, other.pk]
         assert {t["metric"] for t in body["significance"][str(other.pk)]} >= {"ttft_ms", "itl_ms", "e2e_ms"}
+
+    def test_compare_says_what_it_tests_and_prints_p_values_in_words(self, viewer_api, team, own):
+        """The answer states one value per request (ITL: its mean), the request counts, and "< 0.001" for tiny p."""
+        from tests.hardware.helpers import generated_samples
+
+        other = stored_run(team, samples=generated_samples(50, seed=4, ttft_ms=300))
+        body = viewer_api.get("/api/v1/performance/compare", {"runs": f"{own.pk},{other.pk}"}).json()
+        tests = {t["metric"]: t for t in body["significance"][str(other.pk)]}
+        assert "one value per successful request" in body["significance_method"]
+        assert tests["itl_ms"]["values"] == "one per successful request (its mean ITL)"
+        assert (tests["ttft_ms"]["n_first"], tests["ttft_ms"]["n_other"]) == (48, 48)
+        assert tests["ttft_ms"]["p_value"] < 0.001 and tests["ttft_ms"]["p_value_text"] == "< 0.001"
 
     @pytest.mark.parametrize("runs", ["1", "1,x", "1,2,3,4,5", ""])
     def test_compare_rejects_bad_run_lists(self, viewer_api, runs, db):

@@ -367,6 +367,26 @@ class TestVllm:
         assert run.started_at == datetime(2026, 7, 22, 6, 1, 14, tzinfo=UTC)
         assert run.duration_s == pytest.approx(0.9)
 
+    def test_request_rate_inf_without_max_concurrency_is_a_burst_of_every_prompt(self):
+        """vLLM's default (rate inf, no max concurrency): concurrency = num_prompts, tagged and noted "burst"."""
+        requests = [VllmRequest(start=81234.0 + i / 100) for i in range(5)]
+        doc = vllm_result(requests, request_rate="inf", max_concurrency=None)
+        (run,) = parse_vllm(json.dumps(doc))
+        assert (run.concurrency, run.request_rate_rps) == (5, None)
+        assert "burst" in run.tags and "all 5 prompts were sent at once" in run.notes
+
+    def test_a_burst_is_read_from_num_prompts_not_the_samples(self):
+        """num_prompts counts every request sent, failed ones included, also without per-request arrays."""
+        doc = vllm_result(self.requests(), detailed=False, request_rate=float("inf"), max_concurrency=None,
+                          num_prompts=200)  # fmt: skip
+        (run,) = parse_vllm(json.dumps(doc))  # json writes the float as Infinity
+        assert run.concurrency == 200 and run.tags == ["burst"]
+
+    def test_an_explicit_max_concurrency_is_not_a_burst(self):
+        """With --max-concurrency the file's concurrency stands, untagged."""
+        (run,) = parse_vllm(json.dumps(vllm_result(self.requests(), request_rate="inf", max_concurrency=4)))
+        assert run.concurrency == 4 and "burst" not in run.tags
+
     def test_a_finite_request_rate_is_kept(self):
         (run,) = parse_vllm(json.dumps(vllm_result(self.requests(), request_rate=2.5)))
         assert run.request_rate_rps == 2.5

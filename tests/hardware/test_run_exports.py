@@ -78,10 +78,11 @@ def test_xlsx_has_summary_and_samples_sheets_with_typed_cells(viewer_client, run
     workbook = openpyxl.load_workbook(io.BytesIO(body(viewer_client.get(url(run, "xlsx")))))
     assert workbook.sheetnames == ["Summary", "summary (2)", "samples"]
     metrics = workbook["summary (2)"]
-    assert [c.value for c in metrics[1]] == ["metric", *STATISTICS]
+    assert [c.value for c in metrics[1]] == ["metric", *STATISTICS, "simulated"]
     ttft = next(row for row in metrics.iter_rows(min_row=2) if row[0].value == "ttft_ms")
     assert (ttft[1].data_type, ttft[1].value) == ("n", 5)
-    assert all(cell.data_type == "n" for cell in ttft[2:])
+    assert all(cell.data_type == "n" for cell in ttft[2:-1])
+    assert (ttft[-1].data_type, ttft[-1].value) == ("b", False)  # the "simulated" column
     samples = workbook["samples"]
     assert samples.max_row == 7
     assert (samples.cell(2, 4).data_type, samples.cell(7, 3).value) == ("n", "'" + FORMULA)
@@ -166,7 +167,8 @@ def test_compare_pdf_has_the_figures_tests_and_charts(viewer_client, pair):
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
     text = pdf_text(body(response))
     expected = ["Comparison of performance runs", f"#{first.pk} vs #{second.pk}", "TTFT p50 ms", "E2E p95",
-                "Mann-Whitney", "ttft_ms", "Output token throughput (tok/s)", "Methods", FORMULA]  # fmt: skip
+                "Mann-Whitney", "TTFT", "ITL (mean per request)", "Output token throughput (tok/s)", "Methods",
+                FORMULA]  # fmt: skip
     assert [phrase for phrase in expected if phrase not in text] == []
     assert "%)" in text  # a difference in percent against the first run
 

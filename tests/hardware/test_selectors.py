@@ -88,3 +88,30 @@ def test_distributions_cover_successful_requests(team):
     assert sum(distributions["ttft_ms"]["histogram"]["counts"]) == 27
     assert distributions["ttft_ms"]["cdf"]["x"][50] == pytest.approx(run.summary.metrics["ttft_ms"]["p50"])
     assert set(distributions) == {"ttft_ms", "itl_ms", "e2e_ms", "input_tokens", "output_tokens"}
+
+
+def test_compare_tests_itl_on_one_mean_per_request_not_on_pooled_gaps(team):
+    """The ITL test's U statistic and p-value equal scipy's Mann-Whitney U on the per-request mean gaps."""
+    first, second = generated_samples(30, seed=1, gap_ms=10), generated_samples(30, seed=2, gap_ms=11)
+    a, b = stored_run(team, samples=first), stored_run(team, samples=second)
+    itl = next(t for t in compare_runs(runs=[a, b]).significance[b.pk] if t.metric == "itl_ms")
+    means_a = [np.mean(s.itl_ms) for s in first if not s.error_code]
+    means_b = [np.mean(s.itl_ms) for s in second if not s.error_code]
+    expected = stats.mannwhitneyu(means_a, means_b, alternative="two-sided")
+    assert itl.statistic == pytest.approx(expected.statistic) and itl.p_value == pytest.approx(expected.pvalue)
+    assert (itl.n_first, itl.n_other) == (28, 28) and itl.statistic <= 28 * 28
+    assert itl.label == "ITL (mean per request)"
+
+
+def test_compare_uses_the_reported_mean_itl_when_a_request_has_no_gaps(team):
+    """A source with only per-request mean ITL is tested on those means."""
+    from apps.hardware.parsed import ParsedSample
+
+    def samples(offset):
+        return [ParsedSample(index=i, ttft_ms=50.0 + i, e2e_ms=500.0 + i, output_tokens=20, mean_itl_ms=offset + i)
+                for i in range(10)]  # fmt: skip
+
+    a, b = stored_run(team, samples=samples(10.0)), stored_run(team, samples=samples(30.0))
+    itl = next(t for t in compare_runs(runs=[a, b]).significance[b.pk] if t.metric == "itl_ms")
+    expected = stats.mannwhitneyu([10.0 + i for i in range(10)], [30.0 + i for i in range(10)])
+    assert itl.statistic == pytest.approx(expected.statistic) and (itl.n_first, itl.n_other) == (10, 10)

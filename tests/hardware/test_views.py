@@ -2,12 +2,14 @@
 
 import csv
 import io
+import json
 
 import pytest
 from django.urls import reverse
 
 from apps.hardware.models import PerformanceRun
 from apps.hardware.parsed import ParsedSample
+from tests.factories import HardwareProfileFactory
 from tests.hardware.helpers import generated_samples, stored_run
 from tests.hardware.test_api import llmbench_json
 
@@ -43,6 +45,28 @@ class TestGridPage:
 
     def test_anonymous_is_redirected(self, client):
         assert client.get(reverse("hardware:grid")).status_code == 302
+
+
+class TestRunListLayout:
+    def test_key_columns_come_first_and_the_rest_collapse(self, viewer_client, own):
+        """Run, model, hardware, concurrency, output tok/s, TTFT, TPOT first; engine, rate, requests, errors, tool
+        are secondary behind the columns toggle; the table keeps its first column in view."""
+        page = viewer_client.get(reverse("hardware:runs")).content.decode()
+        assert '<div class="table-wrap sticky-first"><table class="numeric" id="runs-table">' in page
+        assert 'class="columns-toggle"' in page
+        head = page[page.index('id="runs-table"') : page.index("</thead>")]
+        order = ["Run", "Model variant", "Hardware", "Concurrency", "Output tok/s", "TTFT p50 ms", "TPOT mean ms",
+                 "Engine", "Request rate (req/s)", "Requests", "Errors", "Tool"]  # fmt: skip
+        positions = [head.index(f">{text}</th>") for text in order]
+        assert positions == sorted(positions)
+        for text in order[7:]:
+            assert f'<th class="secondary">{text}</th>' in head
+
+    def test_concurrency_is_a_whole_number(self, viewer_client, team):
+        """Concurrency 16 reads "16", never "16.0"; request counts get thousands separators."""
+        stored_run(team, concurrency=16, samples=generated_samples(1200, failures=0))
+        page = viewer_client.get(reverse("hardware:runs")).content.decode()
+        assert "<td>16</td>" in page and "16.0" not in page and "1,200" in page
 
 
 class TestRunPages:
@@ -105,6 +129,13 @@ class TestComparePage:
         assert b'id="significance-table"' in response.content and b"significant" in response.content
         assert b'data-chart="radar"' in response.content
 
+    def test_p_values_print_in_words_and_the_method_is_stated(self, viewer_client, team, own):
+        """A tiny p-value reads "< 0.001" (never 0 or 0.0000); the page says tests use one value per request."""
+        other = stored_run(team, samples=generated_samples(50, seed=4, ttft_ms=300))
+        page = viewer_client.get(reverse("hardware:compare"), {"runs": f"{own.pk},{other.pk}"}).content.decode()
+        assert "&lt; 0.001" in page and "0.0000" not in page
+        assert "one value per successful request" in page and "ITL (mean per request)" in page
+
     def test_another_teams_run_is_404(self, viewer_client, own, foreign):
         assert viewer_client.get(reverse("hardware:compare"), {"runs": f"{own.pk},{foreign.pk}"}).status_code == 404
 
@@ -145,6 +176,27 @@ class TestUploadPage:
         response = member_client.post(self.URL, {"file": llmbench_json()})
         run = PerformanceRun.objects.get()
         assert response.status_code == 302 and response["Location"] == reverse("hardware:run", args=[run.pk])
+
+    def test_the_preview_says_a_vllm_burst_was_read_as_concurrency(self, member_client, team):
+        """A vLLM file at --request-rate inf without max_concurrency previews as a burst of its prompts."""
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from tests.hardware.files import VllmRequest, vllm_result
+
+        doc = vllm_result([VllmRequest(start=81234.0 + i / 100) for i in range(3)], request_rate="inf",
+                          max_concurrency=None, num_prompts=3)  # fmt: skip
+        upload = SimpleUploadedFile("vllm.json", json.dumps(doc).encode(), content_type="application/json")
+        form = {
+            "file": upload,
+            "preview": "1",
+            "quantization": "BF16",
+            "hardware": HardwareProfileFactory(team=team).pk,
+        }
+        response = member_client.post(self.URL, form, headers={"HX-Request": "true"})
+        content = response.content.decode()
+        assert response.status_code == 200, content
+        assert "read as a burst" in content and "all 3 prompts were sent at once" in content
+        assert '<span class="badge">burst</span>' in content
 
     def test_a_bad_file_is_400_naming_rows(self, member_client):
         response = member_client.post(self.URL, {"file": llmbench_json(quantization="", hardware=None)})

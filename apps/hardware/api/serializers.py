@@ -60,7 +60,8 @@ class PerformanceRunSerializer(serializers.ModelSerializer):
             "id", "name", "variant", "model_name", "quantization", "hardware", "hardware_name", "deployment",
             "deployment_name", "concurrency", "request_rate_rps", "input_tokens_target", "output_tokens_target",
             "dataset", "tool", "tool_version", "source_format", "source_filename", "provider", "started_at",
-            "duration_s", "tags", "notes", "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms", "created_at", "summary",
+            "duration_s", "tags", "notes", "is_simulated", "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms", "created_at",
+            "summary",
         ]  # fmt: skip
         read_only_fields = [
             f for f in fields if f not in ("name", "tags", "notes", "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms")

@@ -8,11 +8,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action, api_view, parser_classes
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Membership
+from apps.accounts.simulated import PARAM as SIMULATED_PARAM
+from apps.accounts.simulated import include_simulated
 from apps.hardware.api.serializers import (
     DeploymentSerializer,
     HardwareProfileSerializer,
@@ -28,12 +30,19 @@ from apps.hardware.forms import CompareQueryForm, GridQueryForm, PerformanceUplo
 from apps.hardware.importers import PerformanceFileError
 from apps.hardware.modeling import NotEnoughData, modeling_configurations, predict
 from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun, RequestSample
-from apps.hardware.selectors import GRID_METRICS, compare_runs, performance_grid
+from apps.hardware.selectors import (
+    GRID_METRICS,
+    SIGNIFICANCE_METHOD,
+    compare_runs,
+    performance_grid,
+    simulated_left_out,
+)
 from apps.hardware.services import run_summary_compute
 from apps.hardware.uploads import performance_import_apply, performance_import_plan
 from apps.scores.models import ModelVariant
 from llmbench.api import TeamScopedViewSet, raise_form_errors
 from llmbench.export_api import ExportNegotiation, export_kind
+from llmbench.humanize import p_value_text
 from llmbench.pagination import PageNumberPagination
 
 
@@ -70,8 +79,8 @@ class PerformanceRunViewSet(
         return super().get_queryset().filter(team=self.request.team)
 
     def perform_update(self, serializer):
-        run = serializer.save()
-        run_summary_compute(run=run)
+        # The answer shows the summary recomputed under the new SLO (run_summary_compute caches it on the run).
+        run_summary_compute(run=serializer.save())
 
     @extend_schema(responses=RequestSampleSerializer(many=True))
     @action(detail=True, methods=["get"], filterset_class=None)
@@ -167,30 +176,55 @@ def model_runs(request, variant_id: int):
     return paginator.get_paginated_response(PerformanceRunSerializer(page, many=True).data)
 
 
+INCLUDE_SIMULATED = OpenApiParameter(
+    SIMULATED_PARAM,
+    bool,
+    description="Include runs of the built-in simulator and generated demo data (default: the team's setting, "
+    "off unless the team turned it on).",
+)
+
+
 @extend_schema(
     parameters=[
         OpenApiParameter("metric", str, enum=list(GRID_METRICS)),
+        OpenApiParameter(
+            "workload",
+            str,
+            description="The one workload the cells show, e.g. c16-in256-out128 (concurrency 16, 256 input / 128 "
+            "output tokens) or r2.5-in512-out128 (2.5 requests/s); default: the most common workload of the "
+            "filtered runs. `workloads` in the answer lists every key.",
+        ),
+        INCLUDE_SIMULATED,
         *[OpenApiParameter(name, str) for name in PerformanceRunFilter.base_filters],
     ],
     responses=OpenApiTypes.OBJECT,
 )
 @api_view(["GET"])
 def grid(request):
-    """Model variants × hardware for one metric; each cell the mean over the matching runs."""
+    """Model variants × hardware for one metric and one workload (`workload`, the answer's
+    `workload` says which); each cell the mean over the matching runs."""
     query = GridQueryForm(request.query_params)
     raise_form_errors(query)
     filterset = PerformanceRunFilter(request.query_params, queryset=PerformanceRun.objects.filter(team=request.team))
     raise_form_errors(filterset.form)
-    return Response(
-        performance_grid(team=request.team, metric=query.cleaned_data["metric"], runs=filterset.qs).as_dict()
+    result = performance_grid(
+        team=request.team,
+        metric=query.cleaned_data["metric"],
+        runs=filterset.qs,
+        workload=query.cleaned_data["workload"],
+        include_simulated=include_simulated(request),
     )
+    return Response(result.as_dict())
 
 
-@extend_schema(parameters=[OpenApiParameter("runs", str, required=True)], responses=OpenApiTypes.OBJECT)
+@extend_schema(
+    parameters=[OpenApiParameter("runs", str, required=True), INCLUDE_SIMULATED], responses=OpenApiTypes.OBJECT
+)
 @api_view(["GET"])
 def compare(request):
     """Two to four runs side by side: figures, differences against the first, radar values, and
-    a Mann-Whitney U test per latency metric on the per-request samples."""
+    a Mann-Whitney U test per latency metric on one value per request (ITL: the request's mean
+    gap). A simulated run is compared only with `include_simulated`."""
     form = CompareQueryForm(request.query_params)
     raise_form_errors(form)
     ids = form.cleaned_data["runs"]
@@ -201,18 +235,27 @@ def compare(request):
     missing = [i for i in ids if i not in runs]
     if missing:
         raise NotFound(f"No run {', '.join(map(str, missing))} in this team.")
+    simulated = simulated_left_out([runs[i] for i in ids], include_simulated(request))
+    if simulated:
+        raise ValidationError({"runs": [simulated]})
     comparison = compare_runs(runs=[runs[i] for i in ids])
     return Response(
         {
-            "runs": [{"id": r.pk, "label": r.label} for r in comparison.runs],
+            "runs": [{"id": r.pk, "label": r.label, "is_simulated": r.is_simulated} for r in comparison.runs],
             "figures": comparison.rows,
             "radar": {"indicators": comparison.radar, "values": comparison.radar_values},
+            "significance_method": SIGNIFICANCE_METHOD,
             "significance": {
                 str(run_id): [
                     {
                         "metric": t.metric,
+                        "label": t.label,
                         "test": "mann-whitney-u",
+                        "values": "one per successful request" + (" (its mean ITL)" if t.metric == "itl_ms" else ""),
+                        "n_first": t.n_first,
+                        "n_other": t.n_other,
                         "p_value": t.p_value,
+                        "p_value_text": p_value_text(t.p_value),
                         "statistic": t.statistic,
                         "significant": t.significant,
                         "note": t.note,
@@ -225,19 +268,20 @@ def compare(request):
     )
 
 
-@extend_schema(responses=OpenApiTypes.OBJECT)
+@extend_schema(parameters=[INCLUDE_SIMULATED], responses=OpenApiTypes.OBJECT)
 @api_view(["GET"])
 def modeling_models(request):
     """Model variant × hardware configurations with runs, and whether they have enough for predictions."""
-    return Response(modeling_configurations(team=request.team))
+    return Response(modeling_configurations(team=request.team, include_simulated=include_simulated(request)))
 
 
-@extend_schema(request=PredictRequestSerializer, responses=OpenApiTypes.OBJECT)
+@extend_schema(request=PredictRequestSerializer, parameters=[INCLUDE_SIMULATED], responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
 @parser_classes([JSONParser, FormParser, MultiPartParser])
 def predict_view(request):
-    """Predict TTFT, TPOT, E2E and throughput for a workload, with 95% prediction intervals and a
-    confidence score; 422 with the reason when the team's runs are not enough."""
+    """Predict TTFT, TPOT, E2E and throughput for a workload, with 95% prediction intervals (log-scale
+    fit, so positive) and a confidence score; 422 with the reason when the team's runs are not enough.
+    Simulated runs count only with `include_simulated`."""
     form = PredictForm(request.data, team=request.team)
     raise_form_errors(form)
     data = form.cleaned_data
@@ -245,6 +289,7 @@ def predict_view(request):
         prediction = predict(
             team=request.team, variant_id=data["variant"].pk, hardware_id=data["hardware"].pk,
             input_tokens=data["input_tokens"], output_tokens=data["output_tokens"], concurrency=data["concurrency"],
+            include_simulated=include_simulated(request),
         )  # fmt: skip
     except NotEnoughData as exc:
         return Response({"detail": str(exc), "enough_data": False}, status=422)
