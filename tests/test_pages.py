@@ -25,6 +25,15 @@ def test_home_shows_the_navigation_and_the_teams_counts(viewer_client, team):
     assert b'href="/admin/"' not in response.content  # viewers have no admin link
 
 
+def test_providers_api_tokens_and_api_docs_are_in_the_main_navigation(viewer_client):
+    """Not only in the user menu: the main <nav> links them, and every page has a favicon."""
+    content = viewer_client.get(reverse("home")).content.decode()
+    nav = content[content.index('<nav class="nav"') : content.index("</nav>")]
+    for url in (reverse("providers:list"), reverse("accounts:tokens"), reverse("api-docs")):
+        assert f'href="{url}"' in nav
+    assert 'rel="icon"' in content and "favicon.svg" in content
+
+
 def test_team_admins_see_the_admin_link(admin_client_team):
     assert b'href="/admin/"' in admin_client_team.get(reverse("home")).content
 
