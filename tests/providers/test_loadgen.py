@@ -100,7 +100,8 @@ class TestClosedLoop:
             return result
 
         outcome = run(StepSpec(mode="closed", concurrency=4, duration_s=0.4), queued)
-        assert outcome.achieved_concurrency == pytest.approx(2, rel=0.1)
+        # about 2 (half of each request waits before its send); a busy machine stretches the sleeps unevenly
+        assert 1.0 < outcome.achieved_concurrency < 3.0
         assert not outcome.client_kept_up and "achieved concurrency" in outcome.kept_up_reason
 
     def test_a_send_that_raises_becomes_a_failed_result(self):
