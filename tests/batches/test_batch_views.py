@@ -223,7 +223,9 @@ class TestWithResults:
         run_until_done(batch.pk)
         page = member_client.get(reverse("batches:batch-analysis", args=[batch.pk]))
         text = visible_text(page.content)
-        assert "max_tokens 200" in text and "Temperature 0.7" in text and "Best combination" in text
+        # which max_tokens wins depends on the simulator's unseeded text; either is printed as set
+        assert re.search(r"max_tokens (100|200)(?![.\d])", text) and "Temperature 0.7" in text
+        assert "Best combination" in text
         assert "not enough data for an interval" in text
         for raw in ("200.0", "0.700", "True", "False", "_ci_low", "ci_low", "p_holm", "latency_ms", "pass_rate",
                     "kruskal_p", "0.0000", "CI 81.2–81.2"):  # fmt: skip
