@@ -253,6 +253,8 @@ CORS_ALLOW_CREDENTIALS = False  # tokens, not cookies, cross origin
 # --- Operations ---------------------------------------------------------------------------------
 # When set, /metrics asks for `Authorization: Bearer <METRICS_TOKEN>`.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+# `manage.py backup` writes its archives here unless given --output (empty: the current directory).
+BACKUP_DIR = Path(env_str("BACKUP_DIR")) if env_str("BACKUP_DIR") else None
 
 # --- Security: strict by default whenever DEBUG is off ------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL_HEADER", False) else None
