@@ -40,6 +40,7 @@ class Script:
     error_event_after: int | None = None  # send the vendor's in-stream error event after this many
     error_event_type: str = "overloaded_error"
     bad_json_after: int | None = None  # send a broken event after this many
+    bad_json_event: str = '{"choices": [{"delta": {"content": "x"'  # what the broken event says
     stamp: bool = True  # put llmbench_sent_at in content chunks
     crlf: bool = False  # CRLF line endings
     fragment: int | None = None  # write each event in slices of this many bytes
@@ -145,7 +146,7 @@ class MockLLMServer:
         if script.hang_after == sent:
             await asyncio.sleep(script.hang_s)
         if script.bad_json_after == sent:
-            await self._send(response, script, '{"choices": [{"delta": {"content": "x"')
+            await self._send(response, script, script.bad_json_event)
             await response.write_eof()
             return "end"
         return ""

@@ -411,6 +411,15 @@ def test_unparsable_json_is_a_protocol_error(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_an_event_nested_too_deep_for_the_parser_is_a_protocol_error(kind):
+    # A server answering with JSON nested 100,000 deep made json.loads raise RecursionError,
+    # which is no ValueError: the request blew up instead of being recorded as failed.
+    result, _ = generate(kind, Script(bad_json_after=1, bad_json_event="[" * 100_000 + "]" * 100_000))
+    assert result.error is not None and result.error.kind == ErrorKind.PROTOCOL
+    assert "unparsable JSON after 1 chunks" in result.error.message
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_connection_refused(kind):
     async def go():
         server = await MockLLMServer().start()

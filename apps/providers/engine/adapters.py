@@ -280,7 +280,7 @@ class Adapter:
         stream.last_event_time = arrived = time.monotonic()
         try:
             body = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a body nested absurdly deep
             stream.error = RequestError(ErrorKind.PROTOCOL, f"response is not JSON: {raw[:120]!r}")
             return
         if isinstance(body, dict) and body.get("error"):
@@ -301,7 +301,7 @@ class Adapter:
         """An event's JSON, or None after recording a protocol error."""
         try:
             return json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             count = len(stream.result.chunk_times)
             stream.error = RequestError(ErrorKind.PROTOCOL, f"unparsable JSON after {count} chunks: {data[:120]!r}")
             return None
@@ -411,7 +411,7 @@ def _vendor_message(raw: bytes) -> str:
     """The human part of an error body in any vendor's shape, else its text."""
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return raw.decode("utf-8", "replace").strip()
     if isinstance(body, list) and body:  # Gemini's JSON-array framing
         body = body[0]
