@@ -1,4 +1,4 @@
-"""Prometheus metrics: request counts and latencies per route, and the task queue depth.
+"""Prometheus metrics: request counts and latencies per route, the task queue and its workers.
 
 Each process keeps its own counters. With several web processes, set PROMETHEUS_MULTIPROC_DIR to
 an empty folder shared by them and /metrics adds their counters up (prometheus_client's
@@ -52,17 +52,48 @@ class PrometheusMiddleware:
 
 
 class QueueDepthCollector:
-    """Reads the django-q2 broker's queue length at scrape time."""
+    """Reads the task queue and the task cluster's workers at scrape time (llmbench/workers.py)."""
+
+    def describe(self):
+        # No names: without describe(), registering calls collect(), which would query the database at
+        # import time (before pytest-django has made the test database, and opening a pool on the real one).
+        return []
 
     def collect(self):
-        from django_q.brokers import get_broker
+        from llmbench.workers import cluster_health
 
-        gauge = GaugeMetricFamily("llmbench_task_queue_depth", "Tasks waiting in the broker.")
+        gauges = {
+            "depth": GaugeMetricFamily("llmbench_task_queue_depth", "Tasks waiting in the broker."),
+            "oldest": GaugeMetricFamily(
+                "llmbench_task_queue_oldest_age_seconds", "How long the oldest waiting task has waited (0: none waits)."
+            ),
+            "workers": GaugeMetricFamily(
+                "llmbench_task_workers", "Live task worker processes, by state.", labels=["state"]
+            ),
+            "idle": GaugeMetricFamily(
+                "llmbench_task_workers_idle_seconds",
+                "Since a live worker last took or finished a task (0 while one is busy).",
+            ),
+            "alive": GaugeMetricFamily(
+                "llmbench_task_cluster_alive", "1 while waiting tasks are being taken (or none waits), 0 when stuck."
+            ),
+        }
+        nan = float("nan")
         try:
-            gauge.add_metric([], float(get_broker().queue_size() or 0))
-        except Exception:  # an unreachable broker is /ready's business, not a scrape failure
-            gauge.add_metric([], float("nan"))
-        yield gauge
+            health = cluster_health()
+        except Exception:  # an unreachable broker or database is /ready's business, not a scrape failure
+            health = None
+        if health is None:
+            for key in ("depth", "oldest", "idle", "alive"):
+                gauges[key].add_metric([], nan)
+        else:
+            gauges["depth"].add_metric([], float(health.waiting))
+            gauges["oldest"].add_metric([], health.oldest_wait_s or 0.0)
+            gauges["workers"].add_metric(["busy"], float(health.workers_busy))
+            gauges["workers"].add_metric(["idle"], float(health.workers_live - health.workers_busy))
+            gauges["idle"].add_metric([], nan if health.idle_for_s is None else health.idle_for_s)
+            gauges["alive"].add_metric([], 1.0 if health.ok else 0.0)
+        yield from gauges.values()
 
 
 QUEUE_DEPTH = QueueDepthCollector()

@@ -159,6 +159,9 @@ if Q_CLUSTER["timeout"] <= 2 * BATCH_CHUNK_S:
         f"BATCH_CHUNK_S={BATCH_CHUNK_S} is too long for Q_TIMEOUT_S={Q_CLUSTER['timeout']}: "
         "a chunk needs less than half the task time limit."
     )
+# The task cluster is stuck when tasks have waited this long and no worker took or finished one in
+# that time: /ready says so (503, check "task_cluster") and `manage.py serve` restarts its worker.
+TASK_CLUSTER_STALL_S = env_int("TASK_CLUSTER_STALL_S", 60, minimum=5)
 
 # --- Auth ---------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

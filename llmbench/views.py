@@ -9,11 +9,13 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from apps.accounts.models import Membership
 from llmbench import dashboard
+from llmbench.exceptions import is_api_request, with_request_id
 from llmbench.metrics import render_metrics
 
 
@@ -26,14 +28,15 @@ def home(request):
     if team is None:
         return render(request, "home.html")
     is_admin = request.membership.has_role(Membership.Role.ADMIN)
+    tiles = dashboard.analytics_tiles(team)  # cached per team until its data changes
     context = {
         "counts": dashboard.team_counts(team),
         "jobs": dashboard.running_jobs(team),
         "latest": dashboard.latest(team),
-        "cost": dashboard.month_cost(team),
+        "cost": tiles.cost,
         "pending_testcases": dashboard.pending_testcase_count(team) if is_admin else None,
-        "trend": dashboard.quality_trend(team),
-        "regressions": dashboard.regressions(team),
+        "trend": tiles.trend,
+        "regressions": tiles.regressions,
     }
     return render(request, "home.html", context)
 
@@ -78,23 +81,36 @@ def _check_broker() -> None:
         raise RuntimeError("the broker did not answer")
 
 
+def _check_task_cluster() -> str:
+    """Tasks that wait are being taken (a cluster can answer pings and save fresh stats while its
+    workers take nothing); with nothing waiting, no worker at all is fine and said so."""
+    from llmbench.workers import cluster_health
+
+    health = cluster_health()
+    if not health.ok:
+        raise RuntimeError(health.detail)
+    return health.detail
+
+
 READINESS_CHECKS = {
     "database": _check_database,
     "cache": _check_cache,
     "channel_layer": _check_channel_layer,
     "broker": _check_broker,
+    "task_cluster": _check_task_cluster,
 }
 
 
 @require_GET
 @never_cache
 def ready(request):
-    """Every dependency reachable: 200, else 503 naming what failed."""
+    """Every dependency reachable and the task cluster taking tasks: 200, else 503 naming what
+    failed. A check may say more than "ok" (what it saw) by returning it."""
     results, failed = {}, []
     for name, check in READINESS_CHECKS.items():
         try:
-            check()
-            results[name] = "ok"
+            detail = check()
+            results[name] = "ok" if not detail else f"ok: {detail}"
         except Exception as exc:  # any failure of a dependency is reported, never raised
             results[name] = f"failed: {type(exc).__name__}: {exc}"
             failed.append(name)
@@ -114,13 +130,33 @@ def metrics(request):
     return HttpResponse(body, content_type=content_type)
 
 
+# Error views: pages for people, JSON with the request id for API clients (anything under /api/).
+
+
+def _api_error(detail: str, status: int) -> JsonResponse:
+    return JsonResponse(with_request_id({"detail": detail}), status=status)
+
+
+def error_400(request, exception=None):
+    if is_api_request(request):
+        return _api_error("Bad request.", 400)
+    return defaults.bad_request(request, exception)
+
+
 def error_404(request, exception=None):
+    if is_api_request(request):
+        return _api_error("Not found.", 404)
     return render(request, "404.html", status=404)
 
 
 def error_403(request, exception=None):
+    if is_api_request(request):
+        return _api_error("You do not have permission to perform this action.", 403)
     return render(request, "403.html", {"reason": str(exception or "")}, status=403)
 
 
 def error_500(request):
+    # Never the exception's text: it is logged (with the same request id), not shown.
+    if is_api_request(request):
+        return _api_error("Server error: the request id identifies it in the server's log.", 500)
     return render(request, "500.html", status=500)

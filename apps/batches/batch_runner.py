@@ -33,7 +33,7 @@ from django.utils import timezone
 from apps.batches.models import Batch, Status
 from apps.batches.parameters import combination
 from apps.batches.selectors import combination_aggregates
-from apps.batches.services import LEASE_TTL, _enqueue_chunk, batch_publish
+from apps.batches.services import LEASE_TTL, _enqueue_chunk, batch_chunk_lost, batch_publish
 from apps.experiments.models import Experiment, ExperimentTarget, Response
 from apps.experiments.runner import Answer, Answerer, Item, experiment_items, refused_key_reason, response_fields
 from apps.providers.engine.types import Kind
@@ -116,6 +116,10 @@ def _acquire(batch_id: int, token: str) -> str | None:
                 return experiment.status
             now = timezone.now()
             free = not batch.lease or batch.heartbeat_at is None or now - batch.heartbeat_at > LEASE_TTL
+            # The chunk that held it ran and was lost: counted once, here or by the recovery.
+            if free and batch.lease and batch_chunk_lost(batch=batch, now=now) and batch.queued_at is None:
+                transaction.on_commit(lambda: batch_publish(batch_id=batch_id))
+                return Status.FAILED  # that was one loss too many
             if free and experiment.cancel_requested:  # cancelled while no live chunk held it
                 Batch.objects.filter(pk=batch_id).update(lease="", queued_at=None, current_parameters={})
                 Experiment.objects.filter(pk=batch_id).update(status=Status.CANCELLED, finished_at=now)
@@ -158,7 +162,8 @@ def _close_connection() -> None:
 
 
 def _release(batch_id: int, token: str) -> None:
-    Batch.objects.filter(pk=batch_id, lease=token).update(lease="")
+    """Let go of the lease; the next chunk is queued (queued_at lets recovery tell a lost task)."""
+    Batch.objects.filter(pk=batch_id, lease=token).update(lease="", queued_at=timezone.now())
 
 
 def _heartbeat(batch_id: int, token: str) -> tuple[bool, bool]:

@@ -160,7 +160,9 @@ class Batch(models.Model):
     run_started_results = models.PositiveIntegerField(default=0, help_text="Results stored before it began.")
     lease = models.CharField(max_length=32, blank=True, help_text="The chunk running the batch now.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    recoveries = models.PositiveIntegerField(default=0, help_text="Pick-ups after a lost worker without progress.")
+    recoveries = models.PositiveIntegerField(
+        default=0, help_text="Chunks in a row that took the lease and were lost before storing a result."
+    )
 
     class Meta:
         verbose_name_plural = "batches"

@@ -9,7 +9,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -193,8 +193,10 @@ def progress_publish(*, sweep_id: int) -> None:
 
 # A chunk renews its lease with every heartbeat; a lease older than LEASE_TTL belonged to a worker
 # that is gone, and the next chunk may take it. A running batch silent for BATCH_STALL_AFTER is
-# picked up again by the scheduled recovery; after MAX_RECOVERIES pick-ups without one stored
-# result it is failed instead (something kills the worker every time).
+# picked up again by the scheduled recovery, and a queued chunk no worker took within QUEUE_GRACE
+# is queued again. `recoveries` counts chunks that ran and were lost, never pick-ups: after
+# MAX_RECOVERIES of them in a row without one stored result the batch is failed instead
+# (something kills the worker every time).
 LEASE_TTL = timedelta(seconds=10)
 BATCH_STALL_AFTER = timedelta(seconds=30)
 QUEUE_GRACE = timedelta(minutes=2)
@@ -398,29 +400,60 @@ def batch_delete(*, batch: Batch) -> None:
     batch.experiment.delete()
 
 
+def batch_chunk_lost(*, batch: Batch, now) -> bool:
+    """Count a chunk that took the batch's lease and was lost (its heartbeat went stale) and take
+    the lease from it; the MAX_RECOVERIES-th such loss in a row without a stored result fails the
+    batch. Conditional on the lease and heartbeat the caller saw, so of several callers that saw
+    the same loss one counts it: True for that one (`batch` then holds what was written)."""
+    lost = batch.recoveries + 1
+    failed = lost >= MAX_RECOVERIES
+    fields = {"lease": "", "recoveries": lost, "queued_at": None if failed else now}
+    if failed:
+        fields["current_parameters"] = {}
+    seen = Batch.objects.filter(pk=batch.pk, lease=batch.lease, heartbeat_at=batch.heartbeat_at)
+    if not seen.update(**fields):
+        return False
+    if failed:
+        Experiment.objects.filter(pk=batch.pk).update(
+            status=Status.FAILED, finished_at=now,
+            error=f"The worker stopped {lost} times while running this batch without storing a result; "
+            "what finished is stored. Resume to try again.",
+        )  # fmt: skip
+    batch.lease, batch.recoveries, batch.queued_at = "", lost, fields["queued_at"]
+    return True
+
+
 def batches_recover_stalled() -> int:
-    """Queue again the batches whose worker went silent (a running batch) or whose queued task was
-    lost (a pending one: the Redis broker keeps no receipts); run every minute. A batch whose
-    worker keeps dying without storing anything is failed after MAX_RECOVERIES tries."""
+    """Pick up the batches whose work was lost; run every minute. Two kinds: a chunk that took the
+    lease and went silent (its worker died): counted in `recoveries` (batch_chunk_lost) and queued
+    again; and a chunk task that no worker took within QUEUE_GRACE (the Redis broker keeps no
+    receipts, and a stuck cluster's internal queue dies with it): queued again, not counted, since
+    nothing ran. Every pick-up is a conditional update on what was seen, so recovery tasks that
+    piled up behind a stuck cluster and run together act once: the others find the batch queued."""
     now = timezone.now()
     count = 0
-    stalled = Batch.objects.filter(experiment__status=Status.RUNNING, heartbeat_at__lt=now - BATCH_STALL_AFTER)
-    lost = Batch.objects.filter(experiment__status=Status.PENDING, queued_at__lt=now - QUEUE_GRACE).filter(
-        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=F("queued_at"))
+    lost_chunks = Batch.objects.filter(
+        experiment__status=Status.RUNNING, heartbeat_at__lt=now - BATCH_STALL_AFTER
+    ).exclude(lease="")
+    for batch in lost_chunks:
+        with transaction.atomic():
+            counted = batch_chunk_lost(batch=batch, now=now)
+        if counted:
+            if batch.queued_at is not None:  # else that loss failed the batch
+                _enqueue_chunk(batch.pk)
+            batch_publish(batch_id=batch.pk)
+            count += 1
+    lost_tasks = Batch.objects.filter(experiment__status__in=(Status.PENDING, Status.RUNNING), lease="").filter(
+        Q(queued_at__lt=now - QUEUE_GRACE)
+        # a running batch between chunks that never said its next chunk was queued (rows written
+        # before queued_at was kept between chunks)
+        | Q(queued_at__isnull=True, experiment__status=Status.RUNNING, heartbeat_at__lt=now - BATCH_STALL_AFTER)
     )
-    for batch in [*stalled, *lost]:
-        if batch.recoveries >= MAX_RECOVERIES:
-            Experiment.objects.filter(pk=batch.pk).update(
-                status=Status.FAILED, finished_at=now,
-                error=f"The worker stopped {batch.recoveries} times while running this batch without storing a result; "
-                "what finished is stored. Resume to try again.",
-            )  # fmt: skip
-            Batch.objects.filter(pk=batch.pk).update(lease="", queued_at=None)
-        else:
-            Batch.objects.filter(pk=batch.pk).update(recoveries=F("recoveries") + 1, queued_at=now)
+    for batch in lost_tasks:
+        if Batch.objects.filter(pk=batch.pk, lease="", queued_at=batch.queued_at).update(queued_at=now):
             _enqueue_chunk(batch.pk)
-        batch_publish(batch_id=batch.pk)
-        count += 1
+            batch_publish(batch_id=batch.pk)
+            count += 1
     return count
 
 

@@ -1,16 +1,25 @@
 """manage.py serve: the ASGI web server (HTTP + websockets) and a django-q2 worker, together.
 
-Both run as child processes in the foreground; Ctrl-C (or SIGTERM) stops both, and if either
-one dies the other is stopped too, so a half-running site never goes unnoticed.
+Both run as child processes in the foreground; Ctrl-C (or SIGTERM) stops both. If the web server
+dies, the command stops (the site is down: say so). If the task worker dies or stops taking tasks
+(llmbench/workers.py), it is started again, saying why: the site goes on serving pages while tasks
+wait in the broker, which a restart empties; stopping the site would turn a stuck worker into an
+outage.
 """
 
+import argparse
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+from llmbench.webtier import close_database_connections
+from llmbench.workers import WorkerSupervisor
 
 
 class Command(BaseCommand):
@@ -19,31 +28,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--workers", type=int, default=1, help="uvicorn web processes.")
+        parser.add_argument(
+            "--workers",
+            type=_positive_int,
+            default=None,
+            help="Web (uvicorn) processes; default WEB_CONCURRENCY, which defaults to the number of CPUs.",
+        )
         parser.add_argument("--no-worker", action="store_true", help="Do not start the task worker.")
 
     def handle(self, *args, host, port, workers, no_worker, **options):
-        web = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "llmbench.asgi:application",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning" if not settings.DEBUG else "info",
-            "--lifespan",
-            "off",
-        ]
-        if not settings.DEBUG:
-            web += ["--proxy-headers"]
-        processes = {"web": subprocess.Popen(web)}
+        web, web_env = self.web_command(host=host, port=port, workers=workers)
+        # Whatever start-up read here (checks, metrics) holds connections this process never uses again.
+        close_database_connections()
+        processes = {"web": subprocess.Popen(web, env=web_env)}
+        supervisor = None
         if not no_worker:
-            processes["worker"] = subprocess.Popen([sys.executable, "manage.py", "qcluster"])
+            supervisor = WorkerSupervisor(
+                [sys.executable, "manage.py", "qcluster"], write=lambda line: self.stderr.write(line)
+            )
+            supervisor.start()
         self.stdout.write(self.style.SUCCESS(f"llmbench is serving on http://{host}:{port}/ (Ctrl-C stops it)"))
 
         stopping = False
@@ -62,14 +65,59 @@ class Command(BaseCommand):
                     self.stderr.write(f"The {name} process exited with code {code}; stopping.")
                     exit_code = code or 1
                     stopping = True
+            if supervisor is not None and not stopping:
+                supervisor.poll()  # restarts a task worker that died or is stuck, saying why
             time.sleep(0.3)
         for process in processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 10
+        if supervisor is not None:
+            supervisor.stop(timeout_s=10)
         for process in processes.values():
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
         sys.exit(exit_code)
+
+    def web_command(self, *, host: str, port: int, workers: int | None) -> tuple[list[str], dict[str, str]]:
+        """uvicorn with `workers` processes (default WEB_CONCURRENCY; uvicorn's supervisor restarts one
+        that dies), and its environment.
+
+        Separate processes, not threads: a process runs Python on one core at a time, so independent
+        requests run in parallel only across processes (ADR 0009). Websockets work in every process
+        (the channel layer joins them when REDIS_URL is set).
+        """
+        workers = workers or settings.WEB_CONCURRENCY
+        web = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "llmbench.asgi:application",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning" if not settings.DEBUG else "info",
+            "--lifespan",
+            "off",
+        ]
+        if not settings.DEBUG:
+            web += ["--proxy-headers"]
+        env = dict(os.environ)
+        if workers > 1 and not env.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Without a shared folder each process would answer /metrics with its own counters only.
+            self._metrics_dir = tempfile.TemporaryDirectory(prefix="llmbench-metrics-")
+            env["PROMETHEUS_MULTIPROC_DIR"] = self._metrics_dir.name
+        return web, env
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of processes")
+    return value
