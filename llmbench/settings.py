@@ -89,7 +89,22 @@ TEMPLATES = [
 
 # --- Database: SQLite file by default, PostgreSQL (psycopg 3) through DATABASE_URL ------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+# PostgreSQL: each process keeps a pool of at most DB_POOL_MAX_SIZE connections (ADR 0009). Under
+# ASGI every request runs in a thread of its own, so persistent per-thread connections
+# (CONN_MAX_AGE) grew with the number of requests in flight until PostgreSQL refused new clients.
+# Size it so that web processes × DB_POOL_MAX_SIZE + worker processes stays below max_connections.
+DB_POOL = env_bool("DB_POOL", True)
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 1)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 4, minimum=1)
+# A request waits this long for a free pooled connection, then fails (a 500) instead of queueing forever.
+DB_POOL_TIMEOUT_S = env_int("DB_POOL_TIMEOUT_S", 10, minimum=1)
+# Shown in pg_stat_activity.application_name, so the site's connections can be counted.
+DB_APPLICATION_NAME = env_str("DB_APPLICATION_NAME", "llmbench")
+# Only without the pool (DB_POOL=false): seconds a connection outlives its request; 0 closes it at the end.
+DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 0)
+if DB_POOL_MIN_SIZE > DB_POOL_MAX_SIZE:
+    raise ImproperlyConfigured(f"DB_POOL_MIN_SIZE={DB_POOL_MIN_SIZE} is larger than DB_POOL_MAX_SIZE={DB_POOL_MAX_SIZE}.")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=DB_CONN_MAX_AGE)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker share the file: WAL lets readers run beside one writer, and
     # IMMEDIATE transactions make a writer wait for the lock instead of failing half-way.
@@ -104,7 +119,29 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": env_str("SQLITE_TEST_NAME", str(BASE_DIR / ".test-db.sqlite3"))}
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = DB_APPLICATION_NAME
+    if DB_POOL:
+        if DB_CONN_MAX_AGE:
+            raise ImproperlyConfigured(
+                f"DB_CONN_MAX_AGE={DB_CONN_MAX_AGE} needs DB_POOL=false: pooled connections are returned to "
+                "the pool after each request, never kept by it."
+            )
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": DB_POOL_MIN_SIZE,
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": DB_POOL_TIMEOUT_S,
+        }
+        # django-q2 forks its workers after using the database: a child must open its own pool, never
+        # reuse the parent's connections.
+        from llmbench.webtier import forget_pools_in_forked_children
+
+        forget_pools_in_forked_children()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Web processes of `manage.py serve` (and the Docker image): one per CPU, since each process runs its
+# Python on one core at a time. Each holds up to DB_POOL_MAX_SIZE connections (see above).
+from llmbench.webtier import cpus_available  # noqa: E402  (kept beside the pool it is sized with)
+
+WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", cpus_available(), minimum=1)
 
 # --- Redis (optional): cache, channel layer and task broker -----------------------------------
 REDIS_URL = env_str("REDIS_URL")
