@@ -2,12 +2,15 @@
 progress, the latest runs, experiments and batches, this month's cost against the team's budget,
 and the test cases waiting for review. Each takes the team and runs a fixed number of queries."""
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import TypedDict
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.urls import reverse
@@ -17,10 +20,13 @@ from apps.accounts.models import Membership, Team
 from apps.accounts.services import active_membership
 from apps.batches.models import Batch, LoadSweep, Status
 from apps.experiments.models import Experiment, ExperimentTarget, Response, TestCase
-from apps.hardware.models import HardwareProfile, PerformanceRun
+from apps.hardware.models import HardwareProfile, PerformanceRun, RunSummary
 from apps.scores.models import Benchmark, ModelVariant, Score
 
 LATEST = 5  # rows of each "latest" list
+# The latest lists are cached under a version that holds every value they show (page_figures), so the
+# cache is never stale; this only bounds how long unused entries stay.
+LATEST_TTL_S = 600
 RUNNING_LIMIT = 10  # jobs of each kind on the tile; more running at once is not a dashboard's job
 RECENT = timedelta(minutes=10)  # a job that finished this recently is sent to open dashboards for their "Latest" lists
 BUDGET_NEARING_PERCENT = 80.0
@@ -50,70 +56,111 @@ def _job(*, kind: str, pk: int, name: str, status: str, done: int, total: int, u
                total=total, unit=unit, url=url)  # fmt: skip
 
 
+# --- plain SQL for the page's small figures --------------------------------------------------------
+# The dashboard is read on every visit. Its counts and the version of its analytical tiles are a
+# handful of scalar subqueries; the ORM spent more CPU compiling each of them than the database
+# spent answering, so they are written once as SQL (from the models' table and column names).
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _table(model) -> str:
+    return _q(model._meta.db_table)
+
+
+def _column(model, field: str) -> str:
+    return _q(model._meta.get_field(field).column)
+
+
+def _team_count(model) -> str:
+    return f"(SELECT COUNT(*) FROM {_table(model)} WHERE {_column(model, 'team')} = %s)"
+
+
+def _scalars(selects: list[str], params: list) -> tuple:
+    """One row of scalar subqueries, in one round trip."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(selects)}", params)
+        return cursor.fetchone()
+
+
+COUNTED = {"variants": ModelVariant, "benchmarks": Benchmark, "scores": Score, "runs": PerformanceRun,
+           "hardware": HardwareProfile}  # fmt: skip
+
+
 def team_counts(team: Team) -> dict[str, int]:
-    """How many model variants, benchmarks, scores, performance runs and hardware profiles `team` has."""
-    return {
-        "variants": ModelVariant.objects.filter(team=team).count(),
-        "benchmarks": Benchmark.objects.filter(team=team).count(),
-        "scores": Score.objects.filter(team=team).count(),
-        "runs": PerformanceRun.objects.filter(team=team).count(),
-        "hardware": HardwareProfile.objects.filter(team=team).count(),
-    }
+    """How many model variants, benchmarks, scores, performance runs and hardware profiles `team` has
+    (one query)."""
+    row = _scalars([_team_count(model) for model in COUNTED.values()], [team.pk] * len(COUNTED))
+    return {name: int(n) for name, n in zip(COUNTED, row, strict=True)}
 
 
 def _active(status: str) -> bool:
     return status in (Status.RUNNING, Status.PENDING)
 
 
-def running_jobs(team: Team) -> list[Job]:
+JOB_KINDS = ("batch", "sweep", "experiment")
+
+
+def running_jobs(team: Team, *, kinds: tuple[str, ...] = JOB_KINDS) -> list[Job]:
     """Parameter sweeps, load sweeps and experiments of `team` that run or are queued (batches), running
-    first: the "Running jobs" tile. Finished ones are not here: they are in the "Latest" lists."""
-    return dashboard_jobs(team)[0]
+    first: the "Running jobs" tile. Finished ones are not here: they are in the "Latest" lists. `kinds`
+    leaves out the kinds known to have nothing running (see page_figures)."""
+    return dashboard_jobs(team, kinds=kinds)[0]
 
 
-def dashboard_jobs(team: Team) -> tuple[list[Job], list[Job]]:
+def dashboard_jobs(team: Team, *, kinds: tuple[str, ...] = JOB_KINDS) -> tuple[list[Job], list[Job]]:
     """(running or queued jobs, running first; jobs that finished in the last RECENT minutes, newest first)
-    of `team`: three queries of a few rows each, shared by the page and its websocket."""
+    of `team`: a query of a few rows per kind (all three kinds unless `kinds` says), shared by the page
+    and its websocket."""
     recent = timezone.now() - RECENT
-    batches = (
-        Batch.objects.filter(experiment__team=team)
-        .filter(
-            Q(experiment__status=Status.RUNNING)
-            | Q(experiment__status=Status.PENDING, queued_at__isnull=False)
-            | Q(experiment__finished_at__gte=recent)
+    jobs: list[Job] = []
+    queued_batches: set[int] = set()
+    if "batch" in kinds:
+        batches = (
+            Batch.objects.filter(experiment__team=team)
+            .filter(
+                Q(experiment__status=Status.RUNNING)
+                | Q(experiment__status=Status.PENDING, queued_at__isnull=False)
+                | Q(experiment__finished_at__gte=recent)
+            )
+            .select_related("experiment")
+            .only("pk", "completed_results", "result_count", "queued_at", "experiment__name", "experiment__status")
+            .order_by("-experiment__created_at", "-pk")[:RUNNING_LIMIT]
         )
-        .select_related("experiment")
-        .only("pk", "completed_results", "result_count", "queued_at", "experiment__name", "experiment__status")
-        .order_by("-experiment__created_at", "-pk")[:RUNNING_LIMIT]
-    )
-    sweeps = (
-        LoadSweep.objects.filter(team=team)
-        .filter(Q(status=Status.RUNNING) | Q(finished_at__gte=recent))
-        .annotate(steps_total=Count("steps"), steps_done=Count("steps", filter=Q(steps__status=Status.COMPLETED)))
-        .only("pk", "name", "status")
-        .order_by("-created_at", "-pk")[:RUNNING_LIMIT]
-    )
-    experiments = (
-        _with_response_counts(Experiment.objects.filter(team=team, kind=Experiment.Kind.SINGLE))
-        .filter(Q(status=Experiment.Status.RUNNING) | Q(finished_at__gte=recent))
-        .only("pk", "name", "status", "responses_per_item")
-        .order_by("-created_at", "-pk")[:RUNNING_LIMIT]
-    )
-    jobs = [
-        _job(kind="batch", pk=b.pk, name=b.experiment.name, status=b.experiment.status, done=b.completed_results,
-             total=b.result_count, unit="results", url=reverse("batches:batch", args=[b.pk]))
-        for b in batches
-    ] + [
-        _job(kind="sweep", pk=s.pk, name=s.name, status=s.status, done=s.steps_done, total=s.steps_total,
-             unit="steps", url=reverse("batches:sweep", args=[s.pk]))
-        for s in sweeps
-    ] + [
-        _job(kind="experiment", pk=e.pk, name=e.name, status=e.status, done=e.responses_stored,
-             total=e.target_count * max(1, e.approved_case_count) * e.responses_per_item, unit="responses",
-             url=reverse("experiments:detail", args=[e.pk]))
-        for e in experiments
-    ]  # fmt: skip
-    queued_batches = {b.pk for b in batches if b.experiment.status == Status.PENDING and b.queued_at is not None}
+        jobs += [
+            _job(kind="batch", pk=b.pk, name=b.experiment.name, status=b.experiment.status, done=b.completed_results,
+                 total=b.result_count, unit="results", url=reverse("batches:batch", args=[b.pk]))
+            for b in batches
+        ]  # fmt: skip
+        queued_batches = {b.pk for b in batches if b.experiment.status == Status.PENDING and b.queued_at is not None}
+    if "sweep" in kinds:
+        sweeps = (
+            LoadSweep.objects.filter(team=team)
+            .filter(Q(status=Status.RUNNING) | Q(finished_at__gte=recent))
+            .annotate(steps_total=Count("steps"), steps_done=Count("steps", filter=Q(steps__status=Status.COMPLETED)))
+            .only("pk", "name", "status")
+            .order_by("-created_at", "-pk")[:RUNNING_LIMIT]
+        )
+        jobs += [
+            _job(kind="sweep", pk=s.pk, name=s.name, status=s.status, done=s.steps_done, total=s.steps_total,
+                 unit="steps", url=reverse("batches:sweep", args=[s.pk]))
+            for s in sweeps
+        ]  # fmt: skip
+    if "experiment" in kinds:
+        experiments = (
+            _with_response_counts(Experiment.objects.filter(team=team, kind=Experiment.Kind.SINGLE))
+            .filter(Q(status=Experiment.Status.RUNNING) | Q(finished_at__gte=recent))
+            .only("pk", "name", "status", "responses_per_item")
+            .order_by("-created_at", "-pk")[:RUNNING_LIMIT]
+        )
+        jobs += [
+            _job(kind="experiment", pk=e.pk, name=e.name, status=e.status, done=e.responses_stored,
+                 total=e.target_count * max(1, e.approved_case_count) * e.responses_per_item, unit="responses",
+                 url=reverse("experiments:detail", args=[e.pk]))
+            for e in experiments
+        ]  # fmt: skip
     active = [j for j in jobs if j["status"] == Status.RUNNING or (j["kind"] == "batch" and j["id"] in queued_batches)]
     finished = [j for j in jobs if not _active(j["status"])]
     order = {Status.RUNNING: 0, Status.PENDING: 1}
@@ -146,9 +193,16 @@ class Latest:
     sweeps: list[LoadSweep]
 
 
-def latest(team: Team) -> Latest:
+def latest(team: Team, *, version: str | None = None) -> Latest:
     """The LATEST newest performance runs, experiments (not parameter sweeps), parameter sweeps and load
-    sweeps: where a job goes once it has finished."""
+    sweeps: where a job goes once it has finished. Given the lists' `version` (page_figures), from the
+    cache when it has them under that version."""
+    key = None
+    if version is not None:
+        key = f"dashboard:latest:v1:team{team.pk}:{hashlib.sha256(version.encode()).hexdigest()[:32]}"
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
     runs = PerformanceRun.objects.filter(team=team).select_related("variant", "hardware")[:LATEST]
     experiments = Experiment.objects.filter(team=team, kind=Experiment.Kind.SINGLE).only(
         "pk", "name", "status", "created_at"
@@ -160,7 +214,10 @@ def latest(team: Team) -> Latest:
         .order_by("-experiment__created_at", "-pk")[:LATEST]
     )
     sweeps = LoadSweep.objects.filter(team=team).only("pk", "name", "status", "created_at")[:LATEST]
-    return Latest(runs=list(runs), experiments=list(experiments), batches=list(batches), sweeps=list(sweeps))
+    found = Latest(runs=list(runs), experiments=list(experiments), batches=list(batches), sweeps=list(sweeps))
+    if key is not None:
+        cache.set(key, found, LATEST_TTL_S)
+    return found
 
 
 @dataclass(frozen=True)
@@ -191,6 +248,10 @@ def month_cost(team: Team, *, now: datetime | None = None) -> MonthCost:
     """What `team`'s responses cost since the start of this month (UTC), per endpoint, against its
     monthly budget; one query. Simulated responses cost nothing real and are left out."""
     start = month_start_utc(now)
+    return _month_cost_against_budget(team, start, _month_cost_by_endpoint(team, start))
+
+
+def _month_cost_by_endpoint(team: Team, start: datetime) -> list[EndpointCost]:
     rows = (
         Response.objects.filter(
             experiment__team=team, created_at__gte=start, cost_usd__isnull=False, is_simulated=False
@@ -204,6 +265,10 @@ def month_cost(team: Team, *, now: datetime | None = None) -> MonthCost:
                      responses=r["responses"])
         for r in rows
     ]  # fmt: skip
+    return by_endpoint
+
+
+def _month_cost_against_budget(team: Team, start: datetime, by_endpoint: list[EndpointCost]) -> MonthCost:
     total = sum(row.cost_usd for row in by_endpoint)
     budget = team.monthly_budget_usd
     if budget is None:
@@ -248,3 +313,120 @@ def regressions(team: Team, *, limit: int = 5) -> dict:
     found = all_regressions(team)
     flagged = [c for c in found["comparisons"] if c["status"] == "regression"]
     return {"count": found["regressions"], "compared": len(found["comparisons"]), "items": flagged[:limit]}
+
+
+# --- the analytical tiles, cached per team ----------------------------------------------------------
+# The month's cost, the quality trend and the regressions aggregate the team's responses and runs:
+# most of the page's CPU (ten queries and the statistics). They are cached per team under a version
+# read from the database in one cheap query, so a response, run, experiment or summary stored by any
+# process (the web or a worker) changes the key at once; a change the version cannot see (an
+# endpoint or model renamed) shows within TILES_TTL_S.
+TILES_TTL_S = 60
+
+
+def _analytics_version_selects() -> list[str]:
+    """The scalar subqueries of analytics_version, each taking the team's id once."""
+    experiment_team = f"e.{_column(Experiment, 'team')} = %s"
+    run_team = f"p.{_column(PerformanceRun, 'team')} = %s"
+    return [
+        f"(SELECT MAX(r.{_q('id')}) FROM {_table(Response)} r INNER JOIN {_table(Experiment)} e"
+        f" ON e.{_q('id')} = r.{_column(Response, 'experiment')} WHERE {experiment_team})",
+        f"(SELECT COUNT(*) FROM {_table(Experiment)} e WHERE {experiment_team})",
+        f"(SELECT MAX(e.{_q('id')}) FROM {_table(Experiment)} e WHERE {experiment_team})",
+        f"(SELECT MAX(e.{_column(Experiment, 'finished_at')}) FROM {_table(Experiment)} e WHERE {experiment_team})",
+        f"(SELECT COUNT(*) FROM {_table(PerformanceRun)} p WHERE {run_team})",
+        f"(SELECT MAX(p.{_q('id')}) FROM {_table(PerformanceRun)} p WHERE {run_team})",
+        f"(SELECT MAX(s.{_column(RunSummary, 'computed_at')}) FROM {_table(RunSummary)} s INNER JOIN"
+        f" {_table(PerformanceRun)} p ON p.{_q('id')} = s.{_column(RunSummary, 'run')} WHERE {run_team})",
+    ]
+
+
+def analytics_version(team: Team) -> str:
+    """What the cached tiles were computed from: the newest response, the experiments (how many, the
+    newest, the last finished), the runs (how many, the newest) and the last summary computed."""
+    selects = _analytics_version_selects()
+    return "|".join(str(value) for value in _scalars(selects, [team.pk] * len(selects)))
+
+
+@dataclass(frozen=True)
+class AnalyticsTiles:
+    cost: MonthCost
+    trend: dict
+    regressions: dict
+
+
+def analytics_tiles(team: Team, *, version: str | None = None) -> AnalyticsTiles:
+    """This month's cost, the 30-day quality trend and the regressions of `team`: from the cache when
+    nothing they read has changed since, else computed and cached (see TILES_TTL_S). `version` is
+    analytics_version(team) when the caller has read it already (page_figures)."""
+    now = timezone.now()
+    start = month_start_utc(now)
+    # The team (never another's), its simulated-results default (the regressions follow it), the day
+    # (the trend's window, the month) and the version of the data.
+    key = (
+        f"dashboard:tiles:v1:team{team.pk}:sim{int(team.show_simulated)}:{now.astimezone(UTC).date().isoformat()}"
+        f":{hashlib.sha256((analytics_version(team) if version is None else version).encode()).hexdigest()[:32]}"
+    )
+    cached = cache.get(key)
+    if cached is None:
+        cached = {
+            "cost_by_endpoint": _month_cost_by_endpoint(team, start),
+            "trend": quality_trend(team),
+            "regressions": regressions(team),
+        }
+        cache.set(key, cached, TILES_TTL_S)
+    # The budget is the team's current one, never a cached copy.
+    cost = _month_cost_against_budget(team, start, cached["cost_by_endpoint"])
+    return AnalyticsTiles(cost=cost, trend=cached["trend"], regressions=cached["regressions"])
+
+
+# --- the page's figures, in one query ---------------------------------------------------------------
+# Every figure the page reads fresh on each visit is one scalar subquery of a single statement: the
+# counts, the test cases to review, which kinds of job have something running (the others' queries
+# are skipped), the version of the analytical tiles and the version of the latest lists.
+
+
+def _text(expression: str) -> str:
+    """`expression` as text, NULL shown as "~" (so a NULL does not blank out the whole concatenation)."""
+    return f"COALESCE(CAST({expression} AS TEXT), '~')"
+
+
+def _fingerprint(values: list[str], source: str) -> str:
+    """A subquery: the `values` of each row of `source` (a SELECT's FROM … LIMIT, newest first) as one text."""
+    row = " || '\x1f' || ".join(_text(value) for value in values)
+    aggregate = "string_agg(f, '\x1e')" if connection.vendor == "postgresql" else "group_concat(f, '\x1e')"
+    return f"(SELECT {aggregate} FROM (SELECT {row} AS f {source}) x)"
+
+
+def _latest_version_selects() -> list[str]:
+    """Subqueries, each taking the team's id once, holding every value the latest lists show (latest()):
+    the rows' ids, names and statuses, and the runs' label (model variant, hardware, workload) and
+    simulated flag. Any change to what the lists show changes one of them."""
+    run, variant, hardware = _table(PerformanceRun), _table(ModelVariant), _table(HardwareProfile)
+    experiment, batch, sweep = _table(Experiment), _table(Batch), _table(LoadSweep)
+    newest = f"ORDER BY {{0}}.{_column(Experiment, 'created_at')} DESC, {{1}} DESC LIMIT {LATEST}"
+    runs = _fingerprint(
+        [f"p.{_q('id')}", f"p.{_column(PerformanceRun, 'name')}", f"p.{_column(PerformanceRun, 'concurrency')}",
+         f"p.{_column(PerformanceRun, 'request_rate_rps')}", f"p.{_column(PerformanceRun, 'is_simulated')}",
+         f"p.{_column(PerformanceRun, 'created_at')}", f"v.{_column(ModelVariant, 'model_name')}",
+         f"v.{_column(ModelVariant, 'quantization')}", f"h.{_column(HardwareProfile, 'name')}"],
+        f"FROM {run} p INNER JOIN {variant} v ON v.{_q('id')} = p.{_column(PerformanceRun, 'variant')}"
+        f" LEFT OUTER JOIN {hardware} h ON h.{_q('id')} = p.{_column(PerformanceRun, 'hardware')}"
+        f" WHERE p.{_column(PerformanceRun, 'team')} = %s {newest.format('p', f'p.{_q(chr(105) + chr(100))}')}",
+    )  # fmt: skip
+    experiments = _fingerprint(
+        [f"e.{_q('id')}", f"e.{_column(Experiment, 'name')}", f"e.{_column(Experiment, 'status')}"],
+        f"FROM {experiment} e WHERE e.{_column(Experiment, 'team')} = %s"
+        f" AND e.{_column(Experiment, 'kind')} = '{Experiment.Kind.SINGLE}' {newest.format('e', f'e.{_q(chr(105) + chr(100))}')}",
+    )
+    batch_pk = f"b.{_column(Batch, 'experiment')}"
+    batches = _fingerprint(
+        [batch_pk, f"e.{_column(Experiment, 'name')}", f"e.{_column(Experiment, 'status')}"],
+        f"FROM {batch} b INNER JOIN {experiment} e ON e.{_q('id')} = {batch_pk}"
+        f" WHERE e.{_column(Experiment, 'team')} = %s {newest.format('e', batch_pk)}",
+    )
+    sweeps = _fingerprint(
+        [f"s.{_q('id')}", f"s.{_column(LoadSweep, 'name')}", f"s.{_column(LoadSweep, 'status')}"],
+        f"FROM {sweep} s WHERE s.{_column(LoadSweep, 'team')} = %s {newest.format('s', f's.{_q(chr(105) + chr(100))}')}",
+    )
+    return [runs, experiments, batches, sweeps]

@@ -8,7 +8,9 @@ from django.urls import reverse
 from apps.batches.services import batch_create, sweep_create
 from apps.experiments.services import experiment_create
 from apps.providers.models import ProviderEndpoint
+from tests.factories import ModelVariantFactory, ScoreFactory
 from tests.hardware.helpers import stored_run
+from tests.test_dashboard import priced_responses
 
 pytestmark = pytest.mark.django_db
 
@@ -48,3 +50,38 @@ def test_list_apis_do_not_grow_with_rows(member_api, team, url, django_assert_ma
     _grow(team, 12)
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert member_api.get(url).status_code == 200
+
+
+class TestHotPathBaselines:
+    """Per-view baselines: a change that adds a query to a hot path has to change these numbers."""
+
+    def _warm(self, client, url):
+        assert client.get(url).status_code == 200  # the token's first use writes last_used_at; the cache fills
+
+    @pytest.mark.parametrize(
+        ("url", "queries"),
+        [
+            ("/api/v1/scores/leaderboard", 4),  # token, benchmarks, variants, scores
+            ("/api/v1/scores/leaderboard?include_simulated=1", 4),  # the simulated flag comes with the scores
+            ("/api/v1/performance/grid", 3),  # token, workloads, cells
+            ("/api/v1/performance/runs", 3),  # token, count, page
+        ],
+    )
+    def test_api(self, member_api, team, url, queries, django_assert_num_queries):
+        ScoreFactory(variant=ModelVariantFactory(team=team))
+        stored_run(team, samples=[])
+        self._warm(member_api, url)
+        with django_assert_num_queries(queries):
+            assert member_api.get(url).status_code == 200
+
+    def test_dashboard(self, admin_client_team, team, django_assert_num_queries):
+        priced_responses(team, "cheap", [0.25])
+        stored_run(team, samples=[])
+        with CaptureQueriesContext(connection) as cold:
+            assert admin_client_team.get("/").status_code == 200
+        # session, user, membership; counts; tiles' version; 3 running-job kinds; 4 latest lists; pending test
+        # cases; team switcher
+        with django_assert_num_queries(14):
+            assert admin_client_team.get("/").status_code == 200
+        # + the tiles when computed: cost, trend and the regressions (two or three queries, by the data)
+        assert len(cold.captured_queries) >= 14 + 4

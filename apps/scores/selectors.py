@@ -49,9 +49,9 @@ def score_matrix(
     all_variants: bool = False,
     all_benchmarks: bool = False,
 ) -> ScoreMatrix:
-    """The team's scores of these variants on these benchmarks, as a matrix: one query, two when
-    simulated scores are included (the second finds which they are). `all_variants` /
-    `all_benchmarks` say the lists are every one of the team's, so the query need not list them."""
+    """The team's scores of these variants on these benchmarks, as a matrix, in one query (which
+    also says which are simulated when those are included). `all_variants` / `all_benchmarks` say
+    the lists are every one of the team's, so the query need not list them."""
     shape = (len(variant_ids), len(benchmark_ids))
     values, simulated = np.full(shape, np.nan), np.zeros(shape, dtype=bool)
     matrix = ScoreMatrix(variant_ids, benchmark_ids, values, simulated)
@@ -63,18 +63,18 @@ def score_matrix(
         scores = scores.filter(variant_id__in=variant_ids)
     if not all_benchmarks:
         scores = scores.filter(benchmark_id__in=benchmark_ids)
-    if not include_simulated:
-        scores = scores.filter(is_simulated=False)
-    triples = _fetch_numbers(scores.values_list("variant_id", "benchmark_id", "value_pct"))
-    if not len(triples):
-        return matrix
-    rows, cols, known = _cells(matrix, triples[:, 0], triples[:, 1])
-    values[rows[known], cols[known]] = triples[known, 2]
     if include_simulated:
-        pairs = _fetch_numbers(scores.filter(is_simulated=True).values_list("variant_id", "benchmark_id"))
-        if len(pairs):
-            rows, cols, known = _cells(matrix, pairs[:, 0], pairs[:, 1])
-            simulated[rows[known], cols[known]] = True
+        # The flag comes as a fourth number (1.0 = simulated): a second query for it cost as much as the first.
+        rows_read = _fetch_numbers(scores.values_list("variant_id", "benchmark_id", "value_pct", "is_simulated"))
+    else:
+        rows_read = _fetch_numbers(scores.filter(is_simulated=False).values_list("variant_id", "benchmark_id",
+                                                                                 "value_pct"))  # fmt: skip
+    if not len(rows_read):
+        return matrix
+    rows, cols, known = _cells(matrix, rows_read[:, 0], rows_read[:, 1])
+    values[rows[known], cols[known]] = rows_read[known, 2]
+    if include_simulated:
+        simulated[rows[known], cols[known]] = rows_read[known, 3] != 0
     return matrix
 
 
@@ -170,10 +170,14 @@ def leaderboard(
     sort: str = "average",
     descending: bool = True,
     include_simulated: bool = False,
+    team_benchmarks: list[Benchmark] | None = None,
 ) -> Leaderboard:
     """Every variant with scores, one column per benchmark, sorted; missing values sort last and,
-    by average, variants missing some benchmarks rank after complete ones (RANKING_RULE)."""
-    benchmarks = list(Benchmark.objects.filter(team=team).order_by("name"))
+    by average, variants missing some benchmarks rank after complete ones (RANKING_RULE).
+    `team_benchmarks`: every benchmark of the team by name, when the caller has read them already."""
+    if team_benchmarks is None:
+        team_benchmarks = list(Benchmark.objects.filter(team=team).order_by("name"))
+    benchmarks = team_benchmarks
     if benchmark_names:
         wanted = {n.lower() for n in benchmark_names}
         benchmarks = [b for b in benchmarks if b.name.lower() in wanted]

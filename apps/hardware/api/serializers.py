@@ -1,3 +1,4 @@
+from django.utils import timezone
 from rest_framework import serializers
 
 from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun, RequestSample, RunSummary
@@ -34,6 +35,12 @@ class DeploymentSerializer(UniqueNameInTeamMixin, serializers.ModelSerializer):
             "kv_cache_dtype", "settings", "notes",
         ]  # fmt: skip
 
+    def validate_settings(self, value):
+        # A form field holding the text `null` parses to None after DRF's null check, and the column is NOT NULL.
+        if not isinstance(value, dict):
+            raise serializers.ValidationError('An object of engine flags, e.g. {"enable_prefix_caching": true}.')
+        return value
+
 
 class RunSummarySerializer(serializers.ModelSerializer):
     error_rate = serializers.FloatField(read_only=True)
@@ -50,8 +57,9 @@ class RunSummarySerializer(serializers.ModelSerializer):
 class PerformanceRunSerializer(serializers.ModelSerializer):
     model_name = serializers.CharField(source="variant.model_name", read_only=True)
     quantization = serializers.CharField(source="variant.quantization", read_only=True)
-    hardware_name = serializers.CharField(source="hardware.name", read_only=True, default=None)
-    deployment_name = serializers.CharField(source="deployment.name", read_only=True, default=None)
+    # null for a run without hardware or deployment (both optional)
+    hardware_name = serializers.CharField(source="hardware.name", read_only=True, default=None, allow_null=True)
+    deployment_name = serializers.CharField(source="deployment.name", read_only=True, default=None, allow_null=True)
     summary = RunSummarySerializer(read_only=True)
 
     class Meta:
@@ -77,6 +85,78 @@ class PerformanceRunSerializer(serializers.ModelSerializer):
             if attrs.get(key) is not None and attrs[key] < 0:
                 raise serializers.ValidationError({key: "Must not be negative."})
         return attrs
+
+
+# --- the run list, read-only: PerformanceRunSerializer's output from one values() query -------------
+# The list is the API's most requested page. Through the ModelSerializer it built five model
+# instances per run (run, variant, hardware, deployment, summary) and walked about thirty fields
+# per row through DRF's generic attribute lookup; here each row is one dict from the database and
+# the answer is built with the same formatting (tests/test_hot_paths.py holds the two equal).
+
+_RUN_COLUMNS = [
+    "id", "name", "variant", "variant__model_name", "variant__quantization", "hardware", "hardware__name",
+    "deployment", "deployment__name", "concurrency", "request_rate_rps", "input_tokens_target",
+    "output_tokens_target", "dataset", "tool", "tool_version", "source_format", "source_filename", "provider",
+    "started_at", "duration_s", "tags", "notes", "is_simulated", "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms",
+    "created_at",
+]  # fmt: skip
+_SUMMARY_COLUMNS = [
+    "id", "source", "request_count", "error_count", "errors_by_code", "metrics", "itl_source", "duration_s",
+    "request_throughput_rps", "output_token_throughput_tps", "total_token_throughput_tps", "goodput_rps",
+    "goodput_slo", "computed_at",
+]  # fmt: skip
+RUN_LIST_COLUMNS = _RUN_COLUMNS + [f"summary__{name}" for name in _SUMMARY_COLUMNS]
+
+
+def _float(value):
+    return None if value is None else float(value)
+
+
+def _int(value):
+    return None if value is None else int(value)
+
+
+def run_list_representation(rows) -> list[dict]:
+    """PerformanceRunSerializer(many=True).data of runs read as `.values(*RUN_LIST_COLUMNS)`."""
+    # DRF's own datetime formatting (ISO 8601 in the current time zone, "Z" for UTC), with the time
+    # zone looked up once instead of once per value.
+    datetime_field = serializers.DateTimeField(default_timezone=timezone.get_current_timezone())
+
+    def _datetime(value):
+        return datetime_field.to_representation(value) if value else None
+
+    result = []
+    for r in rows:
+        item = {
+            "id": r["id"], "name": r["name"], "variant": r["variant"], "model_name": r["variant__model_name"],
+            "quantization": r["variant__quantization"], "hardware": r["hardware"],
+            "hardware_name": r["hardware__name"], "deployment": r["deployment"],
+            "deployment_name": r["deployment__name"], "concurrency": _int(r["concurrency"]),
+            "request_rate_rps": _float(r["request_rate_rps"]), "input_tokens_target": _int(r["input_tokens_target"]),
+            "output_tokens_target": _int(r["output_tokens_target"]), "dataset": r["dataset"], "tool": r["tool"],
+            "tool_version": r["tool_version"], "source_format": r["source_format"],
+            "source_filename": r["source_filename"], "provider": r["provider"],
+            "started_at": _datetime(r["started_at"]), "duration_s": _float(r["duration_s"]), "tags": r["tags"],
+            "notes": r["notes"], "is_simulated": bool(r["is_simulated"]), "slo_ttft_ms": _float(r["slo_ttft_ms"]),
+            "slo_tpot_ms": _float(r["slo_tpot_ms"]), "slo_e2e_ms": _float(r["slo_e2e_ms"]),
+            "created_at": _datetime(r["created_at"]),
+        }  # fmt: skip
+        item["summary"] = None  # a run without a summary (DRF reads the missing related row as None)
+        if r["summary__id"] is not None:
+            requests, errors = r["summary__request_count"], r["summary__error_count"]
+            item["summary"] = {
+                "source": r["summary__source"], "request_count": _int(requests), "error_count": _int(errors),
+                "error_rate": (errors or 0) / requests if requests else None,  # RunSummary.error_rate
+                "errors_by_code": r["summary__errors_by_code"], "metrics": r["summary__metrics"],
+                "itl_source": r["summary__itl_source"], "duration_s": _float(r["summary__duration_s"]),
+                "request_throughput_rps": _float(r["summary__request_throughput_rps"]),
+                "output_token_throughput_tps": _float(r["summary__output_token_throughput_tps"]),
+                "total_token_throughput_tps": _float(r["summary__total_token_throughput_tps"]),
+                "goodput_rps": _float(r["summary__goodput_rps"]), "goodput_slo": r["summary__goodput_slo"],
+                "computed_at": _datetime(r["summary__computed_at"]),
+            }  # fmt: skip
+        result.append(item)
+    return result
 
 
 class RequestSampleSerializer(serializers.ModelSerializer):
@@ -106,3 +186,23 @@ class PredictRequestSerializer(serializers.Serializer):
     input_tokens = serializers.FloatField(min_value=1)
     output_tokens = serializers.FloatField(min_value=1)
     concurrency = serializers.FloatField(min_value=1)
+
+
+class ModelWithRunsSerializer(serializers.Serializer):
+    """Documents GET /performance/models: a model variant that has runs."""
+
+    id = serializers.IntegerField()
+    model_name = serializers.CharField()
+    quantization = serializers.CharField(allow_blank=True)
+    run_count = serializers.IntegerField()
+
+
+class ModelingConfigurationSerializer(serializers.Serializer):
+    """Documents GET /performance/modeling/models: a model variant × hardware with runs (modeling_configurations)."""
+
+    variant_id = serializers.IntegerField()
+    variant = serializers.CharField()
+    hardware_id = serializers.IntegerField()
+    hardware = serializers.CharField()
+    runs = serializers.IntegerField(help_text="Usable runs: with a concurrency and a summary.")
+    enough_data = serializers.BooleanField(help_text="Enough usable runs for a prediction.")

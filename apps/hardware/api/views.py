@@ -9,19 +9,23 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action, api_view, parser_classes
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.accounts.models import Membership
 from apps.accounts.simulated import PARAM as SIMULATED_PARAM
 from apps.accounts.simulated import include_simulated
 from apps.hardware.api.serializers import (
+    RUN_LIST_COLUMNS,
     DeploymentSerializer,
     HardwareProfileSerializer,
+    ModelingConfigurationSerializer,
+    ModelWithRunsSerializer,
     PerformanceRunSerializer,
     PerformanceUploadResultSerializer,
     PredictRequestSerializer,
     RequestSampleSerializer,
+    run_list_representation,
 )
 from apps.hardware.exports import FORMATS as EXPORT_FORMATS
 from apps.hardware.exports import run_export
@@ -43,7 +47,9 @@ from apps.scores.models import ModelVariant
 from llmbench.api import TeamScopedViewSet, raise_form_errors
 from llmbench.export_api import ExportNegotiation, export_kind
 from llmbench.humanize import p_value_text
+from llmbench.openapi import file_responses
 from llmbench.pagination import PageNumberPagination
+from llmbench.parsers import JSONObjectParser
 
 
 class HardwareProfileViewSet(TeamScopedViewSet):
@@ -58,6 +64,10 @@ class DeploymentViewSet(TeamScopedViewSet):
 
     queryset = Deployment.objects.all()
     serializer_class = DeploymentSerializer
+
+
+# The query parameters of PerformanceRunFilter (the run list, the grid).
+FILTER_PARAMETERS = tuple(PerformanceRunFilter.base_filters)
 
 
 class PerformanceRunViewSet(
@@ -78,6 +88,13 @@ class PerformanceRunViewSet(
     def get_queryset(self):
         return super().get_queryset().filter(team=self.request.team)
 
+    def filter_queryset(self, queryset):
+        # django-filter builds and validates a form of ten fields per request; without any of its
+        # parameters in the query that is all it would do.
+        if self.action == "list" and not any(name in self.request.query_params for name in FILTER_PARAMETERS):
+            return queryset
+        return super().filter_queryset(queryset)
+
     def perform_update(self, serializer):
         # The answer shows the summary recomputed under the new SLO (run_summary_compute caches it on the run).
         run_summary_compute(run=serializer.save())
@@ -92,13 +109,21 @@ class PerformanceRunViewSet(
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=list(EXPORT_FORMATS))],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        responses=file_responses(EXPORT_FORMATS),
     )
     @action(detail=True, methods=["get"], filterset_class=None, content_negotiation_class=ExportNegotiation)
     def export(self, request, pk=None):
         """The run as `?format=csv` (its samples), `json` or `xlsx` (summary per metric and samples)."""
         kind = export_kind(request.query_params, EXPORT_FORMATS)
         return run_export(run=self.get_object(), kind=kind)
+
+    # Defined last: inside the class body this name hides the builtin list() from what follows it.
+    def list(self, request, *args, **kwargs):
+        """The team's runs, newest first (paginated), each with its summary."""
+        # Counted on the plain runs (no joins), then one page of rows as dicts: see run_list_representation.
+        runs = self.filter_queryset(PerformanceRun.objects.filter(team=request.team))
+        page = self.paginate_queryset(runs.values(*RUN_LIST_COLUMNS))
+        return self.get_paginated_response(run_list_representation(page))
 
 
 UPLOAD_SCHEMA = {
@@ -146,7 +171,7 @@ def upload(request):
     return Response(PerformanceUploadResultSerializer(body).data, status=201)
 
 
-@extend_schema(responses=OpenApiTypes.OBJECT)
+@extend_schema(responses=ModelWithRunsSerializer(many=True))
 @api_view(["GET"])
 def models_with_runs(request):
     """Model variants that have performance runs, with how many."""
@@ -174,6 +199,10 @@ def model_runs(request, variant_id: int):
     paginator = PageNumberPagination()
     page = paginator.paginate_queryset(runs, request)
     return paginator.get_paginated_response(PerformanceRunSerializer(page, many=True).data)
+
+
+# drf-spectacular pages a list answer (and documents `page`, `page_size`) when the view names a paginator.
+model_runs.cls.pagination_class = PageNumberPagination
 
 
 INCLUDE_SIMULATED = OpenApiParameter(
@@ -205,12 +234,15 @@ def grid(request):
     `workload` says which); each cell the mean over the matching runs."""
     query = GridQueryForm(request.query_params)
     raise_form_errors(query)
-    filterset = PerformanceRunFilter(request.query_params, queryset=PerformanceRun.objects.filter(team=request.team))
-    raise_form_errors(filterset.form)
+    runs = PerformanceRun.objects.filter(team=request.team)
+    if any(name in request.query_params for name in FILTER_PARAMETERS):  # else the FilterSet's form is all it costs
+        filterset = PerformanceRunFilter(request.query_params, queryset=runs)
+        raise_form_errors(filterset.form)
+        runs = filterset.qs
     result = performance_grid(
         team=request.team,
         metric=query.cleaned_data["metric"],
-        runs=filterset.qs,
+        runs=runs,
         workload=query.cleaned_data["workload"],
         include_simulated=include_simulated(request),
     )
@@ -268,7 +300,7 @@ def compare(request):
     )
 
 
-@extend_schema(parameters=[INCLUDE_SIMULATED], responses=OpenApiTypes.OBJECT)
+@extend_schema(parameters=[INCLUDE_SIMULATED], responses=ModelingConfigurationSerializer(many=True))
 @api_view(["GET"])
 def modeling_models(request):
     """Model variant × hardware configurations with runs, and whether they have enough for predictions."""
@@ -277,7 +309,7 @@ def modeling_models(request):
 
 @extend_schema(request=PredictRequestSerializer, parameters=[INCLUDE_SIMULATED], responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
-@parser_classes([JSONParser, FormParser, MultiPartParser])
+@parser_classes([JSONObjectParser, FormParser, MultiPartParser])
 def predict_view(request):
     """Predict TTFT, TPOT, E2E and throughput for a workload, with 95% prediction intervals (log-scale
     fit, so positive) and a confidence score; 422 with the reason when the team's runs are not enough.
