@@ -9,6 +9,9 @@ class LlmbenchConfig(AppConfig):
     name = "llmbench"
     verbose_name = "llmbench"
 
+    def ready(self) -> None:
+        from llmbench import checks  # noqa: F401  (registers the deploy checks)
+
 
 class LlmbenchAdminConfig(admin_apps.AdminConfig):
     default = False

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from llmbench.env import env_bool, env_int, env_list, env_str
@@ -309,6 +310,42 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Sessions are read on every page: from the cache (Redis, else this process's memory) and written
+# through to the database, so a page no longer spends a query on its session and none is lost when
+# the cache is flushed.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+# --- Content Security Policy (django-csp; templates give inline code {{ request.csp_nonce }}) -----
+# Scripts are strict: same-origin files, or inline code carrying this response's nonce; no inline
+# event handlers, no eval (htmx runs with allowEval:false). 'self' in connect-src also admits ws:/wss:
+# to this host (CSP Level 3: Chrome 71+, Firefox, Safari 16+), which the live pages' /ws/ sockets use.
+# Style *attributes* are allowed ('unsafe-inline' in style-src-attr only): ECharts writes its tooltips
+# as HTML with style attributes and the performance grid colours each cell with one. An injected
+# style attribute can restyle the page but cannot run script, and autoescaping keeps user text out of
+# attributes; <style> elements still need the nonce.
+_CSP_DIRECTIVES = {
+    "default-src": [SELF],
+    "script-src": [SELF, NONCE],
+    "style-src": [SELF, NONCE],
+    "style-src-attr": [UNSAFE_INLINE],
+    "img-src": [SELF, "data:"],
+    "connect-src": [SELF],
+    "object-src": [NONE],
+    "base-uri": [SELF],
+    "form-action": [SELF],
+    "frame-ancestors": [NONE],
+}
+# Where browsers POST violation reports (any collector); none by default.
+CSP_REPORT_URI = env_str("CSP_REPORT_URI")
+if CSP_REPORT_URI:
+    _CSP_DIRECTIVES["report-uri"] = CSP_REPORT_URI
+# Report-only: browsers report violations but block nothing (for trying a policy change in production).
+CSP_REPORT_ONLY = env_bool("CSP_REPORT_ONLY", False)
+CONTENT_SECURITY_POLICY = None if CSP_REPORT_ONLY else {"DIRECTIVES": _CSP_DIRECTIVES}
+CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": _CSP_DIRECTIVES} if CSP_REPORT_ONLY else None
+
+# --- API schema and docs (/api/schema/, /api/docs/): signed-in users or API tokens, unless public --
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", False)
 
 # --- Logging ------------------------------------------------------------------------------------
 LOGGING = {
