@@ -39,10 +39,12 @@ class TeamScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return super().get_queryset().filter(team=self.context["request"].team)
 
 
-def raise_form_errors(form: forms.Form) -> None:
-    """Turn an invalid Django form (query strings, uploads) into a DRF 400 naming each field."""
+def raise_form_errors(form: forms.Form, names: dict[str, str] | None = None) -> None:
+    """Turn an invalid Django form (query strings, uploads) into a DRF 400 naming each field; `names`
+    maps a form field to the name the API body gave it."""
     if not form.is_valid():
-        raise ValidationError({field: [str(e) for e in errs] for field, errs in form.errors.items()})
+        names = names or {}
+        raise ValidationError({names.get(field, field): [str(e) for e in errs] for field, errs in form.errors.items()})
 
 
 class OptionalSlashRouter(routers.SimpleRouter):

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "corsheaders",
+    "django_guid",  # request ids: X-Request-ID, log records, API error bodies
     "template_partials",
     "llmbench",
     "apps.accounts",
@@ -54,8 +55,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_guid.middleware.guid_middleware",  # first: every later log line carries the request id
     "llmbench.metrics.PrometheusMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -254,6 +257,14 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # JSON bodies: objects only, nesting limited by JSON_MAX_DEPTH (llmbench/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "llmbench.parsers.JSONObjectParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # Every API error body carries the request id (llmbench/exceptions.py).
+    "EXCEPTION_HANDLER": "llmbench.exceptions.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "llmbench API",
@@ -357,3 +368,33 @@ LOGGING = {
     # WeasyPrint logs each step of every PDF at INFO.
     "loggers": {"django.db.backends": {"level": "WARNING"}, "weasyprint": {"level": "WARNING"}},
 }
+
+# --- Input limits -------------------------------------------------------------------------------
+# JSON from outside (API bodies, uploaded JSON/JSONL files, JSON typed into forms) may nest at most
+# this many arrays/objects deep; deeper is a 400 naming this setting. Python's parser recurses per
+# level and fails near 1,000, hence the ceiling.
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64, minimum=1)
+if JSON_MAX_DEPTH > 500:
+    raise ImproperlyConfigured(f"JSON_MAX_DEPTH={JSON_MAX_DEPTH} is too deep: at most 500 (Python's parser recurses per level).")
+# Parameter sweeps: responses per combination, and requests in flight at once.
+SWEEP_MAX_RESPONSES_PER_COMBINATION = env_int("SWEEP_MAX_RESPONSES_PER_COMBINATION", 1000, minimum=1)
+if SWEEP_MAX_RESPONSES_PER_COMBINATION > 1000:  # an experiment's own ceiling (experiments.models.MAX_RESPONSES_PER_ITEM)
+    raise ImproperlyConfigured("SWEEP_MAX_RESPONSES_PER_COMBINATION may be at most 1000.")
+SWEEP_MAX_CONCURRENCY = env_int("SWEEP_MAX_CONCURRENCY", 256, minimum=1)
+# Load sweeps: steps per sweep, requests and seconds per step, concurrency and request rate of a step.
+LOAD_MAX_STEPS = env_int("LOAD_MAX_STEPS", 20, minimum=1)
+LOAD_STEP_MAX_REQUESTS = env_int("LOAD_STEP_MAX_REQUESTS", 100_000, minimum=1)
+LOAD_STEP_MAX_DURATION_S = env_int("LOAD_STEP_MAX_DURATION_S", 3600, minimum=1)
+LOAD_MAX_CONCURRENCY = env_int("LOAD_MAX_CONCURRENCY", 4096, minimum=1)
+LOAD_MAX_RATE_RPS = env_int("LOAD_MAX_RATE_RPS", 10_000, minimum=1)
+
+# --- Request ids (django-guid) --------------------------------------------------------------------
+# Each request gets an id: a sane incoming X-Request-ID (a UUID, e.g. from the proxy) is kept, anything
+# else is replaced by a new one. It is echoed in the X-Request-ID response header, put in every log
+# line of the request and in every API error body ("request_id").
+DJANGO_GUID = {"GUID_HEADER_NAME": "X-Request-ID", "VALIDATE_GUID": True, "RETURN_HEADER": True, "EXPOSE_HEADER": True}
+LOGGING.setdefault("filters", {})["request_id"] = {"()": "llmbench.request_id.RequestIdLogFilter"}
+LOGGING["handlers"]["console"].setdefault("filters", []).append("request_id")
+LOGGING["formatters"]["plain"]["format"] = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s"
+# django-guid says at INFO, for every request, whether the header came in.
+LOGGING["loggers"]["django_guid"] = {"level": "WARNING"}

@@ -3,9 +3,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from llmbench import views
+from llmbench import api_docs, views
 
 api_v1 = [
     path("", include("apps.accounts.api.urls")),
@@ -32,13 +31,15 @@ urlpatterns = [
     path("analytics/", include("apps.analytics.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Signed-in users and API tokens only, unless API_DOCS_PUBLIC=true.
+    path("api/schema/", api_docs.SchemaView.as_view(), name="schema"),
+    path("api/docs/", api_docs.docs, name="api-docs"),
     path("health", views.health, name="health"),
     path("ready", views.ready, name="ready"),
     path("metrics", views.metrics, name="metrics"),
 ]
 
+handler400 = "llmbench.views.error_400"
 handler403 = "llmbench.views.error_403"
 handler404 = "llmbench.views.error_404"
 handler500 = "llmbench.views.error_500"

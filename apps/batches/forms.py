@@ -12,26 +12,29 @@ from apps.providers.engine.sim import MODELS as SIM_MODELS
 from apps.providers.models import ProviderEndpoint
 from apps.scores.models import ModelVariant
 
-MAX_STEPS = 20
-MAX_BATCH_CONCURRENCY = 256
-MAX_REPETITIONS = 1000  # responses per combination
-MAX_CONCURRENCY_LEVEL = 4096  # requests in flight in one closed-loop step
-MAX_RATE_RPS = 10_000.0
-MAX_STEP_DURATION_S = 3600.0
-MAX_STEP_REQUESTS = 100_000
 MAX_TOKENS = 200_000  # prompt or output tokens of a synthetic request
 MAX_PROMPTS = 1000  # prompts of a load sweep to cycle through
-# (field, minimum, maximum) of the load sweep's numbers: zero is meaningless wherever the minimum is 1.
-SWEEP_BOUNDS = (
-    ("step_duration_s", 1.0, MAX_STEP_DURATION_S), ("step_request_count", 1, MAX_STEP_REQUESTS),
-    ("prompt_tokens", 1, MAX_TOKENS), ("prompt_tokens_stdev", 0, MAX_TOKENS), ("output_tokens", 1, MAX_TOKENS),
-    ("temperature", 0.0, 2.0), ("seed", 0, 2**31 - 1),
-)  # fmt: skip
 
 
-def _bound(field: forms.Field, low, high) -> None:
-    """Refuse a number outside [low, high] with a message naming both, and tell the browser too."""
-    field.validators += [MinValueValidator(low), MaxValueValidator(high)]
+def sweep_bounds() -> tuple[tuple[str, float, float, str | None], ...]:
+    """(field, minimum, maximum, the setting that holds the maximum) of the load sweep's numbers: zero is
+    meaningless wherever the minimum is 1. Read per form, so a changed setting applies at once."""
+    return (
+        ("step_duration_s", 1.0, settings.LOAD_STEP_MAX_DURATION_S, "LOAD_STEP_MAX_DURATION_S"),
+        ("step_request_count", 1, settings.LOAD_STEP_MAX_REQUESTS, "LOAD_STEP_MAX_REQUESTS"),
+        ("prompt_tokens", 1, MAX_TOKENS, None), ("prompt_tokens_stdev", 0, MAX_TOKENS, None),
+        ("output_tokens", 1, MAX_TOKENS, None), ("temperature", 0.0, 2.0, None), ("seed", 0, 2**31 - 1, None),
+    )  # fmt: skip
+
+
+def _bound(field: forms.Field, low, high, setting: str | None = None) -> None:
+    """Refuse a number outside [low, high] with a message naming both (and the setting that sets the
+    maximum), and tell the browser too."""
+    limit = f"{high:,}" + (f" (the {setting} setting)" if setting else "")
+    field.validators += [
+        MinValueValidator(low, message=f"At least {low:,}."),
+        MaxValueValidator(high, message=f"At most {limit}."),
+    ]
     field.widget.attrs.update(min=low, max=high)
 
 
@@ -82,8 +85,8 @@ class LoadSweepForm(forms.ModelForm):
             self.order_fields(["name", "target"])
         else:
             del self.fields["target"]
-        for name, low, high in SWEEP_BOUNDS:
-            _bound(self.fields[name], low, high)
+        for name, low, high, setting in sweep_bounds():
+            _bound(self.fields[name], low, high, setting)
         labels = {"step_duration_s": "Seconds per step", "step_request_count": "Requests per step",
                   "prompt_tokens_stdev": "Prompt tokens, standard deviation",
                   "ignore_eos": "Ignore end of sequence (always generate the output tokens)"}  # fmt: skip
@@ -101,8 +104,9 @@ class LoadSweepForm(forms.ModelForm):
             levels = [float(str(v).strip()) for v in items if str(v).strip()]
         except ValueError:
             raise forms.ValidationError("Numbers separated by commas, e.g. 1,4,16.") from None
-        if not levels or len(levels) > MAX_STEPS or any(not v > 0 or v == float("inf") for v in levels):
-            raise forms.ValidationError(f"Between 1 and {MAX_STEPS} numbers above 0.")
+        max_steps = settings.LOAD_MAX_STEPS
+        if not levels or len(levels) > max_steps or any(not v > 0 or v == float("inf") for v in levels):
+            raise forms.ValidationError(f"Between 1 and {max_steps:,} numbers above 0 (the LOAD_MAX_STEPS setting).")
         return levels
 
     def clean_prompts_text(self) -> str:
@@ -126,10 +130,12 @@ class LoadSweepForm(forms.ModelForm):
         if data.get("mode") == LoadSweep.Mode.CLOSED:
             if any(v != int(v) for v in levels):
                 self.add_error("levels", "Concurrency levels are whole numbers.")
-            elif any(v > MAX_CONCURRENCY_LEVEL for v in levels):
-                self.add_error("levels", f"Concurrency levels of at most {MAX_CONCURRENCY_LEVEL:,}.")
-        elif data.get("mode") == LoadSweep.Mode.OPEN and any(v > MAX_RATE_RPS for v in levels):
-            self.add_error("levels", f"Request rates of at most {MAX_RATE_RPS:,.0f} req/s.")
+            elif any(v > settings.LOAD_MAX_CONCURRENCY for v in levels):
+                self.add_error("levels", f"Concurrency levels of at most {settings.LOAD_MAX_CONCURRENCY:,} (the "
+                               "LOAD_MAX_CONCURRENCY setting).")  # fmt: skip
+        elif data.get("mode") == LoadSweep.Mode.OPEN and any(v > settings.LOAD_MAX_RATE_RPS for v in levels):
+            self.add_error("levels", f"Request rates of at most {settings.LOAD_MAX_RATE_RPS:,} req/s (the "
+                           "LOAD_MAX_RATE_RPS setting).")  # fmt: skip
         return data
 
     def sweep_fields(self) -> dict:
@@ -177,8 +183,8 @@ class BatchForm(ExperimentForm):
     parameter_ranges = forms.JSONField(required=False, widget=forms.HiddenInput)
     suite = forms.ModelChoiceField(queryset=Suite.objects.none(), required=False,
                                    help_text="Its approved test cases, instead of choosing them.")  # fmt: skip
-    concurrency = forms.IntegerField(min_value=1, max_value=MAX_BATCH_CONCURRENCY, initial=4,
-                                     help_text="Requests in flight at once (the endpoint's own limit still applies).")  # fmt: skip
+    concurrency = forms.IntegerField(initial=4, help_text="Requests in flight at once (the endpoint's own limit "
+                                     "still applies).")  # fmt: skip
     objective = forms.ChoiceField(choices=Batch.Objective.choices, initial=Batch.Objective.OVERALL,
                                   help_text="The figure of the heatmap and of the best settings so far.")  # fmt: skip
     confirm = forms.BooleanField(required=False, label="Start even though it is over the team's limit")
@@ -199,8 +205,9 @@ class BatchForm(ExperimentForm):
             del self.fields["parameter_ranges"], self.fields["targets_text"]
         self.fields["suite"].queryset = Suite.objects.filter(team=team)
         self.fields["responses_per_item"].label = "Responses per combination"
-        _bound(self.fields["responses_per_item"], 1, MAX_REPETITIONS)
-        self.fields["concurrency"].widget.attrs.update(min=1, max=MAX_BATCH_CONCURRENCY)
+        _bound(self.fields["responses_per_item"], 1, settings.SWEEP_MAX_RESPONSES_PER_COMBINATION,
+               "SWEEP_MAX_RESPONSES_PER_COMBINATION")  # fmt: skip
+        _bound(self.fields["concurrency"], 1, settings.SWEEP_MAX_CONCURRENCY, "SWEEP_MAX_CONCURRENCY")
         for name in ("description", "system_prompt"):
             self.fields[name].widget.attrs["rows"] = 2
         self.fields["prompt"].widget.attrs["rows"] = 4

@@ -7,6 +7,7 @@ from apps.experiments.models import MAX_RESPONSES_PER_ITEM, Experiment, TestCase
 from apps.experiments.selectors import runnable_test_cases
 from apps.providers.engine.sim import MODELS as SIM_MODELS
 from apps.providers.models import ProviderEndpoint
+from llmbench.parsers import json_loads
 
 
 def endpoint_models(endpoint: ProviderEndpoint) -> list[str]:
@@ -146,7 +147,7 @@ class TestCaseForm(forms.ModelForm):
         data = super().clean()
         raw = (data.get("settings_json") or "").strip()
         try:
-            settings = json.loads(raw) if raw else {}
+            settings = json_loads(raw) if raw else {}
         except json.JSONDecodeError as exc:
             self.add_error("settings_json", f"Not valid JSON: {exc.msg}.")
             return data

@@ -15,6 +15,7 @@ from apps.experiments.evaluators import SettingsError, validate_settings
 from apps.experiments.models import TestCase
 from apps.experiments.services import testcase_create
 from llmbench.exports import neutralize_formula
+from llmbench.parsers import json_loads
 from llmbench.uploads import ErrorList, FileRejected, RowError, decode_upload
 
 FIELDS = ["title", "system_prompt", "prompt", "expected_output", "evaluator", "evaluator_settings", "tags"]
@@ -56,7 +57,7 @@ def _records(text: str, fmt: str) -> list[tuple[int, dict]]:
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
-                    records.append((number, json.loads(line)))
+                    records.append((number, json_loads(line)))
                 except json.JSONDecodeError as exc:
                     _reject(number, "line", f"is not JSON ({exc.msg}).")
         return records
@@ -67,9 +68,9 @@ def _records(text: str, fmt: str) -> list[tuple[int, dict]]:
         if "evaluator_settings" in record:
             raw = (record["evaluator_settings"] or "").strip()
             try:
-                record["evaluator_settings"] = json.loads(raw) if raw else {}
-            except json.JSONDecodeError:
-                _reject(reader.line_num, "evaluator_settings", "is not a JSON object.")
+                record["evaluator_settings"] = json_loads(raw) if raw else {}
+            except json.JSONDecodeError as exc:
+                _reject(reader.line_num, "evaluator_settings", f"is not a JSON object ({exc.msg}).")
         if "tags" in record:
             record["tags"] = [t.strip() for t in (record["tags"] or "").split(",") if t.strip()]
         rows.append((reader.line_num, record))

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from apps.hardware.models import Deployment
 from apps.hardware.parsed import ParsedRun, ParsedSample, ReportedSummary
+from llmbench.parsers import json_loads
 from llmbench.uploads import ErrorList, FileRejected, RowError, decode_upload
 
 FORMATS = ("seed_csv", "llmbench_json", "llmperf", "vllm", "guidellm")
@@ -148,7 +149,7 @@ def _rebase(samples: list[ParsedSample], origin: float | None = None) -> None:
 
 def _json(text: str, line: int = 1) -> Any:
     try:
-        return json.loads(text)
+        return json_loads(text)
     except json.JSONDecodeError as exc:
         _reject(f"line {exc.lineno + line - 1}", "file", f"is not valid JSON ({exc.msg}).")
 
@@ -156,7 +157,7 @@ def _json(text: str, line: int = 1) -> Any:
 def _json_documents(text: str) -> list[Any]:
     """The objects of a JSON file: the items of a list, one object, or one per line (JSON Lines)."""
     try:
-        doc = json.loads(text)
+        doc = json_loads(text)
     except json.JSONDecodeError as exc:
         lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
         if len(lines) < 2 or not lines[0][1].rstrip().endswith("}"):  # JSON Lines: one whole object a line

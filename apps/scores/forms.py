@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 
 from apps.scores.models import ModelVariant
+from llmbench.parsers import json_loads
 
 
 class ScoreImportForm(forms.Form):
@@ -51,7 +52,7 @@ class ScoreImportForm(forms.Form):
         if not raw:
             return {}
         try:
-            mapping = json.loads(raw)
+            mapping = json_loads(raw)
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc.msg}.") from None
         if not isinstance(mapping, dict) or not all(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from apps.scores.models import normalize_quantization
+from llmbench.parsers import json_loads
 from llmbench.uploads import ErrorList, FileRejected, RowError
 from llmbench.uploads import decode_upload as _decode
 
@@ -320,7 +321,7 @@ def read_lm_eval_json(
     Only a file that is not a results object raises at once."""
     errors = ScoreErrors()
     try:
-        doc = json.loads(text)
+        doc = json_loads(text)
     except json.JSONDecodeError as exc:
         raise ScoreFileError([RowError(f"line {exc.lineno}", "file", f"is not valid JSON ({exc.msg}).")]) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("results"), dict):

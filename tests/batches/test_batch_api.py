@@ -81,7 +81,7 @@ class TestCreate:
             ({"prompt": ""}, "prompt", "Give a prompt"),
             ({"objective": "pass_rate"}, "objective", "needs test cases"),
             ({"concurrency": 0}, "concurrency", ""),
-            ({"responses_per_combination": 0}, "responses_per_item", ""),
+            ({"responses_per_combination": 0}, "responses_per_combination", ""),  # the name the body used
         ],
     )  # fmt: skip
     def test_bad_input_names_the_field(self, member_api, team, changes, field, text):

@@ -100,9 +100,10 @@ class TestCreatePage:
 
     @pytest.mark.parametrize(
         ("field", "value", "message"),
-        [("responses_per_item", 0, "greater than or equal to 1"), ("responses_per_item", 1001, "less than or equal to 1000"),
-         ("concurrency", 0, "greater than or equal to 1"), ("concurrency", 257, "less than or equal to 256"),
-         ("responses_per_item", -3, "greater than or equal to 1")],
+        [("responses_per_item", 0, "At least 1."),
+         ("responses_per_item", 1001, "At most 1,000 (the SWEEP_MAX_RESPONSES_PER_COMBINATION setting)."),
+         ("concurrency", 0, "At least 1."), ("concurrency", 257, "At most 256 (the SWEEP_MAX_CONCURRENCY setting)."),
+         ("responses_per_item", -3, "At least 1.")],
     )  # fmt: skip
     def test_numbers_out_of_bounds_are_a_400_on_their_field(self, member_client, team, field, value, message):
         """Zero responses per combination (an empty "completed" sweep) or zero in flight is refused."""

@@ -21,6 +21,7 @@ from jsonschema.validators import validator_for
 from referencing.exceptions import Unresolvable
 
 from apps.experiments.evaluators.base import BaseEvaluator, Evaluation, SettingsError, SettingsReader, clip
+from llmbench.parsers import json_loads
 
 MAX_ERRORS = 50  # errors kept in `detail`; `error_count` has them all
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -118,7 +119,7 @@ class JSONSchema(BaseEvaluator):
             raise SettingsError("schema", "is required")
         if isinstance(schema, str):  # pasted into a text field
             try:
-                schema = json.loads(schema)
+                schema = json_loads(schema)  # text from a person: nesting limited by JSON_MAX_DEPTH
             except ValueError as exc:
                 raise SettingsError("schema", f"is not valid JSON: {exc}") from None
         schema_validator(schema)
