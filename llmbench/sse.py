@@ -9,10 +9,11 @@ API's own authentication classes: a token pins the request to its team, a sessio
 import asyncio
 import json
 from collections.abc import Callable
+from functools import wraps
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
@@ -46,19 +47,19 @@ async def progress_stream(
     """Server-Sent Events of `read()` -> (payload, finished) every SSE_INTERVAL_S until finished (or
     SSE_MAX_S), for a user whose team `exists()` holds the object: else 401 or 404 as JSON.
     `refused()`, when given, returns why this object has no stream here (a 409), or ''."""
-    if not await sync_to_async(_authenticated)(request):
+    if not await database_sync_to_async(_authenticated)(request):
         response = JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
         response["WWW-Authenticate"] = "Token"
         return response
-    if not await sync_to_async(exists)():
+    if not await database_sync_to_async(exists)():
         return JsonResponse({"detail": "No such object in this team."}, status=404)
-    if refused is not None and (reason := await sync_to_async(refused)()):
+    if refused is not None and (reason := await database_sync_to_async(refused)()):
         return JsonResponse({"detail": reason}, status=409)
 
     async def events():
         waited = 0.0
         while True:
-            payload, finished = await sync_to_async(read)()
+            payload, finished = await database_sync_to_async(read)()
             yield sse_event(payload)
             if finished or waited >= SSE_MAX_S:
                 return
@@ -71,8 +72,22 @@ async def progress_stream(
     return response
 
 
+def _event_schema(fields: str) -> dict:
+    """One event of the stream (OpenAPI before 3.2 describes an event stream's events with `schema`): its
+    `event` name and its `data` line, JSON text."""
+    return {
+        "type": "object",
+        "properties": {
+            "event": {"type": "string", "enum": ["progress"]},
+            "data": {"type": "string", "description": f"JSON text: an object with {fields}."},
+        },
+        "required": ["event", "data"],
+    }
+
+
 def documented_stream(*, summary: str, fields: str, example: dict, conflict: str = ""):
-    """Decorate an async SSE view so the OpenAPI schema lists it: GET answering `text/event-stream`
+    """Decorate an async SSE view so that it answers GET only (a JSON 405 otherwise) and the OpenAPI schema
+    lists it: GET answering `text/event-stream`
     (each event `progress` with a JSON `data` object holding `fields`), 401, 404, and 409 when
     `conflict` says when the view refuses.
 
@@ -90,7 +105,7 @@ def documented_stream(*, summary: str, fields: str, example: dict, conflict: str
         ),
         responses={
             (200, EVENT_STREAM): OpenApiResponse(
-                OpenApiTypes.STR, description="A stream of `progress` events.",
+                _event_schema(fields), description="A stream of `progress` events.",
                 examples=[OpenApiExample("One event", value=wire, media_type=EVENT_STREAM)],
             ),
             401: OpenApiResponse(description="No valid token or session."),
@@ -103,8 +118,19 @@ def documented_stream(*, summary: str, fields: str, example: dict, conflict: str
         def get(self, request, *args, **kwargs):
             raise NotImplementedError("The async view answers; this class only describes it.")
 
-        view.cls = type(f"{view.__name__}_schema", (APIView,), {"get": schema(get), "__doc__": view.__doc__})
-        view.initkwargs = {}
-        return view
+        # Any other method is a JSON 405, as on the DRF views. Without csrf_exempt, CsrfViewMiddleware would
+        # answer a POST first with its HTML 403 page; nothing but GET reaches the stream, and GET changes nothing.
+        @csrf_exempt
+        @wraps(view)
+        async def get_only(request, *args, **kwargs):
+            if request.method not in ("GET", "HEAD"):
+                refused = JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
+                refused["Allow"] = "GET, HEAD"
+                return refused
+            return await view(request, *args, **kwargs)
+
+        get_only.cls = type(f"{view.__name__}_schema", (APIView,), {"get": schema(get), "__doc__": view.__doc__})
+        get_only.initkwargs = {}
+        return get_only
 
     return decorate

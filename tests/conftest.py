@@ -19,6 +19,22 @@ def _fast_password_hashing():
 
 
 @pytest.fixture(autouse=True)
+def _keep_the_test_connection_open(request, monkeypatch):
+    """Progress streams read through channels' database_sync_to_async, which closes the thread's
+    connection around each call (so a long stream gives its pooled connection back). Inside a test
+    that runs in a transaction, closing would end the test's own connection; tests that run real
+    transactions keep the product's behaviour."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and (marker.kwargs.get("transaction") or "transaction" in marker.args):
+        return
+    if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
+        return
+    import channels.db
+
+    monkeypatch.setattr(channels.db, "close_old_connections", lambda: None)
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache():
     """Each test starts with an empty cache (the Redis one is shared between runs)."""
     from django.core.cache import cache

@@ -73,6 +73,13 @@ def _choice(params, name: str, choices, default: str) -> str:
     return value
 
 
+def _text(params, name: str, max_chars: int) -> str:
+    value = (params.get(name) or "").strip()[:max_chars]
+    if "\x00" in value:  # PostgreSQL cannot compare text holding NUL: a 500 otherwise
+        raise FilterError(name, "text without NUL (\\x00) characters")
+    return value
+
+
 def _day(params, name: str):
     raw = (params.get(name) or "").strip()
     if not raw:
@@ -119,8 +126,8 @@ def parse_filters(params, *, team=None, now: datetime | None = None) -> Filters:
         end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
         start = end - timedelta(days=TIMEFRAMES[timeframe])
     metric = _choice(params, "metric", QUALITY_METRICS, "overall")
-    model = (params.get("model") or "").strip()[:200]
-    tag = (params.get("tag") or "").strip()[:100]
+    model = _text(params, "model", 200)
+    tag = _text(params, "tag", 100)
     return Filters(timeframe, start, end, _choice(params, "granularity", GRANULARITIES, "day"),
                    _choice(params, "experiment_type", EXPERIMENT_TYPES, "all"), model, tag, metric,
                    parse_include_simulated(params, team))  # fmt: skip

@@ -373,7 +373,7 @@ class TestExperimentUpdate:
         exp.refresh_from_db()
         assert (exp.name, exp.description, exp.tags) == ("new", "", [])
         assert member_api.put(f"/api/v1/experiments/{exp.pk}", {"prompt": "Explain caching"},
-                              format="json").json() == {"name": ["This field is required."]}  # fmt: skip
+                              format="json").json()["name"] == ["This field is required."]  # fmt: skip
 
     def test_updates_refuse_viewers_anonymous_and_other_teams(self, viewer_api, anon_api, member_api, team, other_team):
         """Viewer 403, anonymous 401, another team's experiment 404."""

@@ -10,10 +10,12 @@ from rest_framework.response import Response
 
 from apps.accounts.models import Membership
 from apps.analytics.catalog import VIEWS, ParameterError, params_for
+from apps.analytics.custom import FORMATS as CUSTOM_FORMATS
 from apps.analytics.custom import CustomExportError, custom_export
 from apps.analytics.outputs import FORMATS, download
 from llmbench.export_api import ExportNegotiation, export_kind
 from llmbench.exports import export_response
+from llmbench.openapi import file_responses
 
 FILTER_PARAMETERS = [
     OpenApiParameter("timeframe", str, description="7d | 30d (default) | 90d | custom"),
@@ -63,8 +65,9 @@ regressions = _endpoint("regressions")
 leaderboard = _endpoint("leaderboard", [OpenApiParameter("weights", str, description="quality:0.5,speed:0.3,cost:0.2")])
 
 
-@extend_schema(parameters=[OpenApiParameter("format", str, description="csv | json | xlsx | pdf"), *FILTER_PARAMETERS],
-               responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})  # fmt: skip
+@extend_schema(parameters=[OpenApiParameter("slug", str, OpenApiParameter.PATH, enum=list(VIEWS)),
+                           OpenApiParameter("format", str, enum=list(FORMATS)), *FILTER_PARAMETERS],
+               responses=file_responses(FORMATS))  # fmt: skip
 @api_view(["GET"])
 @content_negotiation_class(ExportNegotiation)
 def export_analytics(request, slug: str):
@@ -76,7 +79,7 @@ def export_analytics(request, slug: str):
     return download(_run(request, slug), fmt, team=request.team)
 
 
-@extend_schema(request=OpenApiTypes.OBJECT, responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+@extend_schema(request=OpenApiTypes.OBJECT, responses=file_responses(CUSTOM_FORMATS))
 @api_view(["POST"])
 @content_negotiation_class(ExportNegotiation)
 def export_custom(request):

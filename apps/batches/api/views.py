@@ -47,6 +47,7 @@ from apps.experiments.services import TransitionRefused
 from llmbench.api import raise_form_errors
 from llmbench.export_api import ExportNegotiation, export_kind
 from llmbench.humanize import duration_text
+from llmbench.openapi import file_responses
 from llmbench.sse import documented_stream, progress_stream
 
 
@@ -193,6 +194,14 @@ def _batch_form_data(data) -> dict:
     return values
 
 
+def _batch_error_names(data) -> dict[str, str]:
+    """A problem with the repetitions is named by the field the body used."""
+    for name in ("response_count", "responses_per_combination"):
+        if name in data:
+            return {"responses_per_item": name}
+    return {}
+
+
 def _created(form: BatchForm, request) -> Batch:
     try:
         return batch_create(team=request.team, user=request.user, **form.create_kwargs())
@@ -222,7 +231,7 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         `responses_per_combination`, `concurrency`, `objective`; `"start": true` queues it
         (with `"confirm": true` when it is over the team's limit)."""
         form = BatchForm(_batch_form_data(request.data), team=request.team, api=True)
-        raise_form_errors(form)
+        raise_form_errors(form, _batch_error_names(request.data))
         start, confirm = _flag(request.data.get("start")), _flag(request.data.get("confirm"))
         with transaction.atomic():
             batch = _created(form, request)
@@ -239,7 +248,7 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def estimate(self, request):
         """What a sweep would take, without creating it: combinations, requests, duration, cost."""
         form = BatchForm(_batch_form_data(request.data), team=request.team, api=True)
-        raise_form_errors(form)
+        raise_form_errors(form, _batch_error_names(request.data))
         return Response(form.estimate().as_dict())
 
     def destroy(self, request, pk=None):
@@ -383,7 +392,7 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=list(EXPORT_FORMATS))],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        responses=file_responses(EXPORT_FORMATS),
     )
     @action(detail=True, methods=["get"], content_negotiation_class=ExportNegotiation)
     def export(self, request, pk=None):
@@ -394,7 +403,7 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
 
 class BatchExportRequestSerializer(serializers.Serializer):
-    batch_id = serializers.IntegerField(min_value=1)
+    batch_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)  # a larger id overflows the query
     format = serializers.ChoiceField(choices=EXPORT_FORMATS, default="csv")
 
 
@@ -405,8 +414,7 @@ class BatchExportView(APIView):
     write_role = Membership.Role.VIEWER  # a POST here only reads, so a viewer may download
     content_negotiation_class = ExportNegotiation
 
-    @extend_schema(request=BatchExportRequestSerializer,
-                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})  # fmt: skip
+    @extend_schema(request=BatchExportRequestSerializer, responses=file_responses(EXPORT_FORMATS))
     def post(self, request):
         body = BatchExportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)

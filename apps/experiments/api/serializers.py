@@ -16,8 +16,9 @@ def full_update_data(data, model, fields) -> dict:
 
 
 class TestCaseSerializer(serializers.ModelSerializer):
-    author = serializers.CharField(source="author.username", read_only=True, default=None)
-    reviewer = serializers.CharField(source="reviewer.username", read_only=True, default=None)
+    # null until reviewed (reviewer), or once the user is deleted (both foreign keys are SET_NULL)
+    author = serializers.CharField(source="author.username", read_only=True, default=None, allow_null=True)
+    reviewer = serializers.CharField(source="reviewer.username", read_only=True, default=None, allow_null=True)
     submit = serializers.BooleanField(write_only=True, required=False, default=False)
     retired = serializers.SerializerMethodField(help_text="Deleted: no version of it is current, it is in no suite.")
 
@@ -63,10 +64,10 @@ class ParametersSerializer(serializers.Serializer):
 
     temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
     top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
-    max_tokens = serializers.IntegerField(required=False, min_value=1)
+    max_tokens = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)  # as ExperimentForm
     frequency_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
     presence_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
-    seed = serializers.IntegerField(required=False, min_value=0)
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
 
     def to_internal_value(self, data):
         if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
@@ -127,3 +128,31 @@ class ResponseSerializer(serializers.ModelSerializer):
             "ttft_ms", "latency_ms", "cost_usd", "error_code", "error_message", "passed", "score", "evaluation",
             "evaluation_error", "quality", "is_simulated", "created_at",
         ]  # fmt: skip
+
+
+class TargetSummarySerializer(serializers.Serializer):
+    """Documents GET /experiments/{id}/metrics: one row per target (selectors.TargetSummary)."""
+
+    target_id = serializers.IntegerField()
+    label = serializers.CharField(help_text='The target, with " (simulated)" for simulated endpoints.')
+    name = serializers.CharField()
+    endpoint_name = serializers.CharField()
+    model = serializers.CharField()
+    is_simulated = serializers.BooleanField()
+    responses = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    evaluated = serializers.IntegerField()
+    passed = serializers.IntegerField()
+    pass_rate = serializers.FloatField(allow_null=True, help_text="0–1; null before any response is evaluated.")
+    pass_rate_ci = serializers.ListField(
+        child=serializers.FloatField(), min_length=2, max_length=2, allow_null=True,
+        help_text="Wilson 95% interval [low, high]; null when too few responses (pass_rate_ci_note says why).",
+    )  # fmt: skip
+    mean_score = serializers.FloatField(allow_null=True)
+    mean_score_ci = serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2, allow_null=True)
+    pass_rate_ci_note = serializers.CharField(allow_blank=True)
+    mean_score_ci_note = serializers.CharField(allow_blank=True)
+    quality = serializers.DictField(child=serializers.FloatField(), help_text="Mean of each quality metric, 0–100.")
+    mean_latency_ms = serializers.FloatField(allow_null=True)
+    mean_ttft_ms = serializers.FloatField(allow_null=True)
+    cost_usd = serializers.FloatField()

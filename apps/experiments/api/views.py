@@ -19,6 +19,7 @@ from apps.experiments.api.serializers import (
     ExperimentUpdateSerializer,
     RejectSerializer,
     ResponseSerializer,
+    TargetSummarySerializer,
     TestCaseSerializer,
     full_update_data,
 )
@@ -47,6 +48,7 @@ from apps.experiments.testcase_io import export_csv, export_jsonl
 from apps.experiments.testcase_io import testcases_import as import_testcases
 from llmbench.api import Conflict, raise_form_errors
 from llmbench.export_api import ExportNegotiation, export_kind
+from llmbench.openapi import file_responses
 from llmbench.sse import documented_stream, progress_stream
 from llmbench.uploads import FileRejected
 
@@ -220,7 +222,7 @@ class ExperimentViewSet(
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=list(EXPORT_FORMATS)),
                     OpenApiParameter("type", str, enum=list(EXPORT_FORMATS), description="Older name of format.")],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        responses=file_responses(EXPORT_FORMATS),
     )  # fmt: skip
     @action(detail=True, methods=["get"], content_negotiation_class=ExportNegotiation)
     def export(self, request, pk=None):
@@ -298,15 +300,16 @@ class ExperimentViewSet(
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(ResponseSerializer(page, many=True).data)
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=TargetSummarySerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None)  # one row per target, never paged
     def metrics(self, request, pk=None):
         """Per target: pass rate with its Wilson 95% interval, mean score and quality, latency, cost."""
         return Response([asdict(s) for s in experiment_summary(self.get_object())])
 
 
 class SuiteSerializer(serializers.ModelSerializer):
-    test_cases = serializers.PrimaryKeyRelatedField(many=True, queryset=TestCase.objects.none())
+    # allow_empty=False: a form post leaving the field out reads as an empty list, not a missing field.
+    test_cases = serializers.PrimaryKeyRelatedField(many=True, allow_empty=False, queryset=TestCase.objects.none())
 
     class Meta:
         model = Suite
@@ -331,13 +334,18 @@ class SuiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        serializer.instance = suite_publish(
-            team=self.request.team, name=data["name"], description=data.get("description", ""),
-            test_cases=list(data["test_cases"]),
-        )  # fmt: skip
+        try:
+            serializer.instance = suite_publish(
+                team=self.request.team, name=data["name"], description=data.get("description", ""),
+                test_cases=list(data["test_cases"]),
+            )  # fmt: skip
+        except TransitionRefused as exc:
+            raise serializers.ValidationError({"test_cases": [str(exc)]}) from None
 
 
-@extend_schema(parameters=[OpenApiParameter("type", str, enum=["jsonl", "csv"])], responses=OpenApiTypes.STR)
+@extend_schema(
+    parameters=[OpenApiParameter("type", str, enum=["jsonl", "csv"])], responses=file_responses(["jsonl", "csv"])
+)
 @api_view(["GET"])
 def testcases_export(request):
     """The latest version of every test case of the team, as JSON Lines or CSV (`?type=`; DRF keeps
