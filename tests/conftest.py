@@ -19,19 +19,20 @@ def _fast_password_hashing():
 
 
 @pytest.fixture(autouse=True)
-def _keep_the_test_connection_open(request, monkeypatch):
-    """Progress streams read through channels' database_sync_to_async, which closes the thread's
-    connection around each call (so a long stream gives its pooled connection back). Inside a test
-    that runs in a transaction, closing would end the test's own connection; tests that run real
-    transactions keep the product's behaviour."""
-    marker = request.node.get_closest_marker("django_db")
-    if marker is not None and (marker.kwargs.get("transaction") or "transaction" in marker.args):
-        return
-    if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
-        return
+def _keep_the_test_connection_open(monkeypatch):
+    """Progress streams and consumers read through channels' database_sync_to_async, which closes the
+    thread's connection around each call (so a long stream gives its pooled connection back). A
+    test's own connection sits in the test's transaction (an atomic block), and closing it would end
+    the test: leave connections inside an atomic block open, close the others as the product does."""
     import channels.db
+    from django.db import connections
 
-    monkeypatch.setattr(channels.db, "close_old_connections", lambda: None)
+    def close_old_connections_outside_atomic_blocks():
+        for connection in connections.all(initialized_only=True):
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()
+
+    monkeypatch.setattr(channels.db, "close_old_connections", close_old_connections_outside_atomic_blocks)
 
 
 @pytest.fixture(autouse=True)

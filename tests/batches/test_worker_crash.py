@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
 from django_q.tasks import async_task
@@ -24,17 +23,10 @@ from apps.batches.services import batch_start
 from apps.experiments.models import Experiment, Response
 from apps.providers.models import ProviderEndpoint
 from tests.batches.helpers import make_batch
+from tests.cluster import database_url, wait_for
 
 ROOT = Path(settings.BASE_DIR)
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def start_worker(log: Path) -> subprocess.Popen:
@@ -47,16 +39,6 @@ def start_worker(log: Path) -> subprocess.Popen:
         [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: the kill takes the sentinel and its workers at once
     )  # fmt: skip
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(team, counting_mockllm, queued, tmp_path):
