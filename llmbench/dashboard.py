@@ -2,6 +2,7 @@
 progress, the latest runs, experiments and batches, this month's cost against the team's budget,
 and the test cases waiting for review. Each takes the team and runs a fixed number of queries."""
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -353,6 +354,7 @@ class AnalyticsTiles:
     cost: MonthCost
     trend: dict
     regressions: dict
+    key: str  # what the trend and the regressions are cached under: the team, the day and the data's version
 
 
 def analytics_tiles(team: Team, *, version: str | None = None) -> AnalyticsTiles:
@@ -377,7 +379,7 @@ def analytics_tiles(team: Team, *, version: str | None = None) -> AnalyticsTiles
         cache.set(key, cached, TILES_TTL_S)
     # The budget is the team's current one, never a cached copy.
     cost = _month_cost_against_budget(team, start, cached["cost_by_endpoint"])
-    return AnalyticsTiles(cost=cost, trend=cached["trend"], regressions=cached["regressions"])
+    return AnalyticsTiles(cost=cost, trend=cached["trend"], regressions=cached["regressions"], key=key)
 
 
 # --- the page's figures, in one query ---------------------------------------------------------------
@@ -386,47 +388,118 @@ def analytics_tiles(team: Team, *, version: str | None = None) -> AnalyticsTiles
 # are skipped), the version of the analytical tiles and the version of the latest lists.
 
 
-def _text(expression: str) -> str:
-    """`expression` as text, NULL shown as "~" (so a NULL does not blank out the whole concatenation)."""
-    return f"COALESCE(CAST({expression} AS TEXT), '~')"
+def _token(expression: str) -> str:
+    """`expression` as a self-delimiting text: its length, ":" and itself, or "~" for NULL; so no two
+    different rows read the same (a name holding a separator cannot mimic the next field)."""
+    text = f"CAST({expression} AS TEXT)"
+    return f"COALESCE(CAST(LENGTH({text}) AS TEXT) || ':' || {text}, '~')"
 
 
 def _fingerprint(values: list[str], source: str) -> str:
-    """A subquery: the `values` of each row of `source` (a SELECT's FROM … LIMIT, newest first) as one text."""
-    row = " || '\x1f' || ".join(_text(value) for value in values)
-    aggregate = "string_agg(f, '\x1e')" if connection.vendor == "postgresql" else "group_concat(f, '\x1e')"
+    """A subquery: the `values` of every row of `source` (FROM … ORDER BY … LIMIT) as one text."""
+    row = " || ".join(_token(value) for value in values)
+    aggregate = "string_agg(f, ';')" if connection.vendor == "postgresql" else "group_concat(f, ';')"
     return f"(SELECT {aggregate} FROM (SELECT {row} AS f {source}) x)"
 
 
 def _latest_version_selects() -> list[str]:
     """Subqueries, each taking the team's id once, holding every value the latest lists show (latest()):
-    the rows' ids, names and statuses, and the runs' label (model variant, hardware, workload) and
-    simulated flag. Any change to what the lists show changes one of them."""
-    run, variant, hardware = _table(PerformanceRun), _table(ModelVariant), _table(HardwareProfile)
-    experiment, batch, sweep = _table(Experiment), _table(Batch), _table(LoadSweep)
-    newest = f"ORDER BY {{0}}.{_column(Experiment, 'created_at')} DESC, {{1}} DESC LIMIT {LATEST}"
+    the rows' ids, names and statuses, and the runs' label (model variant, hardware, workload), simulated
+    flag and time. Any change to what the lists show changes one of them."""
+    pk = _q("id")
+    experiment_name, experiment_status = _column(Experiment, "name"), _column(Experiment, "status")
+
+    def newest(model, alias: str, key: str) -> str:
+        return f"ORDER BY {alias}.{_column(model, 'created_at')} DESC, {key} DESC LIMIT {LATEST}"
+
+    run_columns = ["name", "concurrency", "request_rate_rps", "is_simulated", "created_at"]
     runs = _fingerprint(
-        [f"p.{_q('id')}", f"p.{_column(PerformanceRun, 'name')}", f"p.{_column(PerformanceRun, 'concurrency')}",
-         f"p.{_column(PerformanceRun, 'request_rate_rps')}", f"p.{_column(PerformanceRun, 'is_simulated')}",
-         f"p.{_column(PerformanceRun, 'created_at')}", f"v.{_column(ModelVariant, 'model_name')}",
-         f"v.{_column(ModelVariant, 'quantization')}", f"h.{_column(HardwareProfile, 'name')}"],
-        f"FROM {run} p INNER JOIN {variant} v ON v.{_q('id')} = p.{_column(PerformanceRun, 'variant')}"
-        f" LEFT OUTER JOIN {hardware} h ON h.{_q('id')} = p.{_column(PerformanceRun, 'hardware')}"
-        f" WHERE p.{_column(PerformanceRun, 'team')} = %s {newest.format('p', f'p.{_q(chr(105) + chr(100))}')}",
+        [f"p.{pk}", *(f"p.{_column(PerformanceRun, name)}" for name in run_columns),
+         f"v.{_column(ModelVariant, 'model_name')}", f"v.{_column(ModelVariant, 'quantization')}",
+         f"h.{_column(HardwareProfile, 'name')}"],
+        f"FROM {_table(PerformanceRun)} p"
+        f" INNER JOIN {_table(ModelVariant)} v ON v.{pk} = p.{_column(PerformanceRun, 'variant')}"
+        f" LEFT OUTER JOIN {_table(HardwareProfile)} h ON h.{pk} = p.{_column(PerformanceRun, 'hardware')}"
+        f" WHERE p.{_column(PerformanceRun, 'team')} = %s {newest(PerformanceRun, 'p', f'p.{pk}')}",
     )  # fmt: skip
     experiments = _fingerprint(
-        [f"e.{_q('id')}", f"e.{_column(Experiment, 'name')}", f"e.{_column(Experiment, 'status')}"],
-        f"FROM {experiment} e WHERE e.{_column(Experiment, 'team')} = %s"
-        f" AND e.{_column(Experiment, 'kind')} = '{Experiment.Kind.SINGLE}' {newest.format('e', f'e.{_q(chr(105) + chr(100))}')}",
+        [f"e.{pk}", f"e.{experiment_name}", f"e.{experiment_status}"],
+        f"FROM {_table(Experiment)} e WHERE e.{_column(Experiment, 'team')} = %s"
+        f" AND e.{_column(Experiment, 'kind')} = '{Experiment.Kind.SINGLE.value}' {newest(Experiment, 'e', f'e.{pk}')}",
     )
     batch_pk = f"b.{_column(Batch, 'experiment')}"
     batches = _fingerprint(
-        [batch_pk, f"e.{_column(Experiment, 'name')}", f"e.{_column(Experiment, 'status')}"],
-        f"FROM {batch} b INNER JOIN {experiment} e ON e.{_q('id')} = {batch_pk}"
-        f" WHERE e.{_column(Experiment, 'team')} = %s {newest.format('e', batch_pk)}",
+        [batch_pk, f"e.{experiment_name}", f"e.{experiment_status}"],
+        f"FROM {_table(Batch)} b INNER JOIN {_table(Experiment)} e ON e.{pk} = {batch_pk}"
+        f" WHERE e.{_column(Experiment, 'team')} = %s {newest(Experiment, 'e', batch_pk)}",
     )
     sweeps = _fingerprint(
-        [f"s.{_q('id')}", f"s.{_column(LoadSweep, 'name')}", f"s.{_column(LoadSweep, 'status')}"],
-        f"FROM {sweep} s WHERE s.{_column(LoadSweep, 'team')} = %s {newest.format('s', f's.{_q(chr(105) + chr(100))}')}",
+        [f"s.{pk}", f"s.{_column(LoadSweep, 'name')}", f"s.{_column(LoadSweep, 'status')}"],
+        f"FROM {_table(LoadSweep)} s WHERE s.{_column(LoadSweep, 'team')} = %s {newest(LoadSweep, 's', f's.{pk}')}",
     )
     return [runs, experiments, batches, sweeps]
+
+
+def _running_selects() -> dict[str, str]:
+    """Per kind of job, a subquery taking the team's id once: does the team have one that running_jobs
+    shows (the same conditions as dashboard_jobs' active ones)?"""
+    pk = _q("id")
+    experiment_team, status = _column(Experiment, "team"), _column(Experiment, "status")
+    return {
+        "batch": f"EXISTS (SELECT 1 FROM {_table(Batch)} b INNER JOIN {_table(Experiment)} e"
+                 f" ON e.{pk} = b.{_column(Batch, 'experiment')} WHERE e.{experiment_team} = %s"
+                 f" AND (e.{status} = '{Status.RUNNING.value}'"
+                 f" OR (e.{status} = '{Status.PENDING.value}' AND b.{_column(Batch, 'queued_at')} IS NOT NULL)))",
+        "sweep": f"EXISTS (SELECT 1 FROM {_table(LoadSweep)} s WHERE s.{_column(LoadSweep, 'team')} = %s"
+                 f" AND s.{_column(LoadSweep, 'status')} = '{Status.RUNNING.value}')",
+        "experiment": f"EXISTS (SELECT 1 FROM {_table(Experiment)} e WHERE e.{experiment_team} = %s"
+                      f" AND e.{_column(Experiment, 'kind')} = '{Experiment.Kind.SINGLE.value}'"
+                      f" AND e.{status} = '{Experiment.Status.RUNNING.value}')",
+    }  # fmt: skip
+
+
+def _pending_testcases_select() -> str:
+    return (
+        f"(SELECT COUNT(*) FROM {_table(TestCase)} t WHERE t.{_column(TestCase, 'team')} = %s"
+        f" AND t.{_column(TestCase, 'status')} = '{TestCase.Status.PENDING.value}'"
+        f" AND t.{_column(TestCase, 'is_current')} = %s)"
+    )
+
+
+@dataclass(frozen=True)
+class PageFigures:
+    counts: dict[str, int]  # team_counts()
+    pending_testcases: int | None  # pending_testcase_count(), when asked for
+    running_kinds: tuple[str, ...]  # the kinds of job that have something on the "Running jobs" tile
+    tiles_version: str  # analytics_version()
+    latest_version: str  # every value the latest lists show
+
+
+@functools.cache
+def _page_figures_sql(vendor: str, with_pending_testcases: bool) -> tuple[str, int, int, int]:
+    """(the statement; how many of its subqueries take the team's id; how many values make the tiles'
+    version, and the lists'), built once per database vendor: only the team changes between visits."""
+    running = _running_selects()
+    tiles, lists = _analytics_version_selects(), _latest_version_selects()
+    selects = [_team_count(model) for model in COUNTED.values()] + [running[kind] for kind in JOB_KINDS]
+    selects += tiles + lists
+    team_params = len(selects)
+    if with_pending_testcases:
+        selects.append(_pending_testcases_select())
+    return f"SELECT {', '.join(selects)}", team_params, len(tiles), len(lists)
+
+
+def page_figures(team: Team, *, with_pending_testcases: bool) -> PageFigures:
+    """What the dashboard reads fresh on every visit, in one query (see above)."""
+    sql, team_params, tiles, lists = _page_figures_sql(connection.vendor, with_pending_testcases)
+    params: list = [team.pk] * team_params + ([team.pk, True] if with_pending_testcases else [])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = list(cursor.fetchone())
+    counts = {name: int(row.pop(0)) for name in COUNTED}
+    running_kinds = tuple(kind for kind in JOB_KINDS if row.pop(0))
+    tiles_version = "|".join(str(row.pop(0)) for _ in range(tiles))
+    latest_version = "|".join(str(row.pop(0)) for _ in range(lists))
+    pending = int(row.pop(0)) if with_pending_testcases else None
+    return PageFigures(counts=counts, pending_testcases=pending, running_kinds=running_kinds,
+                       tiles_version=tiles_version, latest_version=latest_version)  # fmt: skip

@@ -107,7 +107,9 @@ DB_APPLICATION_NAME = env_str("DB_APPLICATION_NAME", "llmbench")
 # Only without the pool (DB_POOL=false): seconds a connection outlives its request; 0 closes it at the end.
 DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 0)
 if DB_POOL_MIN_SIZE > DB_POOL_MAX_SIZE:
-    raise ImproperlyConfigured(f"DB_POOL_MIN_SIZE={DB_POOL_MIN_SIZE} is larger than DB_POOL_MAX_SIZE={DB_POOL_MAX_SIZE}.")
+    raise ImproperlyConfigured(
+        f"DB_POOL_MIN_SIZE={DB_POOL_MIN_SIZE} is larger than DB_POOL_MAX_SIZE={DB_POOL_MAX_SIZE}."
+    )
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=DB_CONN_MAX_AGE)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker share the file: WAL lets readers run beside one writer, and
@@ -321,10 +323,11 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-# Sessions are read on every page: from the cache (Redis, else this process's memory) and written
-# through to the database, so a page no longer spends a query on its session and none is lost when
-# the cache is flushed.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Sessions are read on every page. With Redis they are read from the cache and written through to the
+# database, which saves a query per page and loses none when the cache is flushed. Without Redis the
+# cache is each process's own memory, where a logout or a team switch made in one web process would
+# not reach the others: there sessions stay in the database only.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db" if REDIS_URL else "django.contrib.sessions.backends.db"
 
 # --- Content Security Policy (django-csp; templates give inline code {{ request.csp_nonce }}) -----
 # Scripts are strict: same-origin files, or inline code carrying this response's nonce; no inline
@@ -375,10 +378,14 @@ LOGGING = {
 # level and fails near 1,000, hence the ceiling.
 JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64, minimum=1)
 if JSON_MAX_DEPTH > 500:
-    raise ImproperlyConfigured(f"JSON_MAX_DEPTH={JSON_MAX_DEPTH} is too deep: at most 500 (Python's parser recurses per level).")
+    raise ImproperlyConfigured(
+        f"JSON_MAX_DEPTH={JSON_MAX_DEPTH} is too deep: at most 500 (Python's parser recurses per level)."
+    )
 # Parameter sweeps: responses per combination, and requests in flight at once.
 SWEEP_MAX_RESPONSES_PER_COMBINATION = env_int("SWEEP_MAX_RESPONSES_PER_COMBINATION", 1000, minimum=1)
-if SWEEP_MAX_RESPONSES_PER_COMBINATION > 1000:  # an experiment's own ceiling (experiments.models.MAX_RESPONSES_PER_ITEM)
+if (
+    SWEEP_MAX_RESPONSES_PER_COMBINATION > 1000
+):  # an experiment's own ceiling (experiments.models.MAX_RESPONSES_PER_ITEM)
     raise ImproperlyConfigured("SWEEP_MAX_RESPONSES_PER_COMBINATION may be at most 1000.")
 SWEEP_MAX_CONCURRENCY = env_int("SWEEP_MAX_CONCURRENCY", 256, minimum=1)
 # Load sweeps: steps per sweep, requests and seconds per step, concurrency and request rate of a step.

@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.functional import SimpleLazyObject
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -28,15 +29,24 @@ def home(request):
     if team is None:
         return render(request, "home.html")
     is_admin = request.membership.has_role(Membership.Role.ADMIN)
-    tiles = dashboard.analytics_tiles(team)  # cached per team until its data changes
+    # One query for the counts and the versions of what is cached; the jobs' queries only for the kinds
+    # that have something running (none on most visits).
+    figures = dashboard.page_figures(team, with_pending_testcases=is_admin)
+    tiles = dashboard.analytics_tiles(team, version=figures.tiles_version)  # cached per team until its data changes
     context = {
-        "counts": dashboard.team_counts(team),
-        "jobs": dashboard.running_jobs(team),
-        "latest": dashboard.latest(team),
+        "counts": figures.counts,
+        "jobs": dashboard.running_jobs(team, kinds=figures.running_kinds) if figures.running_kinds else [],
+        # Read only when the template's cached fragment of the tiles below is missing.
+        "latest": SimpleLazyObject(lambda: dashboard.latest(team, version=figures.latest_version)),
         "cost": tiles.cost,
-        "pending_testcases": dashboard.pending_testcase_count(team) if is_admin else None,
+        "pending_testcases": figures.pending_testcases,
         "trend": tiles.trend,
         "regressions": tiles.regressions,
+        # The tiles from the latest lists to the counts are the same for every member of the team until its
+        # data changes: the template caches them rendered, under the versions of everything they show, for
+        # as long as the analytical tiles (what the versions cannot see, a rename, shows as late as there).
+        "fragment_version": f"{tiles.key}:{figures.latest_version}:{sorted(figures.counts.items())}",
+        "fragment_ttl_s": dashboard.TILES_TTL_S,
     }
     return render(request, "home.html", context)
 

@@ -341,7 +341,7 @@ class TestServerErrors:
         assert [r.request_id for r in records if r.levelno >= logging.ERROR] == [response["X-Request-ID"]]
 
     def test_a_page_500_stays_html(self, viewer_client, monkeypatch):
-        monkeypatch.setattr("llmbench.views.dashboard.team_counts", lambda team: 1 / 0)
+        monkeypatch.setattr("llmbench.views.dashboard.page_figures", lambda team, **kwargs: 1 / 0)
         viewer_client.raise_request_exception = False
         response = viewer_client.get("/")
         assert response.status_code == 500 and response["Content-Type"].startswith("text/html")

@@ -5,10 +5,11 @@ queries; and the websocket that keeps the running jobs live."""
 import asyncio
 import threading
 from datetime import timedelta
+from importlib import import_module
 
 import pytest
 from channels.testing import WebsocketCommunicator
-from django.contrib.sessions.backends.db import SessionStore
+from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -270,7 +271,7 @@ def session_cookie(user, active_team=None) -> bytes:
     client.force_login(user)
     key = client.cookies["sessionid"].value
     if active_team is not None:
-        session = SessionStore(session_key=key)
+        session = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)  # the site's, cache and all
         session[ACTIVE_TEAM_SESSION_KEY] = active_team.pk
         session.save()
     return f"sessionid={key}".encode()

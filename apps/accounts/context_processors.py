@@ -12,5 +12,9 @@ def team(request) -> dict:
         "active_role": membership.role if membership else None,
         "is_team_admin": bool(membership and membership.has_role("admin")),
         "can_write": bool(membership and membership.has_role("member")),
-        "user_memberships": lambda: memberships_for(request.user),
+        # The middleware read them with the active membership (same query); a request it did not see
+        # (a test's RequestFactory) reads them here.
+        "user_memberships": lambda: (
+            request.memberships if hasattr(request, "memberships") else memberships_for(request.user)
+        ),
     }

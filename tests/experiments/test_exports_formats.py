@@ -190,7 +190,9 @@ def test_api_refuses_a_bad_format_anonymous_and_other_team(viewer_api, anon_api,
     """A bad format is a 400 naming the field; anonymous 401; another team's experiment 404."""
     bad = viewer_api.get(f"/api/v1/experiments/{experiment.pk}/export?format=xml")
     assert bad.status_code == 400 and "format" in bad.json()
-    assert viewer_api.get(f"/api/v1/experiments/{experiment.pk}/export?type=xml").json().keys() - {"request_id"} == {"type"}
+    assert viewer_api.get(f"/api/v1/experiments/{experiment.pk}/export?type=xml").json().keys() - {"request_id"} == {
+        "type"
+    }
     assert anon_api.get(f"/api/v1/experiments/{experiment.pk}/export?format=csv").status_code == 401
     theirs = make_experiment(other_team)
     assert viewer_api.get(f"/api/v1/experiments/{theirs.pk}/export?format=pdf").status_code == 404

@@ -1,3 +1,6 @@
+import orjson
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -108,6 +111,23 @@ _SUMMARY_COLUMNS = [
 RUN_LIST_COLUMNS = _RUN_COLUMNS + [f"summary__{name}" for name in _SUMMARY_COLUMNS]
 
 
+def run_list_rows(runs: QuerySet, *, metrics_as_json_text: bool = False) -> QuerySet:
+    """`runs` as the dicts run_list_representation takes. With `metrics_as_json_text` each summary's
+    metrics (most of a run's size) come as their stored JSON text, to be copied into an answer that
+    llmbench.renderers.OrjsonRenderer writes instead of being decoded and encoded again."""
+    if not metrics_as_json_text:
+        return runs.values(*RUN_LIST_COLUMNS)
+    columns = [name for name in RUN_LIST_COLUMNS if name != "summary__metrics"]
+    return runs.values(*columns, summary_metrics_json=Cast("summary__metrics", TextField()))
+
+
+def _metrics(row: dict):
+    if "summary__metrics" in row:
+        return row["summary__metrics"]
+    text = row["summary_metrics_json"]
+    return None if text is None else orjson.Fragment(text)
+
+
 def _float(value):
     return None if value is None else float(value)
 
@@ -117,7 +137,8 @@ def _int(value):
 
 
 def run_list_representation(rows) -> list[dict]:
-    """PerformanceRunSerializer(many=True).data of runs read as `.values(*RUN_LIST_COLUMNS)`."""
+    """PerformanceRunSerializer(many=True).data of runs read by run_list_rows (with their metrics as
+    orjson.Fragment when read as JSON text)."""
     # DRF's own datetime formatting (ISO 8601 in the current time zone, "Z" for UTC), with the time
     # zone looked up once instead of once per value.
     datetime_field = serializers.DateTimeField(default_timezone=timezone.get_current_timezone())
@@ -147,7 +168,7 @@ def run_list_representation(rows) -> list[dict]:
             item["summary"] = {
                 "source": r["summary__source"], "request_count": _int(requests), "error_count": _int(errors),
                 "error_rate": (errors or 0) / requests if requests else None,  # RunSummary.error_rate
-                "errors_by_code": r["summary__errors_by_code"], "metrics": r["summary__metrics"],
+                "errors_by_code": r["summary__errors_by_code"], "metrics": _metrics(r),
                 "itl_source": r["summary__itl_source"], "duration_s": _float(r["summary__duration_s"]),
                 "request_throughput_rps": _float(r["summary__request_throughput_rps"]),
                 "output_token_throughput_tps": _float(r["summary__output_token_throughput_tps"]),

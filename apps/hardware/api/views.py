@@ -10,13 +10,13 @@ from rest_framework import mixins, viewsets
 from rest_framework.decorators import action, api_view, parser_classes
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from apps.accounts.models import Membership
 from apps.accounts.simulated import PARAM as SIMULATED_PARAM
 from apps.accounts.simulated import include_simulated
 from apps.hardware.api.serializers import (
-    RUN_LIST_COLUMNS,
     DeploymentSerializer,
     HardwareProfileSerializer,
     ModelingConfigurationSerializer,
@@ -26,6 +26,7 @@ from apps.hardware.api.serializers import (
     PredictRequestSerializer,
     RequestSampleSerializer,
     run_list_representation,
+    run_list_rows,
 )
 from apps.hardware.exports import FORMATS as EXPORT_FORMATS
 from apps.hardware.exports import run_export
@@ -50,6 +51,7 @@ from llmbench.humanize import p_value_text
 from llmbench.openapi import file_responses
 from llmbench.pagination import PageNumberPagination
 from llmbench.parsers import JSONObjectParser
+from llmbench.renderers import OrjsonRenderer
 
 
 class HardwareProfileViewSet(TeamScopedViewSet):
@@ -117,12 +119,22 @@ class PerformanceRunViewSet(
         kind = export_kind(request.query_params, EXPORT_FORMATS)
         return run_export(run=self.get_object(), kind=kind)
 
+    def get_renderers(self):
+        # The list is written by orjson, which splices each summary's stored metrics in as they are.
+        renderers = super().get_renderers()
+        if self.action == "list":
+            renderers = [OrjsonRenderer() if type(r) is JSONRenderer else r for r in renderers]
+        return renderers
+
     # Defined last: inside the class body this name hides the builtin list() from what follows it.
     def list(self, request, *args, **kwargs):
         """The team's runs, newest first (paginated), each with its summary."""
         # Counted on the plain runs (no joins), then one page of rows as dicts: see run_list_representation.
+        # Each summary's metrics (most of the answer) are read as JSON text and copied into it unchanged
+        # when orjson writes the answer; the browsable API's renderer gets them decoded.
         runs = self.filter_queryset(PerformanceRun.objects.filter(team=request.team))
-        page = self.paginate_queryset(runs.values(*RUN_LIST_COLUMNS))
+        as_text = isinstance(getattr(request, "accepted_renderer", None), OrjsonRenderer)
+        page = self.paginate_queryset(run_list_rows(runs, metrics_as_json_text=as_text))
         return self.get_paginated_response(run_list_representation(page))
 
 
