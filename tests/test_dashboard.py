@@ -25,6 +25,7 @@ from llmbench.dashboard import month_start_utc, running_jobs
 from tests.batches.helpers import make_batch, run_until_done, sim_endpoint
 from tests.factories import MembershipFactory, ModelVariantFactory, UserFactory
 from tests.hardware.helpers import stored_run
+from tests.threaded import closing_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -334,7 +335,7 @@ class TestWebsocket:
             connected, _ = await ws.connect()
             assert connected
             await ws.receive_json_from(timeout=5)
-            await asyncio.to_thread(Membership.objects.filter(user=member).delete)
+            await asyncio.to_thread(closing_connection(Membership.objects.filter(user=member).delete))
             output = await ws.receive_output(timeout=5)
             await ws.wait()
             return output

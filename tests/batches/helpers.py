@@ -4,6 +4,7 @@ from apps.batches.batch_runner import run_batch_chunk
 from apps.batches.services import batch_create
 from apps.experiments.services import testcase_approve, testcase_create
 from apps.providers.models import ProviderEndpoint
+from tests.threaded import closing_connection
 
 FAST = "sim://local?zero_latency=1"
 
@@ -29,6 +30,7 @@ def make_batch(team, *, endpoint=None, ranges=None, **fields):
     )  # fmt: skip
 
 
+@closing_connection
 def run_until_done(batch_id: int) -> None:
     """The django-q worker's part: chunk after chunk until the batch ends."""
     outcome = "continued"

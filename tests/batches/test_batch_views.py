@@ -16,6 +16,7 @@ from apps.batches.models import Batch
 from apps.batches.services import batch_start
 from apps.experiments.models import Response
 from tests.batches.helpers import make_batch, run_until_done, sim_endpoint
+from tests.threaded import closing_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -283,7 +284,9 @@ class TestWebsocket:
             assert connected
             first = await communicator.receive_json_from(timeout=5)
             assert first["type"] == "state" and first["state"]["status"] == "pending" and first["results"] == []
-            await asyncio.to_thread(run_batch_chunk, batch.pk)  # the worker's part, in a thread of its own
+            await asyncio.to_thread(
+                closing_connection(run_batch_chunk), batch.pk
+            )  # the worker's part, in a thread of its own
             seen, status = [], None
             while status != "completed":
                 message = await communicator.receive_json_from(timeout=5)

@@ -11,6 +11,7 @@ from apps.batches.services import batch_start
 from tests.batches.helpers import make_batch, run_until_done, sim_endpoint
 from tests.browser.conftest import log_in
 from tests.factories import MembershipFactory
+from tests.threaded import closing_connection
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -22,7 +23,7 @@ def test_the_dashboard_shows_a_running_batch_live(browser, asgi_server, monkeypa
     batch = make_batch(membership.team, endpoint=endpoint, name="dashboard sweep", repetitions=2, concurrency=1)
     # Queued: 12 results, one at a time (about 4 s). In a thread: its group message goes through
     # async_to_sync, which cannot run beside Playwright's event loop.
-    starter = threading.Thread(target=batch_start, kwargs={"batch": batch})
+    starter = threading.Thread(target=closing_connection(batch_start), kwargs={"batch": batch})
     starter.start()
     starter.join()
     context = browser.new_context(base_url=asgi_server)

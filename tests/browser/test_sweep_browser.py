@@ -17,7 +17,7 @@ from tests.browser.conftest import (
     log_in,
 )
 from tests.factories import HardwareProfileFactory, MembershipFactory, ModelVariantFactory
-from tests.threaded import running_in_thread
+from tests.threaded import closing_connection, running_in_thread
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -63,7 +63,7 @@ def test_a_live_load_sweep(browser, asgi_server, mockllm):
     expect(page.locator("#sweep-status")).to_have_text("pending")
 
     sweep = LoadSweep.objects.get()
-    worker = threading.Thread(target=run_sweep, args=[sweep.pk])  # the django-q worker's part
+    worker = threading.Thread(target=closing_connection(run_sweep), args=[sweep.pk])  # the django-q worker's part
     worker.start()
     expect(page.locator("#sweep-status")).to_have_text("running")
     expect(page.locator("#live-done")).not_to_have_text("0")  # live figures arrive while it runs
