@@ -29,7 +29,7 @@ from apps.experiments.services import TransitionRefused, suite_publish
 from apps.providers.models import ProviderEndpoint
 from tests.batches.helpers import approved_case, make_batch, sim_endpoint
 from tests.providers.servers import MockLLMServer, Script
-from tests.threaded import running_in_thread
+from tests.threaded import closing_connection, running_in_thread
 
 # The runner writes from its own thread (its own connection): these tests commit for real.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -102,7 +102,9 @@ def test_cancel_stops_at_once_keeps_what_finished_and_resume_asks_only_the_rest(
     batch = started(make_batch(team, endpoint=endpoint, concurrency=2, repetitions=1,
                                ranges={"temperature": {"min": 0.1, "max": 2.0, "step": 0.1}}))  # fmt: skip
     outcome = {}
-    worker = threading.Thread(target=lambda: outcome.setdefault("status", run_batch_chunk(batch.pk)))
+    worker = threading.Thread(
+        target=closing_connection(lambda: outcome.setdefault("status", run_batch_chunk(batch.pk)))
+    )
     worker.start()
     deadline = time.monotonic() + 10
     while Response.objects.filter(experiment_id=batch.pk).count() < 4 and time.monotonic() < deadline:
@@ -143,7 +145,7 @@ def test_a_second_delivery_waits_for_the_lease_of_a_live_chunk(team, queued, mon
             Batch.objects.filter(pk=batch.pk).update(heartbeat_at=timezone.now())
             time.sleep(0.2)
 
-    beater = threading.Thread(target=alive)
+    beater = threading.Thread(target=closing_connection(alive))
     beater.start()
     try:
         assert run_batch_chunk(batch.pk) == "running elsewhere"

@@ -14,6 +14,7 @@ from apps.batches.services import batch_start, sweep_create
 from tests.batches.helpers import make_batch, run_until_done, sim_endpoint
 from tests.browser.conftest import asgi_server, browser, log_in  # noqa: F401 (fixtures)
 from tests.factories import HardwareProfileFactory, MembershipFactory, ModelVariantFactory
+from tests.threaded import closing_connection
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -33,7 +34,9 @@ def test_a_finished_batch_moves_from_running_jobs_to_latest(browser, asgi_server
     membership, context, page = signed_in(browser, asgi_server, Membership.Role.VIEWER)
     endpoint = sim_endpoint(membership.team, base_url="sim://local?ttft_ms=200&itl_ms=1&jitter=0")
     batch = make_batch(membership.team, endpoint=endpoint, name="moving sweep", repetitions=1, concurrency=2)
-    starter = threading.Thread(target=batch_start, kwargs={"batch": batch})  # async_to_sync beside Playwright
+    starter = threading.Thread(
+        target=closing_connection(batch_start), kwargs={"batch": batch}
+    )  # async_to_sync beside Playwright
     starter.start()
     starter.join()
     page.goto("/")
@@ -62,7 +65,9 @@ def test_a_finished_load_sweep_keeps_its_final_figures(browser, asgi_server):  #
     sweep = sweep_create(team=team, user=None, name="finished sweep", endpoint=sim_endpoint(team), model="sim-small",
                          variant=ModelVariantFactory(team=team), hardware=HardwareProfileFactory(team=team),
                          levels=[1, 4], step_request_count=8, prompt_tokens=20, output_tokens=16)  # fmt: skip
-    worker = threading.Thread(target=run_sweep, args=[sweep.pk])  # its own event loop, beside Playwright's
+    worker = threading.Thread(
+        target=closing_connection(run_sweep), args=[sweep.pk]
+    )  # its own event loop, beside Playwright's
     worker.start()
     worker.join(timeout=60)
     page.goto(f"/batches/load/{sweep.pk}/")

@@ -95,8 +95,10 @@ def demo(transactional_db):
 
     from django.core.management import call_command
 
+    from tests.threaded import closing_connection
+
     with open(os.devnull, "w") as quiet:
-        loader = threading.Thread(target=call_command, args=["load_demo"], kwargs={"stdout": quiet})
+        loader = threading.Thread(target=closing_connection(call_command), args=["load_demo"], kwargs={"stdout": quiet})
         loader.start()
         loader.join()
     return "demo"
