@@ -10,10 +10,16 @@ our code is synchronous (the ORM, DRF), so this handler:
 * builds the chain in sync mode, as under WSGI: middleware and view run in one call on the request's
   thread (async views, the SSE streams, are run by Django's sync path through async_to_sync);
 * keeps a pool of request threads: each request still gets a thread of its own for its
-  thread-sensitive work (its database connection lives there, and requests waiting on the database
-  overlap), but the thread is reused rather than started and joined per request.
+  thread-sensitive work (its database connection lives there), but the thread is reused rather
+  than started and joined per request;
+* runs one request at a time per process, in arrival order (RequestGate): two request threads
+  running Python at once fight over the GIL, which cost 10-30% more CPU per request at 32
+  connections than taking turns (bench/web.py), and served whoever won the GIL first rather than
+  whoever came first. A request still running after WEB_SLOW_REQUEST_MS (a big export, a slow query)
+  stops holding the queue up: the next one starts beside it.
 """
 
+import asyncio
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -40,11 +46,43 @@ class RequestThread(ThreadPoolExecutor):
         return self._last is None or self._last.done()
 
 
-class SyncChainASGIHandler(ASGIHandler):
-    """ASGIHandler whose middleware chain and views run in one sync call per request, on a reused thread."""
+class RequestGate:
+    """Lets one request run at a time, first come first served; one running for longer than `slow_s`
+    gives its turn to the next (so a slow request delays the others by at most `slow_s`). With
+    `slow_s` = 0 every request runs as soon as it arrives."""
 
-    def __init__(self):
+    def __init__(self, slow_s: float):
+        self.slow_s = slow_s
+        self._turn = asyncio.Semaphore(1)  # bound to the running loop on first use
+
+    async def run(self, call):
+        if not self.slow_s:
+            return await call
+        await self._turn.acquire()
+        turn_held = True
+        try:
+            running = asyncio.ensure_future(call)
+            done, _ = await asyncio.wait({running}, timeout=self.slow_s)
+            if not done:
+                self._turn.release()  # slow: the next request starts beside this one
+                turn_held = False
+            return await running
+        finally:
+            if turn_held:
+                self._turn.release()
+
+
+class SyncChainASGIHandler(ASGIHandler):
+    """ASGIHandler whose middleware chain and views run in one sync call per request, on a reused
+    thread, one request at a time unless a request is slow (RequestGate)."""
+
+    def __init__(self, slow_request_s: float | None = None):
+        from django.conf import settings
+
         self._idle_threads: list[RequestThread] = []
+        if slow_request_s is None:
+            slow_request_s = settings.WEB_SLOW_REQUEST_MS / 1000
+        self._gate = RequestGate(slow_request_s)
         super().__init__()
 
     def load_middleware(self, is_async=False):
@@ -53,7 +91,7 @@ class SyncChainASGIHandler(ASGIHandler):
 
     async def get_response_async(self, request):
         # BaseHandler.get_response is the sync twin of get_response_async (urlconf, chain, error log).
-        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+        return await self._gate.run(sync_to_async(self.get_response, thread_sensitive=True)(request))
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":

@@ -23,6 +23,7 @@ from apps.batches.models import Batch, LoadSweep, Status
 from apps.experiments.models import Experiment, ExperimentTarget, Response, TestCase
 from apps.hardware.models import HardwareProfile, PerformanceRun, RunSummary
 from apps.scores.models import Benchmark, ModelVariant, Score
+from llmbench.db import prepared_cursor
 
 LATEST = 5  # rows of each "latest" list
 # The latest lists are cached under a version that holds every value they show (page_figures), so the
@@ -493,7 +494,7 @@ def page_figures(team: Team, *, with_pending_testcases: bool) -> PageFigures:
     """What the dashboard reads fresh on every visit, in one query (see above)."""
     sql, team_params, tiles, lists = _page_figures_sql(connection.vendor, with_pending_testcases)
     params: list = [team.pk] * team_params + ([team.pk, True] if with_pending_testcases else [])
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:  # planned once per connection (llmbench/db.py)
         cursor.execute(sql, params)
         row = list(cursor.fetchone())
     counts = {name: int(row.pop(0)) for name in COUNTED}

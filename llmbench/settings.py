@@ -104,6 +104,9 @@ DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 4, minimum=1)
 DB_POOL_TIMEOUT_S = env_int("DB_POOL_TIMEOUT_S", 10, minimum=1)
 # Shown in pg_stat_activity.application_name, so the site's connections can be counted.
 DB_APPLICATION_NAME = env_str("DB_APPLICATION_NAME", "llmbench")
+# PostgreSQL plans the hot paths' statements once per connection (llmbench/db.py). Turn off behind a
+# pooler that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 # Only without the pool (DB_POOL=false): seconds a connection outlives its request; 0 closes it at the end.
 DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 0)
 if DB_POOL_MIN_SIZE > DB_POOL_MAX_SIZE:
@@ -126,6 +129,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = DB_APPLICATION_NAME
+    if DB_PREPARED_STATEMENTS:
+        # Only the hot paths' hand-built statements use server-side binding and get prepared
+        # (llmbench/db.py); Django's client-side binding never prepares the ORM's.
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
     if DB_POOL:
         if DB_CONN_MAX_AGE:
             raise ImproperlyConfigured(
@@ -148,13 +155,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 from llmbench.webtier import cpus_available  # noqa: E402  (kept beside the pool it is sized with)
 
 WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", cpus_available(), minimum=1)
+# Each web process runs one request at a time, in arrival order; a request still running after this
+# many milliseconds lets the next one start beside it. 0: every request starts at once (ADR 0009).
+WEB_SLOW_REQUEST_MS = env_int("WEB_SLOW_REQUEST_MS", 50, minimum=0)
 
 # --- Redis (optional): cache, channel layer and task broker -----------------------------------
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "llmbench.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "llmbench"),
         }

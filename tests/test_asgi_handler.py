@@ -9,7 +9,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.test import override_settings
 from django.urls import path
 
-from llmbench.asgi_handler import RequestThread, SyncChainASGIHandler
+from llmbench.asgi_handler import RequestGate, RequestThread, SyncChainASGIHandler
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the request threads use their own connections
 
@@ -26,33 +26,47 @@ async def async_stream_view(request):
     return StreamingHttpResponse(chunks(), content_type="text/plain")
 
 
-urlpatterns = [path("thread", thread_view), path("stream", async_stream_view)]
+_busy = {"now": 0, "most": 0}
+_busy_lock = threading.Lock()
+
+
+def busy_view(request):
+    with _busy_lock:
+        _busy["now"] += 1
+        _busy["most"] = max(_busy["most"], _busy["now"])
+    threading.Event().wait(0.2)
+    with _busy_lock:
+        _busy["now"] -= 1
+    return HttpResponse("done")
+
+
+urlpatterns = [path("thread", thread_view), path("stream", async_stream_view), path("busy", busy_view)]
 
 
 def _get(handler, path_: str) -> tuple[int, dict[bytes, bytes], bytes]:
     """One GET through the ASGI application, as uvicorn calls it."""
+    return asyncio.run(_get_async(handler, path_))
+
+
+async def _get_async(handler, path_: str) -> tuple[int, dict[bytes, bytes], bytes]:
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
         "path": path_, "raw_path": path_.encode(), "query_string": b"", "root_path": "",
         "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000),
     }  # fmt: skip
     sent: list[dict] = []
+    body_read = asyncio.Event()
 
-    async def run():
-        body_read = asyncio.Event()
+    async def receive():
+        if not body_read.is_set():
+            body_read.set()
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the client stays connected; the handler cancels this wait
 
-        async def receive():
-            if not body_read.is_set():
-                body_read.set()
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await asyncio.Event().wait()  # the client stays connected; the handler cancels this wait
+    async def send(message):
+        sent.append(message)
 
-        async def send(message):
-            sent.append(message)
-
-        await handler(scope, receive, send)
-
-    asyncio.run(run())
+    await handler(scope, receive, send)
     start = sent[0]
     return start["status"], dict(start["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
 
@@ -109,3 +123,66 @@ def test_a_busy_request_thread_is_not_idle():
     finally:
         release.set()
         thread.shutdown()
+
+
+def _gate_trace(gate: RequestGate, durations_s: list[float]) -> list[tuple[str, int]]:
+    """Runs one call per duration through `gate`, started in that order; returns the start/end events."""
+    events: list[tuple[str, int]] = []
+
+    async def call(index: int, duration_s: float):
+        events.append(("start", index))
+        await asyncio.sleep(duration_s)
+        events.append(("end", index))
+        return index
+
+    async def run():
+        tasks = []
+        for index, duration_s in enumerate(durations_s):
+            tasks.append(asyncio.ensure_future(gate.run(call(index, duration_s))))
+            await asyncio.sleep(0)  # arrival order
+        assert await asyncio.gather(*tasks) == list(range(len(durations_s)))
+
+    asyncio.run(run())
+    return events
+
+
+def test_the_gate_runs_one_request_at_a_time_in_arrival_order():
+    events = _gate_trace(RequestGate(slow_s=5), [0.02, 0.01, 0.0, 0.01])
+    assert events == [(kind, i) for i in range(4) for kind in ("start", "end")]
+
+
+def test_a_slow_request_lets_the_next_one_start_beside_it():
+    events = _gate_trace(RequestGate(slow_s=0.05), [0.5, 0.01, 0.01])
+    # The first holds the turn for 50 ms only; the other two then take turns while it still runs.
+    assert events == [("start", 0), ("start", 1), ("end", 1), ("start", 2), ("end", 2), ("end", 0)]
+
+
+def test_without_a_slow_limit_every_request_starts_at_once():
+    events = _gate_trace(RequestGate(slow_s=0), [0.03, 0.02, 0.01])
+    assert events[:3] == [("start", 0), ("start", 1), ("start", 2)]
+
+
+def test_a_cancelled_request_gives_its_turn_back():
+    async def run():
+        gate = RequestGate(slow_s=5)
+        first = asyncio.ensure_future(gate.run(asyncio.sleep(10)))
+        await asyncio.sleep(0.01)
+        first.cancel()  # the client went away
+        return await asyncio.wait_for(gate.run(asyncio.sleep(0, result="next")), timeout=2)
+
+    assert asyncio.run(run()) == "next"
+
+
+@pytest.mark.parametrize(("slow_ms", "most_at_once"), [(5000, 1), (0, 3)])
+def test_requests_through_the_handler_take_turns_unless_the_gate_is_off(settings, slow_ms, most_at_once):
+    settings.WEB_SLOW_REQUEST_MS = slow_ms
+    with override_settings(ROOT_URLCONF=__name__, ALLOWED_HOSTS=["127.0.0.1"]):
+        handler = SyncChainASGIHandler()
+
+        async def three_at_once():  # on one event loop, as in a uvicorn process
+            answers = await asyncio.gather(*(_get_async(handler, "/busy") for _ in range(3)))
+            assert [status for status, _, _ in answers] == [200, 200, 200]
+
+        _busy["now"] = _busy["most"] = 0
+        asyncio.run(three_at_once())
+    assert _busy["most"] == most_at_once

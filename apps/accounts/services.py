@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.accounts.models import ApiToken, Membership, Team, token_hash
+from llmbench.db import prepared_cursor
 
 ACTIVE_TEAM_SESSION_KEY = "active_team_id"
 # last_used_at is written at most this often per token, so API traffic does not turn reads into writes.
@@ -129,7 +130,7 @@ def token_authenticate(key: str) -> tuple[ApiToken, Membership] | None:
     alias = router.db_for_read(ApiToken)
     sql, models_in_row, selected = _token_lookup(alias)
     connection = connections[alias]  # this thread's: converters are bound to it, so they are not cached
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:  # planned once per connection (llmbench/db.py)
         cursor.execute(sql, [token_hash(key), True])
         row = cursor.fetchone()
     if row is None:  # unknown, revoked, inactive user, or no longer in the token's team
