@@ -1,25 +1,44 @@
-"""Django's Redis cache with one redis-py client per connection pool instead of one per call (issue #12).
+"""Django's Redis cache with one connection pool and one client per process (issue #12).
 
-Django's RedisCacheClient builds a new `redis.Redis` for every cache call, and redis-py's constructor
-fills its table of response callbacks each time: about 0.2 ms of CPU per call, three calls on a
-signed-in page (session, page fragments). A client only wraps the shared, fork-aware connection pool
-and is safe to share between threads, so one per pool is kept.
+Django keeps its cache objects per context (asgiref Local), and under ASGI every request runs in a
+context of its own: each request built a new RedisCache, a new redis-py connection pool and a new
+TCP connection to Redis (redis-py reads its own package metadata for every new connection), then
+dropped them for the garbage collector to close. On a signed-in page that was about a fifth of the
+server's CPU (py-spy, bench/web.py). Here the pool of each server URL is made once per process and
+shared by every cache object (redis-py's pools are thread-safe and open new connections after a
+fork), and so is the client that wraps it: Django builds a new `redis.Redis` for every call, whose
+constructor fills a table of response callbacks each time.
 """
 
+import threading
+
+import redis
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient as DjangoRedisCacheClient
 
+_pools: dict[tuple[str, str], redis.ConnectionPool] = {}
+_clients: dict[int, redis.Redis] = {}
+_lock = threading.Lock()
+
 
 class RedisCacheClient(DjangoRedisCacheClient):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._clients = {}
+    def _get_connection_pool(self, write):
+        index = self._get_connection_pool_index(write)
+        key = (self._servers[index], repr(sorted(self._pool_options.items())))
+        pool = _pools.get(key)
+        if pool is None:
+            with _lock:
+                pool = _pools.get(key)
+                if pool is None:
+                    pool = _pools[key] = self._pool_class.from_url(self._servers[index], **self._pool_options)
+        return pool
 
     def get_client(self, key=None, *, write=False):
         pool = self._get_connection_pool(write)
-        client = self._clients.get(id(pool))
+        client = _clients.get(id(pool))
         if client is None:
-            client = self._clients[id(pool)] = self._client(connection_pool=pool)
+            with _lock:
+                client = _clients.setdefault(id(pool), self._client(connection_pool=pool))
         return client
 
 

@@ -1,6 +1,7 @@
 """The hot paths' statements prepared on PostgreSQL (llmbench/db.py) and the Redis cache client kept
 per connection pool (llmbench/cache.py), issue #12."""
 
+import contextvars
 import os
 
 import pytest
@@ -64,16 +65,41 @@ def test_the_hot_paths_answer_the_same_once_prepared(team, member):
     assert token_authenticate(key + "x") is None
 
 
-def test_the_redis_cache_keeps_one_client_per_connection_pool():
+def _redis_url() -> str:
     url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
     try:
         redis.Redis.from_url(url).ping()
     except redis.ConnectionError:
         pytest.skip("no Redis at " + url)
+    return url
+
+
+def test_every_cache_object_of_the_process_shares_one_pool_and_client():
+    # Django makes a cache object per context, and under ASGI per request: they must not each open
+    # a pool and a connection to Redis.
+    url = _redis_url()
+    first, second = (RedisCache(url, {"KEY_PREFIX": "test-cache-client"}) for _ in range(2))
+    client = first._cache.get_client()
+    assert first._cache.get_client() is client
+    assert second._cache.get_client() is client
+    assert second._cache.get_client(write=True) is client  # one server: reads and writes share its pool
+    first.set("answer", {"value": 42}, 30)
+    assert second.get("answer") == {"value": 42}
+    second.delete("answer")
+
+
+def test_requests_in_their_own_contexts_reuse_the_redis_connection():
+    url = _redis_url()
+    server = redis.Redis.from_url(url)
     cache = RedisCache(url, {"KEY_PREFIX": "test-cache-client"})
-    client = cache._cache.get_client()
-    assert cache._cache.get_client() is client
-    assert cache._cache.get_client(write=True) is client  # one server: reads and writes share its pool
-    cache.set("answer", {"value": 42}, 30)
-    assert cache.get("answer") == {"value": 42}
-    cache.delete("answer")
+    cache.get("warm")  # this process's pool has its connection now
+
+    def one_request(n):
+        # What Django does per request under ASGI: a new cache object from the settings.
+        RedisCache(url, {"KEY_PREFIX": "test-cache-client"}).get(f"key-{n}")
+
+    before = server.info("stats")["total_connections_received"]
+    for n in range(20):
+        contextvars.copy_context().run(one_request, n)
+    opened = server.info("stats")["total_connections_received"] - before
+    assert opened <= 1  # the test's own INFO call may open one; Django's client opened 20
