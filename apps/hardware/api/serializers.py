@@ -1,4 +1,7 @@
+import functools
+
 import orjson
+from django.db import connections
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -6,6 +9,7 @@ from rest_framework import serializers
 
 from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun, RequestSample, RunSummary
 from apps.hardware.services import itl_from_bytes
+from llmbench.db import prepared_cursor
 
 
 class UniqueNameInTeamMixin:
@@ -119,6 +123,62 @@ def run_list_rows(runs: QuerySet, *, metrics_as_json_text: bool = False) -> Quer
         return runs.values(*RUN_LIST_COLUMNS)
     columns = [name for name in RUN_LIST_COLUMNS if name != "summary__metrics"]
     return runs.values(*columns, summary_metrics_json=Cast("summary__metrics", TextField()))
+
+
+# The ORM spent about a third of the unfiltered list's server CPU building the same two statements on
+# every request (py-spy under bench/web.py). For a whole team's runs (the list without filters) they are
+# compiled once per process, with the team's id their only parameter, and prepared once per connection
+# (llmbench/db.py). tests/test_hot_paths.py holds the answer equal to the ORM path's.
+_TEAM_PLACEHOLDER = -1
+
+
+@functools.lru_cache(maxsize=128)
+def _team_runs_statement(alias: str, as_text: bool, start: int | None, size: int | None):
+    """(SQL, the row's column names, the selected expressions, the query) of the page of `size` runs
+    from `start` of a team's runs, or of their count when start is None."""
+    runs = PerformanceRun.objects.using(alias).filter(team_id=_TEAM_PLACEHOLDER)
+    if start is None:
+        sql, params = runs.order_by().values("pk").query.get_compiler(alias).as_sql()
+        sql, expressions, names = f"SELECT COUNT(*) FROM ({sql}) counted", [], []
+    else:
+        query = run_list_rows(runs, metrics_as_json_text=as_text)[start : start + size].query
+        compiler = query.get_compiler(alias)
+        sql, params = compiler.as_sql()
+        expressions = [expression for expression, _, _ in compiler.select]
+        names = [*query.extra_select, *query.values_select, *query.annotation_select]
+    if list(params) != [_TEAM_PLACEHOLDER]:  # the team must be the statement's only parameter
+        raise AssertionError(f"unexpected parameters {params!r} in {sql}")
+    return sql, names, expressions, query if start is not None else None
+
+
+class TeamRunRows:
+    """run_list_rows of a whole team, as Django's Paginator takes them: count() and page slices."""
+
+    def __init__(self, team_id: int, *, metrics_as_json_text: bool, page_size: int, alias: str = "default"):
+        self.team_id, self.as_text, self.page_size, self.alias = team_id, metrics_as_json_text, page_size, alias
+
+    def count(self) -> int:
+        sql, _, _, _ = _team_runs_statement(self.alias, self.as_text, None, None)
+        with prepared_cursor(connections[self.alias]) as cursor:
+            cursor.execute(sql, [self.team_id])
+            return cursor.fetchone()[0]
+
+    def __getitem__(self, page: slice) -> list[dict]:
+        # The Paginator ends the last page at the count; a page of page_size gives the same rows, so
+        # one statement per page number serves every team.
+        start = page.start or 0
+        if page.step is not None or page.stop is None or page.stop - start > self.page_size:
+            raise IndexError(f"pages of at most {self.page_size} runs only, not {page}")
+        sql, names, expressions, query = _team_runs_statement(self.alias, self.as_text, start, self.page_size)
+        connection = connections[self.alias]
+        with prepared_cursor(connection) as cursor:
+            cursor.execute(sql, [self.team_id])
+            rows = cursor.fetchall()
+        compiler = connection.ops.compiler("SQLCompiler")(query, connection, self.alias)
+        converters = compiler.get_converters(expressions)  # JSON fields; SQLite's dates and booleans
+        if converters:
+            rows = compiler.apply_converters(rows, converters)
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def _metrics(row: dict):

@@ -25,6 +25,7 @@ from apps.hardware.api.serializers import (
     PerformanceUploadResultSerializer,
     PredictRequestSerializer,
     RequestSampleSerializer,
+    TeamRunRows,
     run_list_representation,
     run_list_rows,
 )
@@ -132,9 +133,15 @@ class PerformanceRunViewSet(
         # Counted on the plain runs (no joins), then one page of rows as dicts: see run_list_representation.
         # Each summary's metrics (most of the answer) are read as JSON text and copied into it unchanged
         # when orjson writes the answer; the browsable API's renderer gets them decoded.
-        runs = self.filter_queryset(PerformanceRun.objects.filter(team=request.team))
+        plain = PerformanceRun.objects.filter(team=request.team)
+        runs = self.filter_queryset(plain)
         as_text = isinstance(getattr(request, "accepted_renderer", None), OrjsonRenderer)
-        page = self.paginate_queryset(run_list_rows(runs, metrics_as_json_text=as_text))
+        if runs is plain:  # no filter: the statements compiled once (TeamRunRows)
+            page_size = self.paginator.get_page_size(request)
+            rows = TeamRunRows(request.team.pk, metrics_as_json_text=as_text, page_size=page_size, alias=runs.db)
+        else:
+            rows = run_list_rows(runs, metrics_as_json_text=as_text)
+        page = self.paginate_queryset(rows)
         return self.get_paginated_response(run_list_representation(page))
 
 
