@@ -23,6 +23,7 @@ import asyncio
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
 # Idle request threads kept for reuse; more requests than this at once start extra threads, which end
@@ -58,7 +59,11 @@ class RequestGate:
     async def run(self, call):
         if not self.slow_s:
             return await call
-        await self._turn.acquire()
+        try:
+            await self._turn.acquire()
+        except BaseException:  # the client went away while the request waited: it never runs
+            call.close()
+            raise
         turn_held = True
         try:
             running = asyncio.ensure_future(call)
@@ -76,13 +81,9 @@ class SyncChainASGIHandler(ASGIHandler):
     """ASGIHandler whose middleware chain and views run in one sync call per request, on a reused
     thread, one request at a time unless a request is slow (RequestGate)."""
 
-    def __init__(self, slow_request_s: float | None = None):
-        from django.conf import settings
-
+    def __init__(self):
         self._idle_threads: list[RequestThread] = []
-        if slow_request_s is None:
-            slow_request_s = settings.WEB_SLOW_REQUEST_MS / 1000
-        self._gate = RequestGate(slow_request_s)
+        self._gate = RequestGate(settings.WEB_SLOW_REQUEST_MS / 1000)
         super().__init__()
 
     def load_middleware(self, is_async=False):

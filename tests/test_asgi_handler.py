@@ -2,7 +2,9 @@
 with the whole middleware stack and async views working as under Django's own handler."""
 
 import asyncio
+import gc
 import threading
+import warnings
 
 import pytest
 from django.http import HttpResponse, StreamingHttpResponse
@@ -186,3 +188,28 @@ def test_requests_through_the_handler_take_turns_unless_the_gate_is_off(settings
         _busy["now"] = _busy["most"] = 0
         asyncio.run(three_at_once())
     assert _busy["most"] == most_at_once
+
+
+def test_a_request_whose_client_leaves_while_it_waits_never_runs():
+    ran = []
+
+    async def view():
+        ran.append(True)
+
+    async def run():
+        gate = RequestGate(slow_s=5)
+        first = asyncio.ensure_future(gate.run(asyncio.sleep(0.2)))
+        await asyncio.sleep(0.01)
+        waiting = asyncio.ensure_future(gate.run(view()))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await first
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(run())
+        gc.collect()
+    assert ran == []
+    assert not [w for w in caught if "never awaited" in str(w.message)]  # it was closed, not dropped

@@ -139,7 +139,7 @@ def _team_runs_statement(alias: str, as_text: bool, start: int | None, size: int
     runs = PerformanceRun.objects.using(alias).filter(team_id=_TEAM_PLACEHOLDER)
     if start is None:
         sql, params = runs.order_by().values("pk").query.get_compiler(alias).as_sql()
-        sql, expressions, names = f"SELECT COUNT(*) FROM ({sql}) counted", [], []
+        sql, names, expressions, query = f"SELECT COUNT(*) FROM ({sql}) counted", [], [], None
     else:
         query = run_list_rows(runs, metrics_as_json_text=as_text)[start : start + size].query
         compiler = query.get_compiler(alias)
@@ -148,7 +148,7 @@ def _team_runs_statement(alias: str, as_text: bool, start: int | None, size: int
         names = [*query.extra_select, *query.values_select, *query.annotation_select]
     if list(params) != [_TEAM_PLACEHOLDER]:  # the team must be the statement's only parameter
         raise AssertionError(f"unexpected parameters {params!r} in {sql}")
-    return sql, names, expressions, query if start is not None else None
+    return sql, names, expressions, query
 
 
 class TeamRunRows:
