@@ -20,6 +20,7 @@ our code is synchronous (the ORM, DRF), so this handler:
 """
 
 import asyncio
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -54,13 +55,21 @@ class RequestGate:
 
     def __init__(self, slow_s: float):
         self.slow_s = slow_s
-        self._turn = asyncio.Semaphore(1)  # bound to the running loop on first use
+        # One turn per event loop: uvicorn runs one loop per process, but a test server may start a
+        # loop of its own with the same application (an asyncio primitive belongs to one loop).
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def run(self, call):
         if not self.slow_s:
             return await call
+        loop = asyncio.get_running_loop()
+        turn = self._turns.get(loop)
+        if turn is None:
+            turn = self._turns[loop] = asyncio.Semaphore(1)
         try:
-            await self._turn.acquire()
+            await turn.acquire()
         except BaseException:  # the client went away while the request waited: it never runs
             call.close()
             raise
@@ -69,12 +78,12 @@ class RequestGate:
             running = asyncio.ensure_future(call)
             done, _ = await asyncio.wait({running}, timeout=self.slow_s)
             if not done:
-                self._turn.release()  # slow: the next request starts beside this one
+                turn.release()  # slow: the next request starts beside this one
                 turn_held = False
             return await running
         finally:
             if turn_held:
-                self._turn.release()
+                turn.release()
 
 
 class SyncChainASGIHandler(ASGIHandler):

@@ -213,3 +213,20 @@ def test_a_request_whose_client_leaves_while_it_waits_never_runs():
         gc.collect()
     assert ran == []
     assert not [w for w in caught if "never awaited" in str(w.message)]  # it was closed, not dropped
+
+
+def test_one_gate_serves_several_event_loops():
+    # A test server may run the same application on a loop of its own, one after another or at once.
+    gate = RequestGate(slow_s=5)
+
+    def one_loop():
+        return asyncio.run(gate.run(asyncio.sleep(0.01, result="ok")))
+
+    assert one_loop() == "ok"
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(one_loop())) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert results == ["ok"] * 3
