@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.providers",
     "apps.scores",
+    "apps.workloads",
     "apps.hardware",
     "apps.experiments",
     "apps.batches",

@@ -19,3 +19,16 @@ class ParsedSample:
     itl_ms: list[float] | None = None  # every inter-token gap, when the tool has them
     mean_itl_ms: float | None = None  # the per-request mean, when the tool only has that
     start_offset_ms: float | None = None  # send time from the start of the run, when known
+    # Workloads (issue 13). None when the tool or the workload does not say.
+    session_index: int | None = None  # multi-turn: which session (0-based)
+    turn_index: int | None = None  # multi-turn: which turn of its session (0-based); single-turn requests: None
+    requested_input_tokens: int | None = None  # the length the workload asked for (content tokens)
+    requested_output_tokens: int | None = None  # max_tokens sent
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens; None = not reported (never 0)
+    reasoning_tokens: int | None = None  # usage.completion_tokens_details.reasoning_tokens
+    ttfot_ms: float | None = None  # time to the first *output* (non-reasoning) token; equals TTFT without reasoning
+    phase: int | None = None  # PHASE_*: steady (0), warm-up (1), ramp-up (2), drain (3); None = not classified
+
+
+PHASE_STEADY, PHASE_WARMUP, PHASE_RAMP, PHASE_DRAIN = 0, 1, 2, 3
+PHASE_NAMES = {PHASE_STEADY: "steady", PHASE_WARMUP: "warm-up", PHASE_RAMP: "ramp-up", PHASE_DRAIN: "drain"}

@@ -54,7 +54,8 @@ class EndpointConfig:
 
 @dataclass
 class GenerationRequest:
-    """One chat completion to stream. Parameters left None are not sent."""
+    """One chat completion (or, with endpoint="completions", one text completion of `prompt`) to stream.
+    Parameters left None are not sent."""
 
     model: str
     messages: list[dict[str, str]]  # [{"role": "system" | "user" | "assistant", "content": "..."}]
@@ -66,6 +67,20 @@ class GenerationRequest:
     seed: int | None = None
     ignore_eos: bool = False  # sent only to servers that understand it (openai_compatible)
     stream: bool = True
+    endpoint: str = "chat"  # "chat" (/chat/completions) or "completions" (/completions, OpenAI-compatible only)
+    prompt: str | None = None  # endpoint="completions": the whole prompt text (messages are ignored)
+    # Sampling extras of OpenAI-compatible servers (vLLM, SGLang); sent only to them.
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    min_tokens: int | None = None
+    # OpenAI standard: sent to every OpenAI-style server.
+    stop: list[str] | None = None
+    response_format: dict | None = None  # {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}
+    # Bookkeeping copied onto the result, never sent.
+    session_index: int | None = None
+    turn_index: int | None = None
+    requested_input_tokens: int | None = None
 
 
 @dataclass
@@ -104,6 +119,17 @@ class GenerationResult:
     attempts: int = 1
     server_send_times: list[float] = field(default_factory=list)  # stamps a local mock puts in chunks
     scheduled_time: float | None = None  # open loop: when the schedule wanted it sent
+    # `chunk_times` holds every token-bearing chunk, reasoning included (TTFT is the first token of any kind);
+    # `first_output_time` is the first chunk with *content* (not reasoning): time to first output token.
+    first_output_time: float | None = None
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens; None when not reported
+    reasoning_tokens: int | None = None  # usage.completion_tokens_details.reasoning_tokens (or counted deltas)
+    # Copied from the request / set by the engine.
+    session_index: int | None = None
+    turn_index: int | None = None
+    requested_input_tokens: int | None = None
+    requested_output_tokens: int | None = None
+    phase: int | None = None  # apps.providers.samples.PHASE_*
 
     @property
     def ok(self) -> bool:
@@ -112,6 +138,11 @@ class GenerationResult:
     @property
     def ttft_ms(self) -> float | None:
         return (self.chunk_times[0] - self.send_time) * 1000 if self.chunk_times else None
+
+    @property
+    def ttfot_ms(self) -> float | None:
+        """Time to the first output (non-reasoning) token."""
+        return (self.first_output_time - self.send_time) * 1000 if self.first_output_time is not None else None
 
     @property
     def e2e_ms(self) -> float | None:
@@ -132,6 +163,13 @@ class GenerationResult:
     def to_sample(self, index: int, start_of_run: float) -> ParsedSample:
         """A performance-run sample; a failed request keeps its error and no latency."""
         start_offset_ms = (self.send_time - start_of_run) * 1000
+        workload = dict(
+            session_index=self.session_index,
+            turn_index=self.turn_index,
+            requested_input_tokens=self.requested_input_tokens,
+            requested_output_tokens=self.requested_output_tokens,
+            phase=self.phase,
+        )
         if self.error is not None:
             return ParsedSample(
                 index=index,
@@ -139,6 +177,7 @@ class GenerationResult:
                 error_message=self.error.message[:2000],
                 input_tokens=self.input_tokens,
                 start_offset_ms=start_offset_ms,
+                **workload,
             )
         return ParsedSample(
             index=index,
@@ -148,4 +187,8 @@ class GenerationResult:
             output_tokens=self.output_tokens,
             itl_ms=self.itl_gaps_ms,
             start_offset_ms=start_offset_ms,
+            cached_tokens=self.cached_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+            ttfot_ms=self.ttfot_ms,
+            **workload,
         )
