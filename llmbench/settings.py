@@ -257,6 +257,11 @@ MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 50, minimum=1)
 PROMPT_MAX_CHARS = env_int("PROMPT_MAX_CHARS", 32_000, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_MB * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Workloads (issue 13): uploaded datasets/traces and tokenizer.json files may be larger than other imports.
+WORKLOAD_MAX_UPLOAD_MB = env_int("WORKLOAD_MAX_UPLOAD_MB", 512, minimum=1)
+TOKENIZER_MAX_MB = env_int("TOKENIZER_MAX_MB", 64, minimum=1)
+# tokenizers' Rust thread pool: off in forked workers (2 cores; avoids the fork warning and oversubscription).
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # --- REST framework -----------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -9,6 +9,7 @@ from llmbench import api_docs, views
 api_v1 = [
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.scores.api.urls")),
+    path("", include("apps.workloads.api.urls")),
     path("", include("apps.hardware.api.urls")),
     path("", include("apps.providers.api.urls")),
     path("", include("apps.batches.api.urls")),
@@ -24,6 +25,7 @@ urlpatterns = [
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("", include("apps.accounts.urls")),
     path("scores/", include("apps.scores.urls")),
+    path("workloads/", include("apps.workloads.urls")),
     path("performance/", include("apps.hardware.urls")),
     path("providers/", include("apps.providers.urls")),
     path("experiments/", include("apps.experiments.urls")),

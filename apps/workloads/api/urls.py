@@ -1,0 +1,4 @@
+from llmbench.api import OptionalSlashRouter
+
+router = OptionalSlashRouter()
+urlpatterns = [*router.urls]
