@@ -1,5 +1,6 @@
 """llmbench settings: one module, read from the environment (every variable is in the README)."""
 
+import os
 from pathlib import Path
 
 import dj_database_url
