@@ -11,6 +11,7 @@ from apps.hardware.models import Deployment, HardwareProfile
 from apps.providers.engine.sim import MODELS as SIM_MODELS
 from apps.providers.models import ProviderEndpoint
 from apps.scores.models import ModelVariant
+from apps.workloads.models import Workload
 
 MAX_TOKENS = 200_000  # prompt or output tokens of a synthetic request
 MAX_PROMPTS = 1000  # prompts of a load sweep to cycle through
@@ -24,6 +25,8 @@ def sweep_bounds() -> tuple[tuple[str, float, float, str | None], ...]:
         ("step_request_count", 1, settings.LOAD_STEP_MAX_REQUESTS, "LOAD_STEP_MAX_REQUESTS"),
         ("prompt_tokens", 1, MAX_TOKENS, None), ("prompt_tokens_stdev", 0, MAX_TOKENS, None),
         ("output_tokens", 1, MAX_TOKENS, None), ("temperature", 0.0, 2.0, None), ("seed", 0, 2**31 - 1, None),
+        ("warmup_requests", 0, settings.LOAD_STEP_MAX_REQUESTS, "LOAD_STEP_MAX_REQUESTS"),
+        ("warmup_s", 0.0, settings.LOAD_STEP_MAX_DURATION_S, "LOAD_STEP_MAX_DURATION_S"),
     )  # fmt: skip
 
 
@@ -65,12 +68,18 @@ class LoadSweepForm(forms.ModelForm):
         f"at most {settings.PROMPT_MAX_CHARS:,} characters).",
     )  # fmt: skip
 
+    workload = forms.ModelChoiceField(
+        queryset=Workload.objects.none(), required=False, label="Workload",
+        help_text="The traffic to send (its latest version is fixed when the sweep is saved). Without one, the sweep "
+        "sends quick synthetic text of the prompt and output lengths below (measured in words).",
+    )  # fmt: skip
+
     class Meta:
         model = LoadSweep
         fields = [
             "name", "endpoint", "model", "variant", "hardware", "deployment", "mode", "arrivals", "levels",
             "step_duration_s", "step_request_count", "prompt_tokens", "prompt_tokens_stdev", "output_tokens",
-            "ignore_eos", "temperature", "seed",
+            "ignore_eos", "temperature", "seed", "warmup_requests", "warmup_s",
         ]  # fmt: skip
 
     def __init__(self, *args, team, picker: bool = False, **kwargs):
@@ -82,13 +91,15 @@ class LoadSweepForm(forms.ModelForm):
         if picker:
             self.fields["target"].choices = choices
             del self.fields["endpoint"], self.fields["model"]
-            self.order_fields(["name", "target"])
+            self.order_fields(["name", "target", "workload"])
         else:
             del self.fields["target"]
+        self.fields["workload"].queryset = Workload.objects.filter(team=team, archived=False).order_by("name")
         for name, low, high, setting in sweep_bounds():
             _bound(self.fields[name], low, high, setting)
         labels = {"step_duration_s": "Seconds per step", "step_request_count": "Requests per step",
                   "prompt_tokens_stdev": "Prompt tokens, standard deviation",
+                  "warmup_requests": "Warm-up requests per step", "warmup_s": "Warm-up seconds per step",
                   "ignore_eos": "Ignore end of sequence (always generate the output tokens)"}  # fmt: skip
         for name, label in labels.items():
             self.fields[name].label = label
@@ -136,11 +147,23 @@ class LoadSweepForm(forms.ModelForm):
         elif data.get("mode") == LoadSweep.Mode.OPEN and any(v > settings.LOAD_MAX_RATE_RPS for v in levels):
             self.add_error("levels", f"Request rates of at most {settings.LOAD_MAX_RATE_RPS:,} req/s (the "
                            "LOAD_MAX_RATE_RPS setting).")  # fmt: skip
+        workload = data.get("workload")
+        if workload is not None:
+            version = workload.latest
+            if version is None:
+                self.add_error("workload", "This workload has no version yet.")
+            elif version.spec.get("source") == "trace" and data.get("mode") != LoadSweep.Mode.OPEN:
+                self.add_error("mode", "A trace is replayed on its own clock: choose request rates (open loop); each "
+                               "level is then a speed-up of the trace (1 = as recorded).")  # fmt: skip
+            elif self.cleaned_data.get("prompts_text", "").strip():
+                self.add_error("prompts_text", "Give either a workload or prompts, not both.")
         return data
 
     def sweep_fields(self) -> dict:
         data = {name: self.cleaned_data[name] for name in self.Meta.fields}
         data["prompts"] = [p.strip() for p in self.cleaned_data.get("prompts_text", "").splitlines() if p.strip()]
+        workload = self.cleaned_data.get("workload")
+        data["workload_version"] = workload.latest if workload is not None else None
         return data
 
 

@@ -66,6 +66,15 @@ class LoadSweep(TeamOwned):
     ignore_eos = models.BooleanField(default=True)
     temperature = models.FloatField(default=0.0)
     seed = models.PositiveIntegerField(default=0)
+    # A workload (issue 13) replaces the quick synthetic text above: the version is fixed when the sweep is made.
+    workload_version = models.ForeignKey(
+        "workloads.WorkloadVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="load_sweeps"
+    )
+    warmup_requests = models.PositiveIntegerField(default=0, help_text="Requests per step sent first and not counted.")
+    warmup_s = models.FloatField(default=0.0, help_text="Seconds per step sent first and not counted.")
+    token_calibration = models.JSONField(
+        null=True, blank=True, help_text="Words-to-tokens fit measured against the server before the first step."
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)

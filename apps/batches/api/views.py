@@ -4,7 +4,7 @@ heatmap, analysis, optimization, insights, progress as SSE)."""
 
 from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -51,26 +51,45 @@ from llmbench.openapi import file_responses
 from llmbench.sse import documented_stream, progress_stream
 
 
+class WorkloadRefSerializer(serializers.Serializer):
+    """The workload version a sweep sends (fixed when the sweep was made)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    version_id = serializers.IntegerField()
+
+
 class LoadSweepSerializer(serializers.ModelSerializer):
     state = serializers.SerializerMethodField()
+    workload = serializers.SerializerMethodField()
 
     class Meta:
         model = LoadSweep
         fields = [
             "id", "name", "endpoint", "model", "variant", "hardware", "deployment", "mode", "arrivals", "levels",
             "step_duration_s", "step_request_count", "prompt_tokens", "prompt_tokens_stdev", "output_tokens",
-            "ignore_eos", "temperature", "seed", "status", "error", "created_at", "started_at", "finished_at", "state",
+            "ignore_eos", "temperature", "seed", "workload", "warmup_requests", "warmup_s", "token_calibration",
+            "status", "error", "created_at", "started_at", "finished_at", "state",
         ]  # fmt: skip
         read_only_fields = fields
 
     def get_state(self, sweep) -> dict:
         return progress_payload(sweep)
 
+    @extend_schema_field(WorkloadRefSerializer(allow_null=True))
+    def get_workload(self, sweep) -> dict | None:
+        version = sweep.workload_version
+        if version is None:
+            return None
+        return {"id": version.workload_id, "name": version.workload.name, "version": version.number,
+                "version_id": version.pk}  # fmt: skip
+
 
 class LoadSweepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Load sweeps of the team. The detail is the status endpoint (steps, live figures, runs)."""
 
-    queryset = LoadSweep.objects.all()
+    queryset = LoadSweep.objects.select_related("workload_version__workload")
     serializer_class = LoadSweepSerializer
 
     def get_queryset(self):
