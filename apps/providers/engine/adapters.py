@@ -1,4 +1,4 @@
-"""Provider adapters: one streamed chat completion per call, timed on the monotonic clock.
+"""Provider adapters: one streamed chat (or text) completion per call, timed on the monotonic clock.
 
 Every vendor speaks SSE over HTTP; what differs is the request body, the auth header, the event
 shapes and how the stream says it is finished. The shared loop here does the timing, the error
@@ -11,9 +11,16 @@ Decisions worth knowing:
 * Every error message goes through `_scrub`: the key (and any extra header value) is removed even
   when a server echoes it back, and header lines are dropped. Gemini's key goes in the
   `x-goog-api-key` header, never in the URL, because URLs end up in exception text and logs.
-* Only content-bearing chunks are timed (role-only and usage-only chunks are not tokens). Tokens
+* Only token-bearing chunks are timed (role-only and usage-only chunks are not tokens). Tokens
   per chunk come from a running usage total when the server sends one on every content chunk
   (vLLM's `continuous_usage_stats`, Gemini's usageMetadata), else 1.
+* Reasoning deltas (`reasoning_content`/`reasoning`, Anthropic's `thinking_delta`, Gemini's `thought`
+  parts) are tokens, so they are timed (TTFT is the first token of any kind), but they are not
+  `text`: `text` is the answer a multi-turn session sends back as the assistant message.
+  `first_output_time` is the first chunk with answer text (time to first output token).
+* `cached_tokens` and `reasoning_tokens` are what the server's usage says; None when it says
+  nothing (never 0 for "not reported"). Without a reasoning count in the usage, the reasoning
+  tokens are counted from the chunks when any reasoning arrived.
 * A stream that ends before its terminator (`[DONE]`, `message_stop`, a `finishReason`) is a
   CONNECTION error even if the HTTP body ended cleanly: the answer is incomplete.
 * Finish reasons are the vendor's own words ("stop", "end_turn", "STOP" …).
@@ -110,6 +117,25 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def carry_request(result: GenerationResult, request: GenerationRequest) -> GenerationResult:
+    """Copy the workload's bookkeeping from the request onto its result (every adapter, the
+    simulator included, calls this): session and turn, the requested input length, and
+    max_tokens as the requested output length. Returns `result`."""
+    result.session_index = request.session_index
+    result.turn_index = request.turn_index
+    result.requested_input_tokens = request.requested_input_tokens
+    result.requested_output_tokens = request.max_tokens
+    return result
+
+
+def chat_messages(request: GenerationRequest) -> list[dict[str, str]]:
+    """The conversation of a chat API: the messages, or for endpoint="completions" the prompt as
+    one user message (vendors without a text-completion API)."""
+    if request.endpoint == "completions" and request.prompt is not None:
+        return [{"role": "user", "content": request.prompt}]
+    return request.messages
+
+
 @dataclass(slots=True)
 class _Stream:
     """What one response has produced so far; the vendor's event handler fills it in."""
@@ -122,21 +148,30 @@ class _Stream:
     running: bool = True  # every content chunk so far carried a running output-token total
     last_total: int = 0
     last_event_time: float = 0.0
+    reasoning_counted: int = 0  # tokens carried by reasoning chunks, for servers that report no count
 
-    def content(self, arrived: float, text: str | None, total: int | None, stamp: Any = None) -> None:
-        """Record one content-bearing chunk. `total` is the running output-token count the chunk
-        carried, if any: it is trusted only while every content chunk has one, since a single
-        total at the end (llama.cpp, Gemini) would otherwise land on the last chunk."""
+    def content(
+        self, arrived: float, text: str | None, total: int | None, stamp: Any = None, reasoning: bool = False
+    ) -> None:
+        """Record one token-bearing chunk: answer `text`, or `reasoning` (timed, never part of the
+        text). `total` is the running output-token count the chunk carried, if any: it is trusted
+        only while every content chunk has one, since a single total at the end (llama.cpp, Gemini)
+        would otherwise land on the last chunk."""
         result = self.result
         result.chunk_times.append(arrived)
         if total is not None and self.running:
-            result.chunk_tokens.append(max(1, total - self.last_total))
+            tokens = max(1, total - self.last_total)
             self.last_total = total
         else:
             self.running = False
-            result.chunk_tokens.append(1)
+            tokens = 1
+        result.chunk_tokens.append(tokens)
+        if reasoning:
+            self.reasoning_counted += tokens
         if text:
             self.texts.append(text)
+            if result.first_output_time is None:
+                result.first_output_time = arrived
         if isinstance(stamp, int | float):
             result.server_send_times.append(float(stamp))
 
@@ -209,7 +244,7 @@ class Adapter:
         payload = json.dumps(self._body(request)).encode()
         headers = self.headers(request.stream)
         timeout = self._stream_timeout if request.stream else self._whole_timeout
-        result = GenerationResult(send_time=0.0)
+        result = carry_request(GenerationResult(send_time=0.0), request)
         stream = _Stream(result)
         response: aiohttp.ClientResponse | None = None
         clean = False
@@ -249,6 +284,8 @@ class Adapter:
         if result.error is None and stream.error is not None:
             result.error = stream.error
         result.text = "".join(stream.texts)
+        if result.reasoning_tokens is None and stream.reasoning_counted:
+            result.reasoning_tokens = stream.reasoning_counted
         if stream.usage_seen:
             result.token_source = "server"
         elif result.chunk_times and request.stream:
@@ -296,6 +333,8 @@ class Adapter:
         if stream.texts or result.output_tokens:
             result.chunk_times.append(arrived)
             result.chunk_tokens.append(max(1, result.output_tokens or 1))
+        if any(stream.texts):
+            result.first_output_time = arrived
 
     def _load(self, data: str, stream: _Stream) -> Any:
         """An event's JSON, or None after recording a protocol error."""
@@ -468,8 +507,12 @@ def _error_type_kind(error: Any) -> ErrorKind:
 
 
 class OpenAIAdapter(Adapter):
-    """OpenAI chat completions, and every server that copies them (vLLM, SGLang, TGI, llama.cpp,
-    Ollama …). `base_url` includes the `/v1`."""
+    """OpenAI chat completions and (endpoint="completions") text completions, and every server that
+    copies them (vLLM, SGLang, TGI, llama.cpp, Ollama …). `base_url` includes the `/v1`.
+
+    `stop` and `response_format` are OpenAI's own and go to every such server. The sampling extras
+    of vLLM and SGLang (`top_k`, `min_p`, `repetition_penalty`, `min_tokens`, `ignore_eos`) go only
+    to `openai_compatible` endpoints: OpenAI refuses unknown parameters."""
 
     kind = Kind.OPENAI
     terminator = "[DONE]"
@@ -479,21 +522,32 @@ class OpenAIAdapter(Adapter):
         self.compatible = config.kind == Kind.OPENAI_COMPATIBLE
 
     def _url(self, request: GenerationRequest) -> str:
+        if request.endpoint == "completions":
+            return f"{self.base_url}/completions"
         return f"{self.base_url}/chat/completions"
 
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": request.model, "messages": request.messages, "stream": request.stream}
+        completions = request.endpoint == "completions"
+        body: dict[str, Any] = {"model": request.model}
+        if completions:
+            # No prompt given: the messages' text in order, so a chat request can still be sent.
+            body["prompt"] = request.prompt if request.prompt is not None else _joined_text(request.messages)
+        else:
+            body["messages"] = request.messages
+        body["stream"] = request.stream
         if request.stream:
             body["stream_options"] = {"include_usage": True}
             if self.compatible:
                 body["stream_options"]["continuous_usage_stats"] = True
         if request.max_tokens is not None:
-            # OpenAI's reasoning models refuse max_tokens; most other servers only know it.
-            body["max_tokens" if self.compatible else "max_completion_tokens"] = request.max_tokens
-        for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed"):
+            # OpenAI's reasoning models refuse max_tokens in chat; most other servers (and every
+            # text-completion API) only know max_tokens.
+            body["max_tokens" if self.compatible or completions else "max_completion_tokens"] = request.max_tokens
+        names = _OPENAI_OPTIONS + _COMPATIBLE_OPTIONS if self.compatible else _OPENAI_OPTIONS
+        for name in names:
             value = getattr(request, name)
             if value is not None:
                 body[name] = value
@@ -511,17 +565,20 @@ class OpenAIAdapter(Adapter):
         usage = chunk.get("usage")
         total = None
         if usage:
-            total = _int(usage.get("completion_tokens"))
-            stream.result.output_tokens = total
-            stream.result.input_tokens = _int(usage.get("prompt_tokens"))
+            total = _openai_usage(usage, stream.result)
             stream.usage_seen = True
         choices = chunk.get("choices")
         if choices:
             choice = choices[0]
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if text or delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls"):
-                stream.content(arrived, text, total, chunk.get("llmbench_sent_at"))
+            delta = choice.get("delta")
+            if delta is None:  # a text completion's chunk
+                text, reasoning, tools = choice.get("text"), None, None
+            else:
+                text = delta.get("content")
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                tools = delta.get("tool_calls")
+            if text or reasoning or tools:
+                stream.content(arrived, text, total, chunk.get("llmbench_sent_at"), reasoning=bool(reasoning))
             else:
                 stream.running_total(total)
             if choice.get("finish_reason"):
@@ -531,12 +588,12 @@ class OpenAIAdapter(Adapter):
 
     def _on_whole(self, body: Any, arrived: float, stream: _Stream) -> None:
         choice = body["choices"][0]
-        stream.texts.append(choice["message"].get("content") or "")
+        message = choice.get("message")
+        stream.texts.append((message.get("content") if message is not None else choice["text"]) or "")
         stream.result.finish_reason = choice.get("finish_reason")
         usage = body.get("usage")
         if usage:
-            stream.result.output_tokens = _int(usage.get("completion_tokens"))
-            stream.result.input_tokens = _int(usage.get("prompt_tokens"))
+            _openai_usage(usage, stream.result)
             stream.usage_seen = True
 
     def _models_url(self) -> str:
@@ -546,8 +603,41 @@ class OpenAIAdapter(Adapter):
         return [m["id"] for m in body["data"]], None
 
 
+_OPENAI_OPTIONS = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed", "stop", "response_format")
+_COMPATIBLE_OPTIONS = ("top_k", "min_p", "repetition_penalty", "min_tokens")
+
+
+def _joined_text(messages: list[dict[str, str]]) -> str:
+    return "".join(m.get("content") or "" for m in messages)
+
+
+def _openai_usage(usage: Any, result: GenerationResult) -> int | None:
+    """Take an OpenAI usage object into `result`; returns completion_tokens (a running total on
+    vLLM's every chunk). Cached and reasoning counts are set only when the server reports them."""
+    total = _int(usage.get("completion_tokens"))
+    result.output_tokens = total
+    result.input_tokens = _int(usage.get("prompt_tokens"))
+    prompt_details = usage.get("prompt_tokens_details")
+    if isinstance(prompt_details, dict) and (cached := _int(prompt_details.get("cached_tokens"))) is not None:
+        result.cached_tokens = cached
+    completion_details = usage.get("completion_tokens_details")
+    if (
+        isinstance(completion_details, dict)
+        and (reasoning := _int(completion_details.get("reasoning_tokens"))) is not None
+    ):
+        result.reasoning_tokens = reasoning
+    return total
+
+
 class AnthropicAdapter(Adapter):
-    """Anthropic Messages. `base_url` is the host (https://api.anthropic.com), without `/v1`."""
+    """Anthropic Messages. `base_url` is the host (https://api.anthropic.com), without `/v1`.
+
+    `stop` goes as `stop_sequences` and `top_k` as Anthropic's own `top_k`. Not supported here:
+    `response_format` (Anthropic has no JSON mode in the Messages API this adapter speaks, and its
+    structured outputs are a different contract) and vLLM's `min_p`, `repetition_penalty`,
+    `min_tokens`, `ignore_eos`; they are not sent, and the workload editor offers them only for
+    OpenAI-style endpoints. endpoint="completions" sends the prompt as one user message.
+    `cache_read_input_tokens` is reported as `cached_tokens`; thinking deltas are reasoning."""
 
     kind = Kind.ANTHROPIC
     terminator = "message_stop"
@@ -562,10 +652,11 @@ class AnthropicAdapter(Adapter):
         return headers
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
-        system = "\n\n".join(m["content"] for m in request.messages if m["role"] == "system")
+        messages = chat_messages(request)
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [m for m in request.messages if m["role"] != "system"],
+            "messages": [m for m in messages if m["role"] != "system"],
             "max_tokens": request.max_tokens if request.max_tokens is not None else ANTHROPIC_DEFAULT_MAX_TOKENS,
             "stream": request.stream,
         }
@@ -575,7 +666,11 @@ class AnthropicAdapter(Adapter):
             body["temperature"] = request.temperature
         if request.top_p is not None:
             body["top_p"] = request.top_p
-        return body  # no seed, penalties or ignore_eos in this API
+        if request.top_k is not None:
+            body["top_k"] = request.top_k
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        return body  # no seed, penalties, ignore_eos or response_format in this API
 
     def _on_event(self, event: str, data: str, arrived: float, stream: _Stream) -> None:
         message = self._load(data, stream)
@@ -592,10 +687,12 @@ class AnthropicAdapter(Adapter):
             if delta_type == "text_delta":
                 stream.content(arrived, delta.get("text"), None, message.get("llmbench_sent_at"))
             elif delta_type in ("thinking_delta", "input_json_delta"):
-                stream.content(arrived, None, None, message.get("llmbench_sent_at"))
+                thinking = delta_type == "thinking_delta"
+                stream.content(arrived, None, None, message.get("llmbench_sent_at"), reasoning=thinking)
         elif kind == "message_start":
             usage = (message.get("message") or {}).get("usage") or {}
             result.input_tokens = _anthropic_input_tokens(usage)
+            _anthropic_cached(usage, result)
         elif kind == "message_delta":
             usage = message.get("usage") or {}
             output = _int(usage.get("output_tokens"))
@@ -604,6 +701,7 @@ class AnthropicAdapter(Adapter):
                 stream.usage_seen = True
             if usage.get("input_tokens") is not None:
                 result.input_tokens = _anthropic_input_tokens(usage)
+            _anthropic_cached(usage, result)
             reason = (message.get("delta") or {}).get("stop_reason")
             if reason:
                 result.finish_reason = reason
@@ -618,6 +716,7 @@ class AnthropicAdapter(Adapter):
         stream.result.finish_reason = body.get("stop_reason")
         usage = body.get("usage") or {}
         stream.result.input_tokens = _anthropic_input_tokens(usage)
+        _anthropic_cached(usage, stream.result)
         stream.result.output_tokens = _int(usage.get("output_tokens"))
         stream.usage_seen = stream.result.output_tokens is not None
 
@@ -636,8 +735,22 @@ def _anthropic_input_tokens(usage: dict) -> int | None:
     return None if parts[0] is None else sum(p for p in parts if p is not None)
 
 
+def _anthropic_cached(usage: dict, result: GenerationResult) -> None:
+    """Prompt tokens read from Anthropic's prompt cache, when the usage says."""
+    cached = _int(usage.get("cache_read_input_tokens"))
+    if cached is not None:
+        result.cached_tokens = cached
+
+
 class GeminiAdapter(Adapter):
-    """Google Gemini (Generative Language API). `base_url` is the host, without `/v1beta`."""
+    """Google Gemini (Generative Language API). `base_url` is the host, without `/v1beta`.
+
+    `stop` goes as `stopSequences`, `top_k` as `topK`; `response_format` maps to
+    `responseMimeType: application/json` (json_object) plus `responseJsonSchema` (json_schema).
+    vLLM's `min_p`, `repetition_penalty`, `min_tokens` and `ignore_eos` are not supported and
+    not sent. endpoint="completions" sends the prompt as one user message. `thoughtsTokenCount`
+    is reported as `reasoning_tokens`, `cachedContentTokenCount` as `cached_tokens`; thought
+    parts are reasoning."""
 
     kind = Kind.GEMINI
     terminator = "a finishReason"
@@ -651,10 +764,11 @@ class GeminiAdapter(Adapter):
         return {"x-goog-api-key": self.config.api_key} if self.config.api_key else {}
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
-        system = "\n\n".join(m["content"] for m in request.messages if m["role"] == "system")
+        messages = chat_messages(request)
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         contents = [
             {"role": "model" if m["role"] == "assistant" else "user", "parts": [{"text": m["content"]}]}
-            for m in request.messages
+            for m in messages
             if m["role"] != "system"
         ]
         body: dict[str, Any] = {"contents": contents}
@@ -668,10 +782,15 @@ class GeminiAdapter(Adapter):
             ("seed", "seed"),
             ("frequency_penalty", "frequencyPenalty"),
             ("presence_penalty", "presencePenalty"),
+            ("top_k", "topK"),
         ):
             value = getattr(request, name)
             if value is not None:
                 config[key] = value
+        if request.stop:
+            config["stopSequences"] = list(request.stop)
+        if request.response_format:
+            config.update(_gemini_response_format(request.response_format))
         if config:
             body["generationConfig"] = config
         return body
@@ -691,10 +810,15 @@ class GeminiAdapter(Adapter):
             if usage.get("promptTokenCount") is not None:
                 result.input_tokens = _int(usage.get("promptTokenCount"))
             if total is not None:
-                thoughts = _int(usage.get("thoughtsTokenCount")) or 0
-                total += thoughts
+                thoughts = _int(usage.get("thoughtsTokenCount"))
+                if thoughts is not None:
+                    result.reasoning_tokens = thoughts
+                total += thoughts or 0
                 result.output_tokens = total
                 stream.usage_seen = True
+            cached = _int(usage.get("cachedContentTokenCount"))
+            if cached is not None:
+                result.cached_tokens = cached
         candidates = chunk.get("candidates") or []
         if not candidates:
             stream.running_total(total)
@@ -709,7 +833,8 @@ class GeminiAdapter(Adapter):
         if not streamed:
             stream.texts.append(text)
         elif any(p.get("text") or p.get("functionCall") for p in parts):
-            stream.content(arrived, text, total, chunk.get("llmbench_sent_at"))
+            thought = any(p.get("thought") and p.get("text") for p in parts)
+            stream.content(arrived, text, total, chunk.get("llmbench_sent_at"), reasoning=thought)
         else:  # e.g. the closing chunk: finishReason and an empty part
             stream.running_total(total)
         if candidate.get("finishReason"):
@@ -726,6 +851,17 @@ class GeminiAdapter(Adapter):
         ids = [m["name"].removeprefix("models/") for m in body.get("models", [])]
         token = body.get("nextPageToken")
         return ids, {"pageSize": "1000", "pageToken": token} if token else None
+
+
+def _gemini_response_format(response_format: dict) -> dict[str, Any]:
+    """OpenAI's response_format as Gemini generationConfig fields ("text" asks for nothing)."""
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return {"responseMimeType": "application/json"}
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        return {"responseMimeType": "application/json", **({"responseJsonSchema": schema} if schema else {})}
+    return {}
 
 
 def adapter_for(config: EndpointConfig) -> "Adapter":

@@ -41,6 +41,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from apps.providers.engine.adapters import carry_request
 from apps.providers.engine.types import (
     EndpointConfig,
     ErrorKind,
@@ -327,7 +328,7 @@ class SimAdapter:
         """A simulated completion, streamed or not; `session` is ignored."""
         profile = self.profile
         send = self._clock()
-        result = GenerationResult(send_time=send)
+        result = carry_request(GenerationResult(send_time=send), request)
         prompt_tokens = len(prompt_text(request).split())
         result.input_tokens = prompt_tokens
         tokens, finish = generate_text(request, request.max_tokens)

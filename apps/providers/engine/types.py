@@ -5,6 +5,7 @@ seconds (CLOCK_MONOTONIC, shared by every process on the machine, so a local moc
 stamps are comparable), converted to milliseconds only when a sample is made.
 """
 
+import bisect
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -102,8 +103,8 @@ class RequestError:
 class GenerationResult:
     """What one request did, timed on the monotonic clock.
 
-    `chunk_times[i]` is when the i-th content-bearing chunk arrived and `chunk_tokens[i]` how many
-    output tokens it carried (from the server's running usage when it sends one, else 1).
+    `chunk_times[i]` is when the i-th token-bearing chunk (answer or reasoning) arrived and `chunk_tokens[i]` how
+    many tokens it carried (from the server's running usage when it sends one, else 1).
     """
 
     send_time: float
@@ -154,7 +155,11 @@ class GenerationResult:
         """Per-token gaps: the gap before a chunk of k tokens counts as k gaps of gap/k. Extra
         tokens of the first chunk add no gap (they arrived with the first token)."""
         gaps: list[float] = []
-        for i in range(1, len(self.chunk_times)):
+        first = 1
+        if self.first_output_time is not None and self.chunk_times and self.first_output_time != self.chunk_times[0]:
+            # A reasoning model: ITL is over output (answer) tokens, from the first one on.
+            first = bisect.bisect_left(self.chunk_times, self.first_output_time) + 1
+        for i in range(first, len(self.chunk_times)):
             gap_ms = (self.chunk_times[i] - self.chunk_times[i - 1]) * 1000
             tokens = max(1, self.chunk_tokens[i] if i < len(self.chunk_tokens) else 1)
             gaps.extend([gap_ms / tokens] * tokens)

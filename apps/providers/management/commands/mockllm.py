@@ -23,6 +23,10 @@ def profile_from_options(options: dict[str, Any]) -> MockProfile:
         cut_rate=options["cut_rate"],
         seed=options["seed"],
         model=options["model"],
+        prefix_cache=options["prefix_cache"],
+        prefix_cache_blocks=options["prefix_cache_blocks"],
+        reasoning_tokens=options["reasoning_tokens"],
+        request_log_size=options["request_log_size"],
     )
     if min(profile.ttft_ms, profile.itl_ms, profile.jitter_ms, profile.per_prompt_token_us) < 0:
         raise CommandError("latencies must not be negative")
@@ -32,6 +36,10 @@ def profile_from_options(options: dict[str, Any]) -> MockProfile:
         raise CommandError("--error-rate and --cut-rate are shares between 0 and 1")
     if not 400 <= profile.error_status <= 599:
         raise CommandError("--error-status must be an HTTP error status (400-599)")
+    if profile.prefix_cache_blocks < 1:
+        raise CommandError("--prefix-cache-blocks must be at least 1")
+    if profile.reasoning_tokens < 0 or profile.request_log_size < 0:
+        raise CommandError("--reasoning-tokens and --request-log-size must not be negative")
     return profile
 
 
@@ -53,6 +61,28 @@ class Command(BaseCommand):
         parser.add_argument("--cut-rate", type=float, default=0.0, help="Share of streams dropped half-way.")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--model", default="mock", help="The model id /v1/models lists.")
+        parser.add_argument(
+            "--prefix-cache",
+            action="store_true",
+            help="Cache prompt prefixes in 64-character blocks: cached tokens skip prefill "
+            "(--per-prompt-token-us) and are reported as usage.prompt_tokens_details.cached_tokens.",
+        )
+        parser.add_argument(
+            "--prefix-cache-blocks", type=int, default=100_000, help="Blocks the prefix cache keeps (LRU)."
+        )
+        parser.add_argument(
+            "--reasoning-tokens",
+            type=int,
+            default=0,
+            help="Reasoning deltas (reasoning_content) before every chat answer, reported as "
+            "usage.completion_tokens_details.reasoning_tokens.",
+        )
+        parser.add_argument(
+            "--request-log-size",
+            type=int,
+            default=10_000,
+            help="Request bodies kept for GET /_mock/requests (DELETE clears them); 0 keeps none.",
+        )
 
     def handle(self, *args, host, port, **options):
         profile = profile_from_options(options)
