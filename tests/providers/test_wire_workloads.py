@@ -491,7 +491,7 @@ def test_to_sample_carries_the_workload_fields():
     assert (sample.requested_input_tokens, sample.requested_output_tokens) == (1600, 3)
     assert (sample.cached_tokens, sample.reasoning_tokens, sample.output_tokens) == (1600, 2, 5)
     assert sample.ttft_ms < sample.ttfot_ms < sample.e2e_ms
-    assert len(sample.itl_ms) == 4
+    assert len(sample.itl_ms) == 2  # ITL over the 3 answer tokens, not the 2 reasoning ones
 
 
 def test_failed_requests_keep_the_workload_fields():
