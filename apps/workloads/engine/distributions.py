@@ -175,3 +175,36 @@ def _sample_empirical(edges: list[int], weights: list[float], n: int, rng: np.ra
     high = np.asarray(edges[1:], dtype=np.int64)[bins] - 1  # the right edge belongs to the next bin ...
     high[bins == len(p) - 1] += 1  # ... except for the last bin, as numpy.histogram counts it
     return rng.integers(low, high, endpoint=True)
+
+
+SECONDS_DISTRIBUTIONS = ("fixed", "uniform", "normal", "lognormal")
+
+
+def sample_seconds(spec: Mapping, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` durations in seconds (float64, all ≥ 0) drawn from `spec`: think times and gaps.
+
+    The shapes of the token lengths with real values and no rounding: `fixed{value}`, `uniform{min, max}`
+    (continuous), `normal{mean, stdev, min?, max?}` clamped to [max(0, mean − 5σ), mean + 5σ] by default, and
+    `lognormal` (either parameterisation) clamped to [0, max]. spec.validate_seconds checks a spec; a bad one here
+    raises ValueError.
+    """
+    name = spec.get("dist") if isinstance(spec, Mapping) else None
+    if name not in SECONDS_DISTRIBUTIONS:
+        raise ValueError(f"distribution.dist: must be one of {', '.join(SECONDS_DISTRIBUTIONS)}")
+    missing = sorted(DISTRIBUTIONS[name][0] - spec.keys())
+    if missing:
+        raise ValueError("; ".join(f"distribution.{key}: is required for {name}" for key in missing))
+    if name == "fixed":
+        values = np.full(n, float(spec["value"]))
+    elif name == "uniform":
+        values = rng.uniform(spec["min"], spec["max"], size=n)
+    elif name == "normal":
+        mean, stdev = float(spec["mean"]), float(spec["stdev"])
+        low = spec.get("min") if spec.get("min") is not None else max(0.0, mean - 5 * stdev)
+        high = spec.get("max") if spec.get("max") is not None else mean + 5 * stdev
+        values = np.clip(rng.normal(mean, stdev, size=n), low, high)
+    else:
+        mu, sigma = lognormal_parameters(spec)
+        high = spec.get("max") if spec.get("max") is not None else np.inf
+        values = np.clip(rng.lognormal(mu, sigma, size=n), 0.0, high)
+    return np.maximum(values.astype(np.float64), 0.0)

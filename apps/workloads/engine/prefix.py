@@ -16,6 +16,7 @@ from apps.workloads.engine.tokens import ExactText, TokenCounter
 
 SEPARATOR = "\n\n"
 MOONCAKE_BLOCK_SIZE = 512
+BLOCK_TAG_MIN_TOKENS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,9 @@ class BlockCache:
     """Text of each Mooncake block, made once per (hash id, length) from a generator seeded by (seed, hash id).
 
     A truncated last block starts where the full block of the same id starts, so it reads as its beginning.
+    Each block opens with "Block <id>: " (when it has room, BLOCK_TAG_MIN_TOKENS): the corpus has under 700 word
+    starts, so two ids would otherwise often draw the same start and share their text, a cache hit the trace
+    does not hold.
     """
 
     def __init__(self, exact_text: ExactText, seed: int = 0):
@@ -133,7 +137,8 @@ class BlockCache:
         key = (hash_id, n_tokens)
         if key not in self.texts:
             start = self.exact_text.start(np.random.default_rng([self.seed, hash_id]))
-            self.texts[key] = self.exact_text.fit("", n_tokens, start)[0]
+            head = f"Block {hash_id}: " if n_tokens >= BLOCK_TAG_MIN_TOKENS else ""
+            self.texts[key] = self.exact_text.fit(head, n_tokens, start)[0]
         return self.texts[key]
 
 
