@@ -1,8 +1,10 @@
 """Performance runs as downloads: one run as CSV (its samples), JSON or Excel (summary and samples), and the
 comparison of runs as a PDF report.
 
-Tables: "summary" (one row per metric of RunSummary.metrics: count, mean, stdev, min, p50, p90, p95, p99, max)
-and "samples" (the columns of the samples CSV, ITL gaps space-separated).
+Tables: "summary" (one row per metric of RunSummary.metrics: count, mean, stdev, min, p50, p90, p95, p99, max;
+over the steady window for a workload run) and "samples" (the columns of the samples CSV, ITL gaps
+space-separated, with the workload columns: session, turn, requested lengths, cached and reasoning tokens, time to
+first output token and phase).
 """
 
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ from django.utils.safestring import mark_safe
 from apps.hardware.models import PerformanceRun, RequestSample
 from apps.hardware.selectors import Comparison
 from apps.hardware.services import itl_from_bytes
+from apps.hardware.stats import ALL_METRICS, WORKLOAD_SUMMARY_KEYS
 from llmbench import svg
 from llmbench.exports import Table, export_response
 from llmbench.humanize import number_text, p_value_text
@@ -24,7 +27,8 @@ STATISTICS = ("count", "mean", "stdev", "min", "p50", "p90", "p95", "p99", "max"
 SUMMARY_COLUMNS = ["metric", *STATISTICS, "simulated"]
 STORED_SAMPLE_COLUMNS = [
     "index", "error_code", "error_message", "ttft_ms", "e2e_ms", "input_tokens", "output_tokens", "mean_itl_ms",
-    "itl_ms", "start_offset_ms",
+    "itl_ms", "start_offset_ms", "session_index", "turn_index", "requested_input_tokens", "requested_output_tokens",
+    "cached_tokens", "reasoning_tokens", "ttfot_ms", "phase",
 ]  # fmt: skip
 # Every line says whether it was simulated (the `sim` provider or demo data), so a file never mixes
 # simulated lines with measured ones unmarked.
@@ -37,7 +41,7 @@ def sample_rows(run: PerformanceRun) -> Iterator[list]:
     simulated = run.is_simulated
     for row in rows.iterator(chunk_size=5000):
         gaps = itl_from_bytes(row[8])
-        yield [*row[:8], None if gaps is None else " ".join(f"{g:.6g}" for g in gaps), row[9], simulated]
+        yield [*row[:8], None if gaps is None else " ".join(f"{g:.6g}" for g in gaps), *row[9:], simulated]
 
 
 def samples_table(run: PerformanceRun) -> Table:
@@ -47,9 +51,14 @@ def samples_table(run: PerformanceRun) -> Table:
 def summary_table(run: PerformanceRun) -> Table:
     summary = getattr(run, "summary", None)
     metrics = summary.metrics if summary is not None else {}
-    rows = [
-        [metric, *[(stats or {}).get(key) for key in STATISTICS], run.is_simulated] for metric, stats in metrics.items()
+    # One row per metric; a workload run's whole-step metrics follow as "whole_step.<metric>". Its other figures
+    # (per turn, sessions, reasoning, cached tokens) have other shapes and are in the API's summary.
+    whole = metrics.get("whole_step") or {}
+    named = [
+        *((metric, stats) for metric, stats in metrics.items() if metric not in WORKLOAD_SUMMARY_KEYS),
+        *((f"whole_step.{metric}", whole[metric]) for metric in ALL_METRICS if metric in whole),
     ]
+    rows = [[metric, *[(stats or {}).get(key) for key in STATISTICS], run.is_simulated] for metric, stats in named]
     return Table("summary", SUMMARY_COLUMNS, rows)
 
 

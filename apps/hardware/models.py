@@ -86,6 +86,14 @@ class PerformanceRun(TeamOwned):
     slo_ttft_ms = models.FloatField(null=True, blank=True, help_text="Goodput SLO on TTFT.")
     slo_tpot_ms = models.FloatField(null=True, blank=True, help_text="Goodput SLO on TPOT.")
     slo_e2e_ms = models.FloatField(null=True, blank=True, help_text="Goodput SLO on end-to-end latency.")
+    # What the run was measured with (issue 13); None for imported runs and runs from before workloads.
+    workload_version = models.ForeignKey(
+        "workloads.WorkloadVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="runs"
+    )
+    # How the request lengths were made: {"method": "tokenizer" | "probe" | "estimated" | "words", ...}.
+    token_calibration = models.JSONField(null=True, blank=True)
+    # Requested vs delivered lengths, computed when the run is stored (stats.length_report).
+    length_report = models.JSONField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -121,6 +129,15 @@ class RequestSample(models.Model):
     mean_itl_ms = models.FloatField(null=True, blank=True)
     itl_ms = models.BinaryField(null=True, blank=True, help_text="Inter-token gaps, float64 little-endian.")
     start_offset_ms = models.FloatField(null=True, blank=True)
+    # Workloads (issue 13); None when the tool or the workload does not say (apps.providers.samples.ParsedSample).
+    session_index = models.IntegerField(null=True, blank=True)
+    turn_index = models.SmallIntegerField(null=True, blank=True)
+    requested_input_tokens = models.IntegerField(null=True, blank=True)
+    requested_output_tokens = models.IntegerField(null=True, blank=True)
+    cached_tokens = models.IntegerField(null=True, blank=True, help_text="None: the server did not report it.")
+    reasoning_tokens = models.IntegerField(null=True, blank=True)
+    ttfot_ms = models.FloatField(null=True, blank=True, help_text="Time to the first output (non-reasoning) token.")
+    phase = models.SmallIntegerField(null=True, blank=True, help_text="0 steady, 1 warm-up, 2 ramp-up, 3 drain.")
 
     class Meta:
         ordering = ["run", "index"]

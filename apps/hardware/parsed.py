@@ -59,3 +59,7 @@ class ParsedRun:
     samples_are_subset: bool = False
     # Produced by the built-in `sim` provider or generated demo data, not measured on a server.
     is_simulated: bool = False
+    # Workloads (issue 13): the WorkloadVersion the runner measured with, and how it made the lengths
+    # ({"method": "tokenizer" | "probe" | "estimated" | "words", ...}). None for imported runs.
+    workload_version_id: int | None = None
+    token_calibration: dict | None = None

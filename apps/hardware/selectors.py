@@ -1,4 +1,4 @@
-"""Read models of the performance pages and API: the grid and the comparison of runs."""
+"""Read models of the performance pages and API: the grid, the comparison of runs and a run's workload figures."""
 
 import re
 from collections import defaultdict
@@ -6,12 +6,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.db.models import Count
+from django.urls import NoReverseMatch, reverse
 from scipy import stats as scipy_stats
 
 from apps.accounts.models import Team
 from apps.hardware.models import PerformanceRun, RequestSample, RunSummary
 from apps.hardware.services import itl_from_bytes
-from apps.hardware.stats import LATENCY_METRICS, per_request_output_tps, per_request_tpot_ms
+from apps.hardware.stats import (
+    LATENCY_METRICS,
+    PHASE_STEADY,
+    PHASE_WARMUP,
+    per_request_output_tps,
+    per_request_tpot_ms,
+)
 from apps.scores.models import ModelVariant
 from llmbench.humanize import number_text
 
@@ -463,12 +470,16 @@ def _distribution(values: np.ndarray) -> dict | None:
 
 
 def run_distributions(*, run: PerformanceRun) -> dict[str, dict]:
-    """Histogram and CDF of TTFT, ITL, E2E and tokens in/out over the successful requests."""
+    """Histogram and CDF of TTFT, ITL, E2E and tokens in/out over the successful requests of the steady window
+    (every successful request when no sample has a phase, or none of them is steady: as stats.summarize)."""
     rows = list(
         RequestSample.objects.filter(run=run, error_code="").values_list(
-            "ttft_ms", "e2e_ms", "input_tokens", "output_tokens", "itl_ms", "mean_itl_ms"
+            "ttft_ms", "e2e_ms", "input_tokens", "output_tokens", "itl_ms", "mean_itl_ms", "phase"
         )
     )
+    if any(r[6] is not None for r in rows):
+        steady = [r for r in rows if r[6] is None or r[6] == PHASE_STEADY]
+        rows = steady or [r for r in rows if r[6] != PHASE_WARMUP] or rows
     if not rows:
         return {}
 
@@ -490,3 +501,79 @@ def run_distributions(*, run: PerformanceRun) -> dict[str, dict]:
         if distribution is not None:
             result[key] = {"label": label, "unit": unit, **distribution}
     return result
+
+
+# --- a run's workload figures (issue 13) ------------------------------------------------------
+
+
+def workload_url(workload_id: int) -> str:
+    """The workload's page (the workloads app names it "workloads:detail")."""
+    try:
+        return reverse("workloads:detail", args=[workload_id])
+    except NoReverseMatch:
+        return f"/workloads/{workload_id}/"
+
+
+def token_calibration_text(calibration: dict | None) -> str:
+    """How a run's request lengths were made, in a sentence ("" when the run does not say)."""
+    if not calibration:
+        return ""
+    method = calibration.get("method")
+    if method == "tokenizer":
+        name = calibration.get("tokenizer")
+        return f"Counted exactly with the model's tokenizer{f' ({name})' if name else ''}."
+    if method == "probe":
+        per_word, overhead = calibration.get("tokens_per_word"), calibration.get("overhead_tokens")
+        text = "Calibrated: a short probe fitted the server's own prompt token counts against words"
+        if per_word is not None:
+            text += f" ({number_text(per_word)} tokens per word"
+            text += f", {number_text(overhead)} tokens of overhead)" if overhead is not None else ")"
+        return text + "."
+    if method == "estimated":
+        return "Estimated at about four characters per token: the server reported no token counts to calibrate with."
+    if method == "words":
+        return "Measured in words, not tokens (a workload from before token-exact lengths)."
+    return f"Made by the method {method!r}."
+
+
+def _length_rows(report: dict | None) -> list[dict]:
+    rows = []
+    for key, label in (("input", "Input tokens (prompt)"), ("output", "Output tokens")):
+        figures = (report or {}).get(key)
+        if figures:
+            rows.append({"label": label, **figures})
+    return rows
+
+
+def _turn_rows(by_turn: dict | None) -> list[dict]:
+    if not by_turn:
+        return []
+    return [{"turn": int(turn) + 1, **figures} for turn, figures in sorted(by_turn.items(), key=lambda i: int(i[0]))]
+
+
+def run_workload_figures(*, run: PerformanceRun) -> dict:
+    """What the run detail shows about the workload: its name and version, how lengths were made,
+    requested vs delivered lengths, per-turn, session, reasoning and cached-token figures, the phases
+    and the whole-step figures. Keys with nothing to show are None or empty (an imported run: all)."""
+    summary = getattr(run, "summary", None)
+    metrics = summary.metrics if summary is not None else {}
+    version = run.workload_version if run.workload_version_id else None
+    whole = metrics.get("whole_step")
+    return {
+        "workload": None
+        if version is None
+        else {
+            "name": version.workload.name,
+            "number": version.number,
+            "url": workload_url(version.workload_id),
+        },
+        "calibration": token_calibration_text(run.token_calibration),
+        "lengths": _length_rows(run.length_report),
+        "by_turn": _turn_rows(metrics.get("by_turn")),
+        "sessions": metrics.get("sessions"),
+        "reasoning": metrics.get("reasoning"),
+        "cached_tokens": metrics.get("cached_tokens"),
+        "phases": metrics.get("phases"),
+        "window_note": metrics.get("window_note", ""),
+        "whole_step": whole,
+    }

@@ -3,6 +3,7 @@ and their summary computed once with numpy."""
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
@@ -12,14 +13,23 @@ from psycopg.types.string import BytesBinaryDumper
 from apps.accounts.models import Team
 from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun, RequestSample, RunSummary
 from apps.hardware.parsed import ParsedRun, ParsedSample
-from apps.hardware.stats import SampleColumns, SummaryFigures, summarize
+from apps.hardware.stats import (
+    WORKLOAD_FIELDS,
+    SampleColumns,
+    SummaryFigures,
+    WorkloadColumns,
+    length_report,
+    summarize,
+)
 from apps.scores.models import ModelVariant
 
 _SENTINEL = object()
 SAMPLE_COLUMNS = (
     "run_id", "index", "error_code", "error_message", "ttft_ms", "e2e_ms", "input_tokens", "output_tokens",
-    "mean_itl_ms", "itl_ms", "start_offset_ms",
+    "mean_itl_ms", "itl_ms", "start_offset_ms", *WORKLOAD_FIELDS,
 )  # fmt: skip
+_WORKLOAD_VALUES = attrgetter(*WORKLOAD_FIELDS)
+_NO_WORKLOAD_VALUES = (None,) * len(WORKLOAD_FIELDS)
 
 
 def _itl_array(gaps) -> np.ndarray | None:
@@ -38,9 +48,11 @@ def itl_from_bytes(raw) -> np.ndarray | None:
 def _sample_row(run_id: int, s: ParsedSample, gaps: np.ndarray | None = _SENTINEL) -> tuple:
     """One row of SAMPLE_COLUMNS; `gaps` is the sample's ITL array when the caller already made it."""
     itl = _itl_bytes(s.itl_ms) if gaps is _SENTINEL else (None if gaps is None else gaps.tobytes())
+    # Spelled out: unpacking attrgetter tuples into the row took twice as long at 100,000 samples.
     return (
         run_id, s.index, s.error_code, s.error_message, s.ttft_ms, s.e2e_ms, s.input_tokens, s.output_tokens,
-        s.mean_itl_ms, itl, s.start_offset_ms,
+        s.mean_itl_ms, itl, s.start_offset_ms, s.session_index, s.turn_index, s.requested_input_tokens,
+        s.requested_output_tokens, s.cached_tokens, s.reasoning_tokens, s.ttfot_ms, s.phase,
     )  # fmt: skip
 
 
@@ -111,7 +123,15 @@ def _columns_from_parsed(samples: list[ParsedSample], gaps: list | None = None) 
         mean_itl_ms=column("mean_itl_ms"),
         itl_gaps_ms=gaps if gaps is not None else [_itl_array(s.itl_ms) for s in samples],
         start_offset_ms=column("start_offset_ms"),
+        workload=_workload_columns(samples),
     )
+
+
+def _workload_columns(samples: list[ParsedSample]) -> WorkloadColumns | None:
+    """The workload columns, or None when no sample has any (an imported run: one cheap pass, no arrays)."""
+    if all(values == _NO_WORKLOAD_VALUES for values in map(_WORKLOAD_VALUES, samples)):
+        return None
+    return WorkloadColumns(*(np.array([getattr(s, name) for s in samples], dtype=float) for name in WORKLOAD_FIELDS))
 
 
 def _columns_from_db(run: PerformanceRun) -> SampleColumns:
@@ -127,9 +147,10 @@ def _columns_from_db(run: PerformanceRun) -> SampleColumns:
             "mean_itl_ms",
             "itl_ms",
             "start_offset_ms",
+            *WORKLOAD_FIELDS,
         )
     )
-    return SampleColumns.from_rows([(*r[:6], itl_from_bytes(r[6]), r[7]) for r in rows])
+    return SampleColumns.from_rows([(*r[:6], itl_from_bytes(r[6]), *r[7:]) for r in rows])
 
 
 def _slo(run: PerformanceRun) -> dict:
@@ -214,6 +235,8 @@ def run_store(
 ) -> PerformanceRun:
     """Store one parsed run with its samples and summary, all or nothing."""
     slo = slo or {}
+    gaps = [_itl_array(s.itl_ms) for s in parsed.samples]  # once, for the rows and the summary
+    columns = _columns_from_parsed(parsed.samples, gaps) if parsed.samples else None
     run = PerformanceRun.objects.create(
         team=team,
         variant=target.variant,
@@ -235,15 +258,16 @@ def run_store(
         tags=parsed.tags,
         notes=parsed.notes,
         is_simulated=parsed.is_simulated,
+        workload_version_id=parsed.workload_version_id,
+        token_calibration=parsed.token_calibration,
+        length_report=length_report(columns) if columns is not None else None,
         slo_ttft_ms=slo.get("ttft_ms"),
         slo_tpot_ms=slo.get("tpot_ms"),
         slo_e2e_ms=slo.get("e2e_ms"),
         created_by=user if user is not None and user.is_authenticated else None,
     )
-    gaps = [_itl_array(s.itl_ms) for s in parsed.samples]  # once, for the rows and the summary
     summarized = bool(parsed.samples) and not (parsed.samples_are_subset and parsed.reported is not None)
     if parsed.samples:
-        columns = _columns_from_parsed(parsed.samples, gaps)
         # numpy computes the summary on a second thread while the database takes the rows: it
         # needs nothing from the database, and the COPY mostly waits on the server.
         with ThreadPoolExecutor(max_workers=1) as pool:

@@ -22,6 +22,7 @@ from apps.hardware.selectors import (
     compare_runs,
     performance_grid,
     run_distributions,
+    run_workload_figures,
     simulated_left_out,
 )
 from apps.hardware.services import run_update_slo
@@ -68,7 +69,7 @@ def run_list(request):
 @team_view()
 @require_http_methods(["GET", "POST"])
 def run_detail(request, pk: int):
-    run = get_object_or_404(team_runs(request), pk=pk)
+    run = get_object_or_404(team_runs(request).select_related("workload_version__workload"), pk=pk)
     slo_form = RunSloForm(instance=run)
     status = 200
     if request.method == "POST":
@@ -87,6 +88,7 @@ def run_detail(request, pk: int):
         "distributions": run_distributions(run=run),
         "sample_count": RequestSample.objects.filter(run=run).count(),
         "slo_form": slo_form,
+        "workload": run_workload_figures(run=run),
         "metric_rows": [
             ("ttft_ms", "TTFT", "ms"),
             ("itl_ms", "ITL", "ms"),

@@ -94,6 +94,29 @@ class PerformanceRunSerializer(serializers.ModelSerializer):
         return attrs
 
 
+class RunWorkloadVersionSerializer(serializers.Serializer):
+    """The workload version a run was measured with."""
+
+    id = serializers.IntegerField()
+    workload_id = serializers.IntegerField()
+    workload_name = serializers.CharField(source="workload.name")
+    number = serializers.IntegerField()
+
+
+class PerformanceRunDetailSerializer(PerformanceRunSerializer):
+    """One run (retrieve, PATCH): the list's fields, plus its workload version, how the request lengths were
+    made and requested vs delivered lengths (docs/metrics.md). The list leaves them out."""
+
+    workload_version = RunWorkloadVersionSerializer(read_only=True, allow_null=True)
+
+    class Meta(PerformanceRunSerializer.Meta):
+        fields = [
+            *PerformanceRunSerializer.Meta.fields[:-1], "workload_version", "token_calibration", "length_report",
+            PerformanceRunSerializer.Meta.fields[-1],
+        ]  # fmt: skip
+        read_only_fields = [*PerformanceRunSerializer.Meta.read_only_fields, "token_calibration", "length_report"]
+
+
 # --- the run list, read-only: PerformanceRunSerializer's output from one values() query -------------
 # The list is the API's most requested page. Through the ModelSerializer it built five model
 # instances per run (run, variant, hardware, deployment, summary) and walked about thirty fields
@@ -247,7 +270,8 @@ class RequestSampleSerializer(serializers.ModelSerializer):
         model = RequestSample
         fields = [
             "index", "error_code", "error_message", "ttft_ms", "e2e_ms", "input_tokens", "output_tokens",
-            "mean_itl_ms", "itl_ms", "start_offset_ms",
+            "mean_itl_ms", "itl_ms", "start_offset_ms", "session_index", "turn_index", "requested_input_tokens",
+            "requested_output_tokens", "cached_tokens", "reasoning_tokens", "ttfot_ms", "phase",
         ]  # fmt: skip
 
     def get_itl_ms(self, sample) -> list[float] | None:

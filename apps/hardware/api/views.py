@@ -21,6 +21,7 @@ from apps.hardware.api.serializers import (
     HardwareProfileSerializer,
     ModelingConfigurationSerializer,
     ModelWithRunsSerializer,
+    PerformanceRunDetailSerializer,
     PerformanceRunSerializer,
     PerformanceUploadResultSerializer,
     PredictRequestSerializer,
@@ -89,7 +90,12 @@ class PerformanceRunViewSet(
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
-        return super().get_queryset().filter(team=self.request.team)
+        runs = super().get_queryset().filter(team=self.request.team)
+        return runs if self.action == "list" else runs.select_related("workload_version__workload")
+
+    def get_serializer_class(self):
+        # One run shows its workload version and lengths; the list (built from values(), see list()) does not.
+        return PerformanceRunSerializer if self.action == "list" else PerformanceRunDetailSerializer
 
     def filter_queryset(self, queryset):
         # django-filter builds and validates a form of ten fields per request; without any of its
