@@ -174,13 +174,19 @@ def summarize(
         return figures
 
     steady = np.isnan(phase) | (phase == PHASE_STEADY)
+    after_warmup = phase != PHASE_WARMUP
     note = ""
-    if not steady.any():
-        steady = phase != PHASE_WARMUP
-        note = "No request was sent in the steady window; the figures are over every request after the warm-up."
-        if not steady.any():
-            steady = np.ones(phase.shape, dtype=bool)
-            note = "Every request was part of the warm-up; the figures are over all of them."
+    if not after_warmup.any():
+        steady = np.ones(phase.shape, dtype=bool)
+        note = "Every request was part of the warm-up; the figures are over all of them."
+    elif np.count_nonzero(steady) * 2 < np.count_nonzero(after_warmup):
+        # A step too short for its concurrency (e.g. 8 requests at 4 streams) has almost nothing in its steady
+        # window: its figures would rest on a request or two. Say so and use everything after the warm-up.
+        note = (
+            f"Only {np.count_nonzero(steady)} of the {np.count_nonzero(after_warmup)} requests after the warm-up ran "
+            "in the steady window (the step is short for its concurrency); the figures are over all of them."
+        )
+        steady = after_warmup
     window = columns.subset(steady)
     # The window's own span when its samples are timed: a rate over the whole step's time would be diluted.
     window_duration_s = duration_s if steady.all() else _timed_span_s(window) or duration_s

@@ -154,6 +154,13 @@ class TestSteadyWindow:
         assert "after the warm-up" in summary.metrics["window_note"]
         assert summary.metrics["whole_step"]["ttft_ms"]["mean"] == pytest.approx(1300.0 / 3)
 
+    def test_a_steady_window_under_half_the_step_falls_back_and_says_so(self, team):
+        """8 requests at 4 streams: most ran in the ramp or the drain; the figures would rest on one request."""
+        samples = [ok(0, 100.0, 200.0, 0.0, STEADY)] + [ok(i, 300.0, 400.0, 0.0, DRAIN) for i in range(1, 4)]
+        summary = store(team, samples).summary
+        assert summary.request_count == 4 and summary.metrics["ttft_ms"]["mean"] == pytest.approx(250.0)
+        assert summary.metrics["window_note"].startswith("Only 1 of the 4 requests after the warm-up")
+
     def test_only_warm_up_samples_use_all_of_them_and_say_so(self, team):
         summary = store(team, [ok(0, 100.0, 200.0, 0.0, WARMUP), ok(1, 300.0, 400.0, 0.0, WARMUP)]).summary
         assert summary.request_count == 2 and summary.metrics["ttft_ms"]["mean"] == pytest.approx(200.0)
@@ -265,7 +272,7 @@ class TestRunPage:
     def test_the_fallback_is_explained(self, viewer_client, team):
         run = store(team, [ok(0, 900.0, 1000.0, 0.0, WARMUP), ok(1, 100.0, 200.0, 0.0, DRAIN)])
         page = viewer_client.get(reverse("hardware:run", args=[run.pk])).content.decode()
-        assert "No request was sent in the steady window" in page
+        assert "Only 0 of the 1 requests after the warm-up ran in the steady window" in page
 
     def test_an_imported_run_hides_them(self, viewer_client, team):
         run = stored_run(team, samples=generated_samples(10))
