@@ -203,6 +203,9 @@ def world(django_db_setup, django_db_blocker):
     from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun
     from apps.providers.models import ProviderEndpoint
     from apps.scores.models import Benchmark, Score
+    from apps.workloads.models import Workload, WorkloadDataset
+    from apps.workloads.services import tokenizer_upload
+    from tests.workloads.conftest import tokenizer_json
 
     queued: list = []
     outgoing: list = []
@@ -222,6 +225,7 @@ def world(django_db_setup, django_db_blocker):
                 variant=run.variant, hardware=run.hardware, levels=[1, 2], step_request_count=4, output_tokens=8,
             )  # fmt: skip
             single = Experiment.objects.filter(team=team, kind=Experiment.Kind.SINGLE).first()
+            tokenizer = tokenizer_upload(team=team, user=admin, name="fuzz tokenizer", content=tokenizer_json())
             ids = [
                 ("/api/v1/admin/testcases/{", TestCase.objects.get(team=team, status=TestCase.Status.PENDING).pk),
                 ("/api/v1/batches/{", Batch.objects.get(experiment__team=team).pk),
@@ -241,6 +245,9 @@ def world(django_db_setup, django_db_blocker):
                 # Not the token the requests carry: DELETE /tokens/{id} would sign the rest of the run out.
                 ("/api/v1/tokens/{", token_create(user=admin, team=team, name="fuzz spare").token.pk),
                 ("/api/v1/variants/{", run.variant_id),
+                ("/api/v1/workloads/{", Workload.objects.filter(team=team).first().pk),
+                ("/api/v1/workload-datasets/{", WorkloadDataset.objects.filter(team=team).first().pk),
+                ("/api/v1/tokenizers/{", tokenizer.pk),
             ]
             queued.clear()  # the demo queued its sweep's next chunk: only the requests' tasks count
             # Requests go through Django's WSGI handler in this process. Loaded here, not at collection:

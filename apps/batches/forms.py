@@ -95,6 +95,8 @@ class LoadSweepForm(forms.ModelForm):
         else:
             del self.fields["target"]
         self.fields["workload"].queryset = Workload.objects.filter(team=team, archived=False).order_by("name")
+        for name in ("warmup_requests", "warmup_s"):  # left empty: no warm-up
+            self.fields[name].required = False
         for name, low, high, setting in sweep_bounds():
             _bound(self.fields[name], low, high, setting)
         labels = {"step_duration_s": "Seconds per step", "step_request_count": "Requests per step",
@@ -147,6 +149,9 @@ class LoadSweepForm(forms.ModelForm):
         elif data.get("mode") == LoadSweep.Mode.OPEN and any(v > settings.LOAD_MAX_RATE_RPS for v in levels):
             self.add_error("levels", f"Request rates of at most {settings.LOAD_MAX_RATE_RPS:,} req/s (the "
                            "LOAD_MAX_RATE_RPS setting).")  # fmt: skip
+        for name in ("warmup_requests", "warmup_s"):
+            if data.get(name) is None and name not in self.errors:
+                data[name] = 0
         workload = data.get("workload")
         if workload is not None:
             version = workload.latest

@@ -18,14 +18,17 @@ from asgiref.sync import sync_to_async
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.batches import traffic
 from apps.batches.models import LoadSweep, LoadSweepStep, Status
 from apps.batches.services import HEARTBEAT_S, progress_publish
 from apps.hardware.parsed import ParsedRun
 from apps.hardware.services import RunTarget, run_store
 from apps.providers.engine.adapters import adapter_for
 from apps.providers.engine.loadgen import StepOutcome, StepProgress, StepSpec, run_step
+from apps.providers.engine.sessions import run_sessions
 from apps.providers.engine.types import EndpointConfig, ErrorKind, GenerationRequest, GenerationResult, Kind
 from apps.providers.urlcheck import check_base_url
+from apps.workloads.engine.plan import RequestPlan
 
 WORDS = [
     "latency",
@@ -70,14 +73,15 @@ def synthetic_prompts(sweep: LoadSweep, count: int = 512) -> list[str]:
 
 
 def step_spec(sweep: LoadSweep, step: LoadSweepStep) -> StepSpec:
+    warmup = dict(warmup_requests=sweep.warmup_requests, warmup_s=sweep.warmup_s)
     if sweep.mode == LoadSweep.Mode.CLOSED:
         return StepSpec(
             mode="closed", concurrency=int(step.level), duration_s=sweep.step_duration_s,
-            request_count=sweep.step_request_count,
+            request_count=sweep.step_request_count, **warmup,
         )  # fmt: skip
     return StepSpec(
         mode="open", rate_rps=step.level, arrivals=sweep.arrivals, seed=sweep.seed + step.index,
-        duration_s=sweep.step_duration_s, request_count=sweep.step_request_count,
+        duration_s=sweep.step_duration_s, request_count=sweep.step_request_count, **warmup,
     )  # fmt: skip
 
 
@@ -106,25 +110,42 @@ def _pulse_sync(sweep_id: int, step_index: int, progress: StepProgress | None) -
         connection.close()  # this pool thread's own connection: do not leave one open per thread
 
 
-async def _run_step_async(sweep: LoadSweep, step: LoadSweepStep, config: EndpointConfig) -> tuple[StepOutcome, _Live]:
+async def _run_step_async(
+    sweep: LoadSweep, step: LoadSweepStep, config: EndpointConfig, plan: RequestPlan | None = None
+) -> tuple[StepOutcome, _Live]:
     adapter = adapter_for(config)
-    prompts = synthetic_prompts(sweep)
+    prompts = synthetic_prompts(sweep) if plan is None else []
+    history = traffic.History(plan) if plan is not None else None
+    first = traffic.step_offset(sweep, step) if plan is not None else 0
     live = _Live(cancel=asyncio.Event())
     timeout = aiohttp.ClientTimeout(
         total=config.total_timeout_s, sock_connect=config.connect_timeout_s, sock_read=config.read_timeout_s
     )
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
 
-        async def send(i: int) -> GenerationResult:
-            request = GenerationRequest(
-                model=sweep.model, messages=[{"role": "user", "content": prompts[i % len(prompts)]}],
-                max_tokens=sweep.output_tokens, temperature=sweep.temperature, ignore_eos=sweep.ignore_eos,
-                seed=sweep.seed,
-            )  # fmt: skip
-            result = await adapter.generate(session, request)
+        def check_auth(result: GenerationResult) -> None:
             if result.error is not None and result.error.kind == ErrorKind.AUTH and not live.auth_refused:
                 live.auth_refused = f"The endpoint refused the API key ({result.error.code}): {result.error.message}"
                 live.cancel.set()
+
+        async def send(i: int) -> GenerationResult:
+            if plan is not None:
+                request = plan.request(first + i, 0, [])
+            else:
+                request = GenerationRequest(
+                    model=sweep.model, messages=[{"role": "user", "content": prompts[i % len(prompts)]}],
+                    max_tokens=sweep.output_tokens, temperature=sweep.temperature, ignore_eos=sweep.ignore_eos,
+                    seed=sweep.seed,
+                )  # fmt: skip
+            result = await adapter.generate(session, request)
+            check_auth(result)
+            return result
+
+        async def send_turn(s: int, t: int) -> GenerationResult:
+            request = history.request(first + s, t)
+            result = await adapter.generate(session, request)
+            history.record(first + s, t, request, result.text if result.ok else None)
+            check_auth(result)
             return result
 
         def on_progress(progress: StepProgress) -> None:
@@ -138,17 +159,47 @@ async def _run_step_async(sweep: LoadSweep, step: LoadSweepStep, config: Endpoin
 
         pulser = asyncio.create_task(pulse())
         try:
-            outcome = await run_step(step_spec(sweep, step), send, on_progress=on_progress, cancel=live.cancel)
+            if plan is None:
+                outcome = await run_step(step_spec(sweep, step), send, on_progress=on_progress, cancel=live.cancel)
+            elif plan.multi_turn:
+                outcome = await run_sessions(
+                    traffic.workload_step_spec(sweep, step, plan), send_turn, lambda s: plan.n_turns(first + s),
+                    lambda s, t: plan.think_s(first + s, t),
+                    on_progress=on_progress, cancel=live.cancel,
+                )  # fmt: skip
+            else:
+                spec = traffic.workload_step_spec(sweep, step, plan)
+                outcome = await run_step(spec, send, on_progress=on_progress, cancel=live.cancel)
         finally:
             pulser.cancel()
     return outcome, live
 
 
 @transaction.atomic
-def _store_step(sweep: LoadSweep, step: LoadSweepStep, outcome: StepOutcome) -> LoadSweepStep:
+def _store_step(
+    sweep: LoadSweep, step: LoadSweepStep, outcome: StepOutcome, plan: RequestPlan | None = None
+) -> LoadSweepStep:
     """The step's requests become a performance run, and the step is finished, in one transaction."""
     results = sorted(outcome.results, key=lambda r: r.send_time)
     closed = sweep.mode == LoadSweep.Mode.CLOSED
+    version = sweep.workload_version
+    if version is None:
+        workload = dict(
+            input_tokens_target=sweep.prompt_tokens, output_tokens_target=sweep.output_tokens,
+            dataset="custom prompts" if sweep.prompts else "synthetic",
+        )  # fmt: skip
+    else:
+        workload = dict(
+            input_tokens_target=_mean_or_none([r.requested_input_tokens for r in results]),
+            output_tokens_target=_mean_or_none([r.requested_output_tokens for r in results]),
+            dataset=f"{version.workload.name} v{version.number}",
+            workload_version_id=version.pk,
+            token_calibration=traffic.describe_basis(
+                plan, traffic.stored_calibration(sweep.token_calibration),
+                version.tokenizer.name if version.tokenizer_id else None,
+            ) if plan is not None else sweep.token_calibration,
+        )  # fmt: skip
+    trace = version is not None and version.spec.get("source") == "trace"
     parsed = ParsedRun(
         source_format="llmbench_live",
         tool="llmbench",
@@ -156,16 +207,14 @@ def _store_step(sweep: LoadSweep, step: LoadSweepStep, outcome: StepOutcome) -> 
         provider=sweep.endpoint.kind,
         name=f"{sweep.name} · {'c=' if closed else ''}{step.level:g}{'' if closed else ' req/s'}",
         concurrency=int(step.level) if closed else None,
-        request_rate_rps=None if closed else step.level,
-        input_tokens_target=sweep.prompt_tokens,
-        output_tokens_target=sweep.output_tokens,
-        dataset="custom prompts" if sweep.prompts else "synthetic",
+        request_rate_rps=None if closed or trace else step.level,
         started_at=timezone.now() - timedelta(seconds=outcome.end_time - outcome.start_time),
         duration_s=outcome.end_time - outcome.start_time,
         tags=["load-sweep", *(["simulated"] if sweep.endpoint.kind == Kind.SIM else [])],
         notes=outcome.kept_up_reason,
         samples=[r.to_sample(i, outcome.start_time) for i, r in enumerate(results)],
         is_simulated=sweep.endpoint.kind == Kind.SIM,
+        **workload,
     )
     run = run_store(
         team=sweep.team, parsed=parsed, target=RunTarget(sweep.variant, sweep.hardware, sweep.deployment),
@@ -185,6 +234,11 @@ def _store_step(sweep: LoadSweep, step: LoadSweepStep, outcome: StepOutcome) -> 
     return step
 
 
+def _mean_or_none(values: list[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known) / len(known)) if known else None
+
+
 def _schedule_latency(outcome: StepOutcome) -> dict[str, float]:
     figures = {}
     for name, values in (("ttft", outcome.ttft_ms(from_schedule=True)), ("e2e", outcome.e2e_ms(from_schedule=True))):
@@ -199,9 +253,26 @@ def _finish(sweep: LoadSweep, status: str, error: str = "") -> None:
     progress_publish(sweep_id=sweep.pk)
 
 
+def _prepare_workload(sweep: LoadSweep, config: EndpointConfig) -> RequestPlan | None:
+    """A workload sweep's request plan, built once for all its steps. Without a tokenizer, token lengths are
+    first calibrated against the server (six one-token requests), stored on the sweep so a resumed sweep
+    sends the same lengths."""
+    if sweep.workload_version is None:
+        return None
+    calibration = traffic.stored_calibration(sweep.token_calibration)
+    if not sweep.token_calibration and traffic.needs_calibration(sweep):
+        calibration = asyncio.run(traffic.calibrate(adapter_for(config), config, sweep.model))
+        sweep.token_calibration = calibration.as_dict() if calibration is not None else {"method": "estimated"}
+        LoadSweep.objects.filter(pk=sweep.pk).update(token_calibration=sweep.token_calibration)
+    return traffic.build_sweep_plan(sweep, calibration)
+
+
 def run_sweep(sweep_id: int) -> str:
     """Run every unfinished step of a sweep; safe to run again (finished steps are skipped)."""
-    sweep = LoadSweep.objects.select_related("endpoint", "team", "variant", "hardware", "deployment").get(pk=sweep_id)
+    sweep = LoadSweep.objects.select_related(
+        "endpoint", "team", "variant", "hardware", "deployment", "workload_version__workload",
+        "workload_version__tokenizer", "workload_version__dataset",
+    ).get(pk=sweep_id)  # fmt: skip
     if sweep.status not in (Status.PENDING, Status.RUNNING):  # RUNNING: re-delivered after a lost worker
         return sweep.status
     if sweep.cancel_requested:
@@ -215,10 +286,11 @@ def run_sweep(sweep_id: int) -> str:
     try:
         if config.kind != Kind.SIM:
             check_base_url(config.base_url, must_resolve=True)
+        plan = _prepare_workload(sweep, config)
         for step in sweep.steps.exclude(status__in=[Status.COMPLETED, Status.CANCELLED]).order_by("index"):
             LoadSweepStep.objects.filter(pk=step.pk).update(status=Status.RUNNING, started_at=timezone.now())
-            outcome, live = asyncio.run(_run_step_async(sweep, step, config))
-            _store_step(sweep, step, outcome)
+            outcome, live = asyncio.run(_run_step_async(sweep, step, config, plan))
+            _store_step(sweep, step, outcome, plan)
             if live.auth_refused:
                 _finish(sweep, Status.FAILED, live.auth_refused)
                 return Status.FAILED

@@ -119,11 +119,14 @@ def _step_figures(step: LoadSweepStep) -> dict:
     summary = getattr(step.run, "summary", None) if step.run_id else None
     if summary is None:
         return {}
+    # Counts and time are the whole step's (what was sent); latencies and throughput the steady window's.
+    whole = summary.metrics.get("whole_step") or {}
     return {
-        "requests_done": summary.request_count, "requests_failed": summary.error_count or 0,
+        "requests_done": whole.get("request_count", summary.request_count),
+        "requests_failed": whole.get("error_count", summary.error_count) or 0,
         "ttft_p50_ms": summary.stat("ttft_ms", "p50"), "ttft_p95_ms": summary.stat("ttft_ms", "p95"),
         "itl_p50_ms": summary.stat("itl_ms", "p50"), "output_tokens_per_s": summary.output_token_throughput_tps,
-        "elapsed_s": summary.duration_s,
+        "elapsed_s": whole.get("duration_s", summary.duration_s),
     }  # fmt: skip
 
 

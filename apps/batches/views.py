@@ -88,7 +88,9 @@ def sweep_new(request):
 @team_view()
 def sweep_detail(request, pk: int):
     sweep = get_object_or_404(
-        LoadSweep.objects.select_related("endpoint", "variant", "hardware"), pk=pk, team=request.team
+        LoadSweep.objects.select_related("endpoint", "variant", "hardware", "workload_version__workload"),
+        pk=pk,
+        team=request.team,
     )
     context = {"sweep": sweep, "state": progress_payload(sweep), "levels_text": _values_text(sweep.levels, 20)}
     return render(request, "batches/sweep_detail.html", context)

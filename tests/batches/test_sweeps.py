@@ -49,7 +49,9 @@ class TestRunner:
         runs = [s.run for s in steps]
         assert [r.concurrency for r in runs] == [1, 4]
         assert all(RequestSample.objects.filter(run=r).count() == 8 for r in runs)
-        assert runs[1].summary.metrics["ttft_ms"]["count"] + runs[1].summary.error_count == 8
+        whole = runs[1].summary.metrics["whole_step"]  # 8 requests at 4 streams: 3 opened the step (ramp-up)
+        assert whole["ttft_ms"]["count"] + whole["error_count"] == 8
+        assert runs[1].summary.metrics["phases"]["ramp"] == 3
         assert "simulated" in runs[0].tags and runs[0].variant == sweep.variant
         assert steps[1].achieved_concurrency > 2
 
@@ -115,7 +117,10 @@ class TestProgress:
         payload = progress_payload(sweep)
         summary = sweep.steps.get(index=1).run.summary
         assert payload["live_final"] and payload["live_step"] == 1
-        assert payload["live"]["requests_done"] == summary.request_count == 6
+        # What was sent (the whole step), while the latencies are the steady window's (no ramp-up request).
+        assert payload["live"]["requests_done"] == summary.metrics["whole_step"]["request_count"] == 6
+        assert summary.request_count == 5 and summary.metrics["phases"] == {"steady": 5, "warmup": 0, "ramp": 1,
+                                                                            "drain": 0}  # fmt: skip
         assert payload["live"]["ttft_p50_ms"] == summary.stat("ttft_ms", "p50") > 0
         assert payload["live"]["output_tokens_per_s"] == summary.output_token_throughput_tps > 0
         content = member_client.get(reverse("batches:sweep", args=[sweep.pk])).content.decode()

@@ -22,8 +22,7 @@ def _generated_lines(count: int, seed: int = 13):
         yield " ".join(words) + rng.choice([".", ",", "!", "?", f" {rng.randint(0, 999)}."])
 
 
-@pytest.fixture(scope="session")
-def test_tokenizer_json() -> bytes:
+def tokenizer_json() -> bytes:
     """The bytes of a tokenizer.json: BPE (vocabulary 800), ByteLevel pre-tokenizer and decoder, <s> and </s>."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -36,6 +35,11 @@ def test_tokenizer_json() -> bytes:
     )
     tokenizer.train_from_iterator(_generated_lines(4000), trainer=trainer)
     return tokenizer.to_str().encode()
+
+
+@pytest.fixture(scope="session")
+def test_tokenizer_json() -> bytes:
+    return tokenizer_json()
 
 
 @pytest.fixture(scope="session")

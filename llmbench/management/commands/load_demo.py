@@ -10,6 +10,7 @@ from apps.experiments.demo import demo_quality_load
 from apps.hardware.demo import demo_performance_load
 from apps.providers.demo import demo_endpoint_load
 from apps.scores.demo import demo_scores_load
+from apps.workloads.demo import demo_workloads_load
 
 
 class Command(BaseCommand):
@@ -34,10 +35,11 @@ class Command(BaseCommand):
         demo_endpoint_load(team=team)
         responses = demo_quality_load(team=team, user=user)
         sweep_results = demo_batch_load(team=team, user=user)
+        workloads = demo_workloads_load(team=team, user=user)
         self.stdout.write(
             f"Demo team '{team.slug}': {summary.rows} scores "
             f"({summary.scores_created} new, {summary.scores_updated} refreshed), {runs} performance runs, "
-            f"{responses} evaluated demo responses, a parameter sweep with {sweep_results} results."
+            f"{responses} evaluated demo responses, a parameter sweep with {sweep_results} results, {workloads} workloads."
         )
         if created:
             self.stdout.write(f"Demo login: {username} / {password} (team admin of the demo team)")
