@@ -70,3 +70,25 @@ def test_foreign_key_choices_are_limited_to_the_team(admin_client_team, team, ot
     BenchmarkFactory(team=other_team, name="TheirBench")
     form = admin_client_team.get("/admin/scores/score/add/").context["adminform"].form
     assert [b.name for b in form.fields["benchmark"].queryset] == ["OursBench"]
+
+
+def test_workload_versions_and_datasets_are_team_scoped_and_never_show_stored_bytes(
+    admin_client_team, team, other_team
+):
+    from apps.workloads.services import dataset_upload, workload_create
+    from tests.workloads.files import jsonl
+
+    spec = {"source": "synthetic", "input_tokens": {"dist": "fixed", "value": 10},
+            "output_tokens": {"dist": "fixed", "value": 5}}  # fmt: skip
+    ours = workload_create(team=team, user=None, name="ours-wl", spec=spec)
+    theirs = workload_create(team=other_team, user=None, name="theirs-wl", spec=spec)
+    dataset = dataset_upload(
+        team=team, user=None, name="ours-ds", content=jsonl([{"prompt": "Hello there"}]), filename="p.jsonl"
+    )
+    listing = admin_client_team.get("/admin/workloads/workloadversion/").content
+    assert b"ours-wl" in listing and b"theirs-wl" not in listing
+    theirs_page = admin_client_team.get(f"/admin/workloads/workloadversion/{theirs.latest.pk}/change/")
+    assert theirs_page.status_code == 302
+    assert admin_client_team.get(f"/admin/workloads/workload/{ours.pk}/change/").status_code == 200
+    page = admin_client_team.get(f"/admin/workloads/workloaddataset/{dataset.pk}/change/")
+    assert page.status_code == 200 and "payload" not in page.context["adminform"].form.fields

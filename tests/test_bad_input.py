@@ -54,7 +54,8 @@ def _error(response) -> dict:
 
 OBJECT_BODY_ROUTES = [
     "/api/v1/batches/", "/api/v1/batches/estimate/", "/api/v1/experiments/", "/api/v1/executions/",
-    "/api/v1/performance/predict", "/api/v1/sweeps/", "/api/v1/testcases/{case}/run",
+    "/api/v1/performance/predict", "/api/v1/sweeps/", "/api/v1/testcases/{case}/run", "/api/v1/workloads/",
+    "/api/v1/workloads/preview",
 ]  # fmt: skip
 
 
