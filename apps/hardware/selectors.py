@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.db.models import Count
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from scipy import stats as scipy_stats
 
 from apps.accounts.models import Team
@@ -14,10 +14,9 @@ from apps.hardware.models import PerformanceRun, RequestSample, RunSummary
 from apps.hardware.services import itl_from_bytes
 from apps.hardware.stats import (
     LATENCY_METRICS,
-    PHASE_STEADY,
-    PHASE_WARMUP,
     per_request_output_tps,
     per_request_tpot_ms,
+    steady_window,
 )
 from apps.scores.models import ModelVariant
 from llmbench.humanize import number_text
@@ -473,13 +472,14 @@ def run_distributions(*, run: PerformanceRun) -> dict[str, dict]:
     """Histogram and CDF of TTFT, ITL, E2E and tokens in/out over the successful requests of the steady window
     (every successful request when no sample has a phase, or none of them is steady: as stats.summarize)."""
     rows = list(
-        RequestSample.objects.filter(run=run, error_code="").values_list(
-            "ttft_ms", "e2e_ms", "input_tokens", "output_tokens", "itl_ms", "mean_itl_ms", "phase"
+        RequestSample.objects.filter(run=run).values_list(
+            "ttft_ms", "e2e_ms", "input_tokens", "output_tokens", "itl_ms", "mean_itl_ms", "phase", "error_code"
         )
     )
-    if any(r[6] is not None for r in rows):
-        steady = [r for r in rows if r[6] is None or r[6] == PHASE_STEADY]
-        rows = steady or [r for r in rows if r[6] != PHASE_WARMUP] or rows
+    if any(r[6] is not None for r in rows):  # the summary's own window (failed requests count towards it)
+        mask, _ = steady_window(np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=float))
+        rows = [r for r, keep in zip(rows, mask, strict=True) if keep]
+    rows = [r for r in rows if r[7] == ""]
     if not rows:
         return {}
 
@@ -499,7 +499,7 @@ def run_distributions(*, run: PerformanceRun) -> dict[str, dict]:
     for key, (label, unit, values) in series.items():
         distribution = _distribution(values)
         if distribution is not None:
-            result[key] = {"label": label, "unit": unit, **distribution}
+            result[key] = {"label": label, "unit": unit, "requests": len(rows), **distribution}
     return result
 
 
@@ -507,11 +507,8 @@ def run_distributions(*, run: PerformanceRun) -> dict[str, dict]:
 
 
 def workload_url(workload_id: int) -> str:
-    """The workload's page (the workloads app names it "workloads:detail")."""
-    try:
-        return reverse("workloads:detail", args=[workload_id])
-    except NoReverseMatch:
-        return f"/workloads/{workload_id}/"
+    """The workload's page."""
+    return reverse("workloads:detail", args=[workload_id])
 
 
 def token_calibration_text(calibration: dict | None) -> str:

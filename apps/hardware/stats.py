@@ -173,20 +173,7 @@ def summarize(
             figures.metrics.update(workload_figures(columns, sessions_from=columns))
         return figures
 
-    steady = np.isnan(phase) | (phase == PHASE_STEADY)
-    after_warmup = phase != PHASE_WARMUP
-    note = ""
-    if not after_warmup.any():
-        steady = np.ones(phase.shape, dtype=bool)
-        note = "Every request was part of the warm-up; the figures are over all of them."
-    elif np.count_nonzero(steady) * 2 < np.count_nonzero(after_warmup):
-        # A step too short for its concurrency (e.g. 8 requests at 4 streams) has almost nothing in its steady
-        # window: its figures would rest on a request or two. Say so and use everything after the warm-up.
-        note = (
-            f"Only {np.count_nonzero(steady)} of the {np.count_nonzero(after_warmup)} requests after the warm-up ran "
-            "in the steady window (the step is short for its concurrency); the figures are over all of them."
-        )
-        steady = after_warmup
+    steady, note = steady_window(phase)
     window = columns.subset(steady)
     # The window's own span when its samples are timed: a rate over the whole step's time would be diluted.
     window_duration_s = duration_s if steady.all() else _timed_span_s(window) or duration_s
@@ -209,6 +196,25 @@ def summarize(
     if note:
         figures.metrics["window_note"] = note
     return figures
+
+
+def steady_window(phase: np.ndarray) -> tuple[np.ndarray, str]:
+    """Which samples the top-level figures use, and why when it is not the steady window: steady (or
+    unclassified) samples; every sample after the warm-up when fewer than half of them are steady (a step
+    short for its concurrency would rest on a request or two); all of them when every one was warm-up.
+    `phase` holds PHASE_* values, NaN for unclassified samples."""
+    steady = np.isnan(phase) | (phase == PHASE_STEADY)
+    after_warmup = phase != PHASE_WARMUP
+    if not after_warmup.any():
+        return np.ones(
+            phase.shape, dtype=bool
+        ), "Every request was part of the warm-up; the figures are over all of them."
+    if np.count_nonzero(steady) * 2 < np.count_nonzero(after_warmup):
+        return after_warmup, (
+            f"Only {np.count_nonzero(steady)} of the {np.count_nonzero(after_warmup)} requests after the warm-up ran "
+            "in the steady window (the step is short for its concurrency); the figures are over all of them."
+        )
+    return steady, ""
 
 
 def _timed_span_s(columns: SampleColumns) -> float | None:

@@ -85,7 +85,8 @@ def run_detail(request, pk: int):
     context = {
         "run": run,
         "summary": summary,
-        "distributions": run_distributions(run=run),
+        "distributions": (distributions := run_distributions(run=run)),
+        "distribution_requests": next(iter(distributions.values()))["requests"] if distributions else 0,
         "sample_count": RequestSample.objects.filter(run=run).count(),
         "slo_form": slo_form,
         "workload": run_workload_figures(run=run),

@@ -16,12 +16,13 @@
       };
     },
     histogram: function (d, el) {
-      var labels = d.counts.map(function (_, i) { return d.edges[i].toPrecision(4) + "–" + d.edges[i + 1].toPrecision(4); });
+      var edge = function (v) { return Number.isInteger(v) ? String(v) : v.toPrecision(4); };
+      var labels = d.counts.map(function (_, i) { return edge(d.edges[i]) + "–" + edge(d.edges[i + 1]); });
       return {
         grid: { left: 40, right: 16, top: 24, bottom: 8, containLabel: true },
         tooltip: { trigger: "axis" },
         xAxis: { type: "category", data: labels, name: el.dataset.unit || "", axisLabel: { fontSize: 9 } },
-        yAxis: { type: "value", name: "requests" },
+        yAxis: { type: "value", name: el.dataset.counts || "requests" },
         series: [{ type: "bar", data: d.counts, barCategoryGap: "5%", itemStyle: { color: palette[0] } }]
       };
     },

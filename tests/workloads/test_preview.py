@@ -35,7 +35,7 @@ def test_fixed_lengths_give_one_bin_and_exact_figures(test_counter):
     assert (result["requests"], result["sessions"], result["sampled_sessions"]) == (80, 80, 80)
     assert result["turns"] == {"mean": 1.0, "max": 1}
     assert result["input_tokens"]["histogram"]["counts"] == [80]
-    assert result["input_tokens"]["histogram"]["edges"] == pytest.approx([119.5, 120.5])
+    assert result["input_tokens"]["histogram"]["edges"] == [120, 121]  # whole tokens: [120, 121)
     assert (result["input_tokens"]["mean"], result["input_tokens"]["p50"], result["input_tokens"]["p99"]) == (
         120.0,
         120.0,
@@ -105,7 +105,9 @@ def test_multi_turn_inputs_assume_responses_of_max_tokens_and_say_so():
     result = preview(plan, None)
     assert result["requests"] == 3 and result["turns"] == {"mean": 3.0, "max": 3}
     assert result["input_tokens"]["mean"] == pytest.approx(50 / 3)
-    assert result["input_tokens"]["histogram"]["counts"] == [1, 1, 1]
+    histogram = result["input_tokens"]["histogram"]  # one-token bins from 10 to 24
+    assert histogram["edges"][0] == 10 and histogram["edges"][-1] == 25 and sum(histogram["counts"]) == 3
+    assert [histogram["edges"][i] for i, c in enumerate(histogram["counts"]) if c] == [10, 16, 24]
     assert result["output_tokens"]["mean"] == 6.0
     assert result["prefix_share"] == pytest.approx(26 / 50)
     assert result["warnings"] == [MULTI_TURN_WARNING]

@@ -17,7 +17,7 @@ from apps.workloads.engine.tokens import TokenCounter
 MAX_BINS = 30
 MULTI_TURN_WARNING = (
     "Later turns' inputs include the real responses; their lengths are known only when run. The input figures "
-    "assume each response is as long as its max_tokens."
+    "assume each response is as long as the output length asked for."
 )
 ESTIMATED_WARNING = (
     f"No tokenizer and no calibration: prompt lengths are estimated ({WORDS_PER_TOKEN_ESTIMATE:g} words per token, "
@@ -137,12 +137,14 @@ def _common_prefix(a: str, b: str) -> int:
 
 
 def _summary(values: list[int]) -> dict:
-    """Histogram (≤ 30 bins; one bin when every value is the same), mean, p50 and p99."""
+    """Histogram (≤ 30 bins of a whole number of tokens each, [edge, next edge); one bin when every value is the
+    same), mean, p50 and p99."""
     data = np.asarray(values, dtype=np.float64)
-    bins = min(MAX_BINS, len(np.unique(data)))
-    counts, edges = np.histogram(data, bins=bins)
+    low, high = int(data.min()), int(data.max())
+    width = max(1, math.ceil((high - low + 1) / MAX_BINS))
+    counts, edges = np.histogram(data, bins=np.arange(low, high + width + 1, width))
     return {
-        "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+        "histogram": {"edges": [int(e) for e in edges], "counts": [int(c) for c in counts]},
         "mean": float(data.mean()),
         "p50": float(np.percentile(data, 50)),
         "p99": float(np.percentile(data, 99)),
