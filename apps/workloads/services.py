@@ -463,8 +463,16 @@ def workload_preview(
     _raise_if_invalid(spec, team=None, dataset=dataset, tokenizer=tokenizer)
     counter: TokenCounter | None = counter_for(tokenizer)
     parsed = dataset_parsed(dataset) if dataset is not None else None
+    spec = normalize(spec)
+    # What a run would send: a dataset's drawn conversations (not repeats of them), a trace's whole window (its
+    # span and rate); the figures then look at the first `sample` sessions.
+    count = sample
+    if spec["source"] == "dataset":
+        count = min(sample, spec["dataset"]["sample"])
+    elif spec["source"] == "trace":
+        count = settings.LOAD_STEP_MAX_REQUESTS
     try:
-        plan = build_plan(normalize(spec), count=sample, model="preview", dataset=parsed, counter=counter)
+        plan = build_plan(spec, count=count, model="preview", dataset=parsed, counter=counter)
     except ValueError as exc:
         raise SpecInvalid([str(exc)]) from None
     return preview(plan, counter, sample=sample)

@@ -408,7 +408,7 @@ def test_a_synthetic_preview_with_a_tokenizer_has_exact_lengths(team, member, te
     result = services.workload_preview(spec=SYNTHETIC, tokenizer=tokenizer, sample=40)
     assert result["sessions"] == 40 and result["length_basis"] == "tokenizer"
     edges = result["input_tokens"]["histogram"]["edges"]
-    assert edges[0] >= 20 and edges[-1] <= 60  # token-exact: inside the uniform range
+    assert edges[0] >= 20 and edges[-1] <= 61  # token-exact: inside the uniform range (bins [a, b), last edge max + 1)
     assert result["output_tokens"]["mean"] == 16
 
 
@@ -420,6 +420,13 @@ def test_a_dataset_preview_reads_the_stored_dataset(team, member):
     )
     assert chats.row_count == 12 and result["sessions"] == 50  # sampled with repeats, as vLLM oversamples
     assert result["skipped"] == {} and result["input_tokens"]["mean"] > 0
+
+
+def test_a_dataset_preview_shows_the_drawn_conversations_not_repeats(team, member):
+    upload_sharegpt(team, member, n=12)
+    spec = {**DATASET_SPEC, "dataset": {**DATASET_SPEC["dataset"], "sample": 8}}
+    result = services.workload_preview(spec=spec, dataset=WorkloadDataset.objects.get(), sample=500)
+    assert result["sessions"] == 8
 
 
 def test_a_preview_of_a_bad_spec_raises_spec_invalid():
