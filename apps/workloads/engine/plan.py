@@ -358,7 +358,7 @@ def _synthetic(spec: dict, count: int, text: _TextMaker) -> _Built:
         sessions.append(PlannedSession(s, system, planned, pid))
     notes = []
     if prefixes.enabled:
-        notes.append("input_tokens is each request's own text; its shared prefix's tokens come on top.")
+        notes.append("The input length is each request's own text; the shared prefix's tokens come on top of it.")
     return _Built(sessions, multi, {}, notes)
 
 
