@@ -16,12 +16,13 @@ token-exact lengths, each on the product's own path. Targets:
   ceil(characters / 4)), 200 prompts land within a mean absolute error of 3 % of the server's `prompt_tokens`.
 
 Sessions ask for 64-token user turns and 128-token answers (ignore_eos), so turn 4's prompt is about 640 tokens,
-most of it history. The TTFT errors are means over the turns after each session's first (turns 2–4): the first turn of a
-session may open a connection, and the figure over every turn is printed beside it. The trace's rows ask for 16–128
-output tokens, 80 % of them behind one of 40 shared prefixes of 1–3 blocks. `manage.py mockllm` runs pinned to CPU 1
-and this harness to CPU 0 with uvloop, as bench/loadgen.py does (its helpers start the mock); the harness also
-raises its own priority when allowed (see `raise_priority`). Exits 1 when a
-target is missed.
+most of it history. The TTFT errors are means over the turns after each session's first (turns 2–4): the first
+turn of a session may open a connection, and the figure over every turn is printed beside it. The trace's rows ask
+for 16–128 output tokens, 80 % of them behind one of 40 shared prefixes of 1–3 blocks.
+
+`manage.py mockllm` runs pinned to CPU 1 and this harness to CPU 0 with uvloop, as bench/loadgen.py does (its
+helpers start the mock); the harness also raises its own priority when allowed (see `raise_priority`). Exits 1
+when a target is missed.
 """
 
 import asyncio

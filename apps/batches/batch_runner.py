@@ -35,7 +35,15 @@ from apps.batches.parameters import combination
 from apps.batches.selectors import combination_aggregates
 from apps.batches.services import LEASE_TTL, _enqueue_chunk, batch_chunk_lost, batch_publish
 from apps.experiments.models import Experiment, ExperimentTarget, Response
-from apps.experiments.runner import Answer, Answerer, Item, experiment_items, refused_key_reason, response_fields
+from apps.experiments.runner import (
+    REQUEST_OPTIONS,
+    Answer,
+    Answerer,
+    Item,
+    experiment_items,
+    refused_key_reason,
+    response_fields,
+)
 from apps.providers.engine.types import Kind
 from apps.providers.urlcheck import check_base_url
 
@@ -232,6 +240,7 @@ async def _chunk(batch_id: int, token: str) -> tuple[str, str]:
     plan, progress = await db(_plan)(batch_id)
     batch = plan.batch
     values, metric = batch.parameter_values, batch.objective
+    options = {k: v for k, v in batch.experiment.parameters.items() if k in REQUEST_OPTIONS}
     for target in plan.targets:
         if target.endpoint.kind != Kind.SIM:
             await db(check_base_url)(target.endpoint.base_url, must_resolve=True)
@@ -290,6 +299,7 @@ async def _chunk(batch_id: int, token: str) -> tuple[str, str]:
             c, target, item, repetition = job
             params = combination(values, c)
             progress.current = params
+            params = {**options, **params}  # the sweep's fixed request options (top_k, stop …) with the swept values
             answer: Answer | None = await answerer.answer(target, item, params, stop)
             if answer is None:
                 return

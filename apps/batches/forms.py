@@ -270,6 +270,7 @@ class BatchForm(ExperimentForm):
 
     def clean(self):
         data = forms.ModelForm.clean(self)
+        self.clean_request_options(data)
         if "target_pairs" in self.fields and not data.get("target_pairs") and "target_pairs" not in self.errors:
             self.add_error("target_pairs", "Choose at least one target.")
         for name in ("prompt", "system_prompt"):
@@ -313,6 +314,7 @@ class BatchForm(ExperimentForm):
             "prompt": data["prompt"], "test_cases": list(data["test_cases"]), "suite": data.get("suite"),
             "targets": self.targets(), "repetitions": data["responses_per_item"],
             "parameter_ranges": data["ranges"], "concurrency": data["concurrency"], "objective": data["objective"],
+            "request_options": self.request_options(),
         }  # fmt: skip
 
     def estimate(self) -> Estimate:

@@ -324,6 +324,7 @@ def batch_create(
     concurrency: int = 4,
     objective: str = Batch.Objective.OVERALL,
     tags: list[str] | None = None,
+    request_options: dict | None = None,
 ) -> Batch:
     """A pending sweep over the team's approved test cases (or a prompt) and endpoints; refused
     (TransitionRefused, RangeError) for another team's test case, suite or endpoint or a bad range."""
@@ -333,7 +334,7 @@ def batch_create(
     experiment = experiment_create(
         team=team, user=user, name=name, targets=targets, test_cases=test_cases, suite=suite, prompt=prompt,
         system_prompt=system_prompt, description=description, responses_per_item=repetitions, tags=tags or [],
-        kind=Experiment.Kind.BATCH,
+        kind=Experiment.Kind.BATCH, parameters=dict(request_options or {}),  # fixed options, sent with every combination
     )  # fmt: skip
     items = experiment_items(experiment)
     estimate = batch_estimate(

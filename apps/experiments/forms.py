@@ -31,6 +31,11 @@ def target_choices(endpoints) -> list[tuple[str, list[tuple[str, str]]]]:
     return groups
 
 
+REQUEST_OPTION_FIELDS = (
+    "top_k", "min_p", "repetition_penalty", "min_tokens", "ignore_eos", "stop_text", "response_format", "json_schema",
+)  # fmt: skip
+
+
 class ExperimentForm(forms.ModelForm):
     """Targets are picked from the team's endpoints and the model names configured on each (one select
     of "endpoint · model" pairs, which works without JavaScript); `targets_text` (one `endpoint name:
@@ -53,10 +58,33 @@ class ExperimentForm(forms.ModelForm):
     frequency_penalty = forms.FloatField(required=False, min_value=-2, max_value=2, help_text="−2 to 2.")
     presence_penalty = forms.FloatField(required=False, min_value=-2, max_value=2, help_text="−2 to 2.")
     seed = forms.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
+    # Request options (issue 13): top-k, min-p, repetition penalty and min tokens reach OpenAI-compatible servers
+    # only (vLLM, SGLang); stop and the response format every OpenAI-style server.
+    top_k = forms.IntegerField(required=False, min_value=-1, max_value=1_000_000, label="Top k",
+                               help_text="OpenAI-compatible servers; −1 for all tokens.")  # fmt: skip
+    min_p = forms.FloatField(required=False, min_value=0, max_value=1, label="Min p",
+                             help_text="OpenAI-compatible servers; 0 to 1.")  # fmt: skip
+    repetition_penalty = forms.FloatField(required=False, min_value=0.01, max_value=10,
+                                          help_text="OpenAI-compatible servers; 1 is none.")  # fmt: skip
+    min_tokens = forms.IntegerField(required=False, min_value=0, max_value=1_000_000, label="Min tokens",
+                                    help_text="OpenAI-compatible servers: at least this many output tokens.")  # fmt: skip
+    ignore_eos = forms.BooleanField(required=False, label="Ignore end of sequence",
+                                    help_text="OpenAI-compatible servers: always generate max tokens.")  # fmt: skip
+    stop_text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Stop sequences",
+                                help_text="One per line, at most 4.")  # fmt: skip
+    response_format = forms.ChoiceField(
+        required=False, label="Response format",
+        choices=[("", "Free text"), ("json_object", "JSON (any object)"), ("json_schema", "JSON matching a schema")],
+    )  # fmt: skip
+    json_schema = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), label="JSON schema",
+        help_text='For "JSON matching a schema": {"name": "…", "schema": {…}} as the OpenAI API takes it.',
+    )  # fmt: skip
 
     field_order = [
         "name", "description", "target_pairs", "targets_text", "test_cases", "system_prompt", "prompt",
         "responses_per_item", "temperature", "top_p", "max_tokens", "frequency_penalty", "presence_penalty", "seed",
+        *REQUEST_OPTION_FIELDS,
     ]  # fmt: skip
 
     class Meta:
@@ -106,16 +134,54 @@ class ExperimentForm(forms.ModelForm):
             self.add_error("target_pairs", "Choose at least one target.")
         return targets
 
+    def clean_stop_text(self) -> list[str] | None:
+        stops = [line for line in (self.cleaned_data.get("stop_text") or "").splitlines() if line.strip()]
+        if len(stops) > 4:
+            raise forms.ValidationError(f"{len(stops)} stop sequences; at most 4.")
+        return stops or None
+
     def clean(self):
         data = super().clean()
         if not data.get("test_cases") and not (data.get("prompt") or "").strip():
             self.add_error("prompt", "Give a prompt or choose approved test cases.")
+        self.clean_request_options(data)
         return data
+
+    def clean_request_options(self, data: dict) -> None:
+        """The response format as the API takes it, in `data["response_format_value"]` (errors on their field)."""
+        kind, schema = data.get("response_format"), (data.get("json_schema") or "").strip()
+        data["response_format_value"] = None
+        if kind == "json_object":
+            data["response_format_value"] = {"type": "json_object"}
+        elif kind == "json_schema":
+            try:
+                parsed = json_loads(schema) if schema else None
+            except ValueError as exc:
+                self.add_error("json_schema", f"Not valid JSON: {exc}")
+            else:
+                if not isinstance(parsed, dict) or not isinstance(parsed.get("schema"), dict):
+                    self.add_error("json_schema", 'Give an object with a "name" and a "schema" object.')
+                else:
+                    data["response_format_value"] = {"type": "json_schema", "json_schema": parsed}
+
+    def request_options(self) -> dict:
+        """The request options chosen (none left at their default), as GenerationRequest fields."""
+        data = self.cleaned_data
+        options = {
+            k: data[k] for k in ("top_k", "min_p", "repetition_penalty", "min_tokens") if data.get(k) is not None
+        }
+        if data.get("ignore_eos"):
+            options["ignore_eos"] = True
+        if data.get("stop_text"):
+            options["stop"] = data["stop_text"]
+        if data.get("response_format_value"):
+            options["response_format"] = data["response_format_value"]
+        return options
 
     def create_kwargs(self) -> dict:
         data = self.cleaned_data
         names = ("temperature", "top_p", "max_tokens", "frequency_penalty", "presence_penalty", "seed")
-        parameters = {k: data[k] for k in names if data.get(k) is not None}
+        parameters = {k: data[k] for k in names if data.get(k) is not None} | self.request_options()
         return {
             "name": data["name"], "description": data["description"], "system_prompt": data["system_prompt"],
             "prompt": data["prompt"], "test_cases": list(data["test_cases"]), "targets": data["targets_text"],

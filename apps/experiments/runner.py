@@ -28,6 +28,8 @@ from apps.providers.ratelimit import EndpointRateLimiter
 
 DEFAULT_CONCURRENCY = 4
 PARAMETERS = ("temperature", "top_p", "max_tokens", "frequency_penalty", "presence_penalty", "seed")
+# Sent as set on the experiment (fixed in a parameter sweep), recorded on each response with the parameters.
+REQUEST_OPTIONS = ("top_k", "min_p", "repetition_penalty", "min_tokens", "ignore_eos", "stop", "response_format")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ def response_fields(answer: Answer, *, repetition: int, combination: int = 0) ->
     return {
         "experiment_id": answer.target.experiment_id, "target": answer.target, "test_case": item.test_case,
         "item_key": item.key, "combination": combination, "repetition": repetition, "content": result.text,
-        "parameters": {k: getattr(request, k) for k in PARAMETERS if getattr(request, k) is not None},
+        "parameters": {k: getattr(request, k) for k in PARAMETERS if getattr(request, k) is not None}
+        | {k: getattr(request, k) for k in REQUEST_OPTIONS if getattr(request, k) not in (None, False)},
         "input_tokens": result.input_tokens, "output_tokens": result.output_tokens, "ttft_ms": result.ttft_ms,
         "latency_ms": result.e2e_ms, "cost_usd": cost_usd(answer.target.endpoint, result) if result.ok else None,
         "error_code": result.error.code if result.error else "",
@@ -174,7 +177,11 @@ async def _run(experiment: Experiment, todo: list[tuple[ExperimentTarget, Item, 
     """'' when done, else why the run stopped."""
     stop = asyncio.Event()
     reason = {"text": ""}
-    params = {k: experiment.parameters.get(k) for k in PARAMETERS if experiment.parameters.get(k) is not None}
+    params = {
+        k: experiment.parameters.get(k)
+        for k in (*PARAMETERS, *REQUEST_OPTIONS)
+        if experiment.parameters.get(k) is not None
+    }
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         answerer = Answerer(session, experiment.team_id, list({t.endpoint_id: t.endpoint for t, _, _ in todo}.values()))

@@ -269,3 +269,27 @@ def test_results_are_counted_per_combination(team, queued):
     run_batch_chunk(batch.pk)
     counts = dict(Response.objects.filter(experiment_id=batch.pk).values_list("combination").annotate(n=Count("id")))
     assert counts == dict.fromkeys(range(6), 3)
+
+
+def test_a_sweeps_fixed_request_options_go_with_every_combination(team, queued, monkeypatch):
+    """Options chosen on the sweep's form (stop, top-k …) are sent with each swept temperature and top-p."""
+    from apps.batches.forms import BatchForm
+    from apps.providers.engine.sim import SimAdapter
+
+    sent = []
+    original = SimAdapter.generate
+
+    async def spy(self, session, request):
+        sent.append(request)
+        return await original(self, session, request)
+
+    monkeypatch.setattr(SimAdapter, "generate", spy)
+    endpoint = sim_endpoint(team)
+    form = BatchForm({"name": "opts", "target_pairs": [f"{endpoint.pk}:sim-small"], "prompt": "p",
+                      "responses_per_item": 1, "concurrency": 2, "temperature": "0.2, 0.8", "objective": "overall",
+                      "top_k": 40, "stop_text": "END", "response_format": "json_object"}, team=team)  # fmt: skip
+    assert form.is_valid(), form.errors
+    batch = started(services.batch_create(team=team, user=None, **form.create_kwargs()))
+    assert run_batch_chunk(batch.pk) == "completed"
+    assert sorted(r.temperature for r in sent) == [0.2, 0.8]
+    assert {(r.top_k, tuple(r.stop), r.response_format["type"]) for r in sent} == {(40, ("END",), "json_object")}

@@ -1,6 +1,8 @@
 """Experiments run against sim and over HTTP: responses stored and evaluated as they arrive, a
 rerun repeats none, a refused key stops the run, and the per-target figures match scipy."""
 
+import json
+
 import pytest
 from scipy import stats
 
@@ -209,3 +211,57 @@ def test_compare_two_targets_with_fisher_and_mann_whitney(team, member):
     assert result["pass_rate_p_value"] == pytest.approx(stats.fisher_exact([[6, 2], [2, 6]]).pvalue)
     expected = stats.mannwhitneyu([1.0] * 6 + [0.0] * 2, [1.0] * 2 + [0.0] * 6, alternative="two-sided").pvalue
     assert result["mean_score_p_value"] == pytest.approx(expected)
+
+
+def test_request_options_from_the_form_reach_the_server_and_the_responses(team, member):
+    """Top-k, min-p, repetition penalty, min tokens, ignore EOS, stop and a JSON schema, chosen on the experiment
+    form, are in every body the server receives and recorded on each response."""
+    from aiohttp import web
+
+    from apps.experiments.forms import ExperimentForm
+    from apps.providers.mockllm import MockProfile, make_app, received_requests
+
+    app = make_app(MockProfile(ttft_ms=2, itl_ms=1, output_tokens=6))
+
+    async def start():
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return runner
+
+    async def stop(runner):
+        await runner.cleanup()
+
+    with running_in_thread(start, stop) as runner:
+        ProviderEndpoint.objects.create(team=team, name="mock", kind="openai_compatible",
+                                                   base_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1")  # fmt: skip
+        schema = '{"name": "answer", "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}'
+        form = ExperimentForm({
+            "name": "opts", "targets_text": "mock: mock", "prompt": "Say hi", "responses_per_item": 2,
+            "max_tokens": 6, "top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1, "min_tokens": 3,
+            "ignore_eos": "on", "stop_text": "END\n\nSTOP", "response_format": "json_schema", "json_schema": schema,
+        }, team=team)  # fmt: skip
+        assert form.is_valid(), form.errors
+        experiment = experiment_create(team=team, user=member, **form.create_kwargs())
+        assert run_experiment(experiment.pk) == "completed"
+        bodies = [entry["body"] for entry in received_requests(app) if entry["path"].endswith("/chat/completions")]
+    expected = {"top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1, "min_tokens": 3, "ignore_eos": True,
+                "stop": ["END", "STOP"],
+                "response_format": {"type": "json_schema", "json_schema": json.loads(schema)}}  # fmt: skip
+    assert len(bodies) == 2 and all({k: b.get(k) for k in expected} == expected for b in bodies)
+    for response in Response.objects.filter(experiment=experiment):
+        assert {k: response.parameters.get(k) for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "fields, error_field",
+    [({"stop_text": "a\nb\nc\nd\ne"}, "stop_text"), ({"response_format": "json_schema", "json_schema": "{"}, "json_schema"),
+     ({"response_format": "json_schema", "json_schema": '{"name": "x"}'}, "json_schema"), ({"min_p": 2}, "min_p")],
+)  # fmt: skip
+def test_bad_request_options_name_their_field(team, fields, error_field):
+    from apps.experiments.forms import ExperimentForm
+
+    sim(team)
+    form = ExperimentForm({"name": "x", "targets_text": "sim: sim-small", "prompt": "p", "responses_per_item": 1,
+                           **fields}, team=team)  # fmt: skip
+    assert not form.is_valid() and error_field in form.errors
