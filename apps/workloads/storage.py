@@ -101,7 +101,9 @@ def _payload_key(payload: bytes) -> str:
 
 def dump_dataset(parsed: ParsedDataset) -> bytes:
     """The stored form of a parsed dataset: zlib(orjson(normalized)). `load_dataset` returns an equal one."""
-    payload = zlib.compress(orjson.dumps(_normalized(parsed)), 6)
+    # Level 1: about 4× faster than the default 6 on conversation text for a payload a few percent larger; at the
+    # default, compressing took longer than parsing (15 MB/s on realistic ShareGPT text).
+    payload = zlib.compress(orjson.dumps(_normalized(parsed)), 1)
     _datasets.put(_payload_key(payload), parsed)  # the upload's preview and first plan need not load it again
     return payload
 

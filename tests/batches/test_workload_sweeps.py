@@ -18,7 +18,7 @@ from apps.batches.services import sweep_create
 from apps.hardware.models import PerformanceRun, RequestSample
 from apps.providers.mockllm import TOKEN_TEXT, MockProfile, clear_received, make_app, received_requests
 from apps.providers.models import ProviderEndpoint
-from apps.workloads.engine.tokens import load_tokenizer
+from apps.workloads.engine.tokens import MEAN_WORD_CHARS, load_tokenizer
 from apps.workloads.services import dataset_upload, tokenizer_upload, workload_create
 from tests.factories import HardwareProfileFactory, ModelVariantFactory
 from tests.threaded import running_in_thread
@@ -409,7 +409,9 @@ def test_without_a_tokenizer_lengths_are_calibrated_against_the_server(team, moc
     received = mock.received()
     probes, requests = received[:6], received[6:]
     assert [r["body"]["max_tokens"] for r in probes] == [1] * 6
-    assert [len(user_text(r["body"]).split()) for r in probes] == [32, 128, 512, 1024, 2048, 64]
+    # n words' worth of characters (words_text balances by length, within half a word)
+    sizes = [(len(user_text(r["body"])) + 1) / MEAN_WORD_CHARS for r in probes]
+    assert all(abs(size - n) <= 1 for size, n in zip(sizes, [32, 128, 512, 1024, 2048, 64], strict=True)), sizes
     assert len(requests) == 8 and all(r["body"]["max_tokens"] == 4 for r in requests)
     run_ = runs_of(sweep)[0]
     assert run_.token_calibration["method"] == "probe"

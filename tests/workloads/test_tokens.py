@@ -89,12 +89,24 @@ def test_the_loop_gives_up_after_ten_tries_and_reports(test_counter):
 
 
 def test_words_text_has_the_words_and_varied_openings():
-    """words_text gives exactly n plain words, seeded, starting at different words."""
+    """words_text is seeded, starts at different words and has about n words."""
     text = words_text(37, np.random.default_rng(1))
-    assert len(text.split()) == 37
+    assert 30 <= len(text.split()) <= 44
     assert text == words_text(37, np.random.default_rng(1))
     rng = np.random.default_rng(2)
     assert len({words_text(5, rng) for _ in range(20)}) >= 15
+
+
+def test_words_text_is_as_long_in_characters_whatever_it_starts_with():
+    """A server counts tokens by characters more than by words: every text of n words has n average words' worth of
+    characters (within half a word), so calibrated lengths do not depend on the opening word."""
+    from apps.workloads.engine.tokens import MEAN_WORD_CHARS
+
+    rng = np.random.default_rng(3)
+    for n in (8, 40, 400):
+        lengths = [len(words_text(n, rng)) + 1 for _ in range(200)]  # + the last word's space
+        longest_word = max(len(w) for w in words_text(2000, rng).split()) + 1
+        assert all(abs(length - n * MEAN_WORD_CHARS) <= longest_word / 2 + 1 for length in lengths)
     assert words_text(0, rng) == ""
 
 

@@ -51,6 +51,7 @@ closing, and somewhere a piano played slowly by someone still learning the tune.
 """
 
 WORDS: tuple[str, ...] = tuple(CORPUS.split())
+MEAN_WORD_CHARS = sum(len(w) + 1 for w in WORDS) / len(WORDS)  # a word and the space after it
 
 
 class TokenCounter:
@@ -155,6 +156,23 @@ class ExactText:
 
 
 def words_text(n_words: int, rng: np.random.Generator) -> str:
-    """`n_words` plain words of the corpus (for a server calibrated by words, no tokenizer), from a random word on."""
+    """`n_words` words' worth of corpus text from a random word on (for a server calibrated by words, no tokenizer).
+
+    The text is as long in characters as `n_words` words of average length (±half a word), whatever words it happens
+    to start with: a server's token count follows characters much more closely than words, so a prompt starting on
+    long words would otherwise come out several percent longer than one starting on short words."""
+    if n_words <= 0:
+        return ""
     start = int(rng.integers(len(WORDS)))
-    return " ".join(WORDS[(start + i) % len(WORDS)] for i in range(n_words))
+    target = n_words * MEAN_WORD_CHARS  # characters, counting the space after each word
+    words: list[str] = []
+    chars = 0.0
+    i = start
+    while True:
+        word = WORDS[i % len(WORDS)]
+        if words and chars + (len(word) + 1) / 2 > target:
+            break
+        words.append(word)
+        chars += len(word) + 1
+        i += 1
+    return " ".join(words)
