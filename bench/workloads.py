@@ -10,7 +10,7 @@ token-exact lengths, each on the product's own path. Targets:
 * 256 concurrent multi-turn sessions (4 turns, no think time, `BENCH_WORKLOADS_SESSIONS_S` ≈ 10 s) through
   `run_sessions`: TTFT error (measured − the mock's 50 ms) ≤ 1.5 × that of a minimal aiohttp reference client
   run against the same mock from the same core (vLLM's multi-turn bench measures the same way). The two alternate
-  (reference first, then llmbench first) for `BENCH_WORKLOADS_SESSION_ROUNDS` (2) rounds; each client's figure is
+  (reference first, then llmbench first) for `BENCH_WORKLOADS_SESSION_ROUNDS` (4) rounds; each client's figure is
   the mean of its rounds;
 * input lengths: with a tokenizer (a byte-level BPE trained here, offline) every one of 2,000 planned prompts
   re-counts to its requested length; without one, calibrated by the product's probe against mockllm (which counts
@@ -67,7 +67,7 @@ TRACE_ROWS, TRACE_GAP_MS, TRACE_BLOCK = 6_000, 10, 512
 TRACE_S = float(os.environ.get("BENCH_WORKLOADS_TRACE_S", "60"))
 SESSIONS, SESSION_TURNS, SESSION_INPUT_TOKENS = 256, 4, 64
 SESSIONS_S = float(os.environ.get("BENCH_WORKLOADS_SESSIONS_S", "10"))
-SESSION_ROUNDS = int(os.environ.get("BENCH_WORKLOADS_SESSION_ROUNDS", "2"))
+SESSION_ROUNDS = int(os.environ.get("BENCH_WORKLOADS_SESSION_ROUNDS", "4"))
 EXACT_REQUESTS, CALIBRATED_REQUESTS = 2_000, 200
 MIN_REFERENCE_ERROR_MS = 1.0  # a reference error below this is compared as 1 ms (timer and scheduling noise)
 REPEATS = 3
@@ -395,7 +395,8 @@ Turn = tuple[int, float, int | None, float | None]
 async def reference_sessions(base_url: str, plan: RequestPlan, duration_s: float) -> list[Turn]:
     """The minimal client: SESSIONS tasks, each running sessions one after another, every turn carrying the real
     earlier answers; no turn is sent after `duration_s` (as run_sessions stops). TTFT is stamped with
-    time.perf_counter at the first chunk with content."""
+    time.perf_counter at the first chunk with content. It sends the body the product sends to an OpenAI-compatible
+    server (usage in every chunk: `continuous_usage_stats`), so the mock does the same work for both clients."""
     url = f"{base_url}/chat/completions"
     texts = [(s.system, [t.user for t in s.turns], [t.max_tokens for t in s.turns]) for s in plan.sessions]
     counter = itertools.count()
@@ -404,7 +405,7 @@ async def reference_sessions(base_url: str, plan: RequestPlan, duration_s: float
     async def turn(http: aiohttp.ClientSession, messages: list[dict], max_tokens: int) -> tuple[tuple | None, str]:
         """((TTFT ms, prompt tokens, mock lateness ms) or None when nothing came, the answer's text)."""
         body = {"model": "mock", "messages": messages, "max_tokens": max_tokens, "ignore_eos": True, "stream": True,
-                "stream_options": {"include_usage": True}}  # fmt: skip
+                "stream_options": {"include_usage": True, "continuous_usage_stats": True}}  # fmt: skip
         sent_at = time.monotonic()  # only to read the mock's send stamp against (CLOCK_MONOTONIC, shared)
         started = time.perf_counter()
         first, parts, tail, prompt_tokens, late_ms = None, [], b"", None, None
