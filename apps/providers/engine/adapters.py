@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 
 from apps.providers.engine.sse import SSEParser
 from apps.providers.engine.types import (
@@ -339,7 +340,7 @@ class Adapter:
     def _load(self, data: str, stream: _Stream) -> Any:
         """An event's JSON, or None after recording a protocol error."""
         try:
-            return json.loads(data)
+            return orjson.loads(data)  # every streamed event: several times faster than json.loads
         except (ValueError, RecursionError):
             count = len(stream.result.chunk_times)
             stream.error = RequestError(ErrorKind.PROTOCOL, f"unparsable JSON after {count} chunks: {data[:120]!r}")
