@@ -65,7 +65,6 @@ WORDS = {
 }
 FIELD_LABELS = {
     "seed": "Seed",
-    "length_basis": "Input length counts",
     "prefix.placement": "Shared prefix placement",
     "sessions.mode": "Session mode",
     "sessions.users": "Users",
@@ -145,12 +144,6 @@ class WorkloadForm(forms.Form):
         queryset=Tokenizer.objects.none(), required=False, label="Tokenizer",
         empty_label="None: calibrate against the server at run time",
         help_text="With the model's tokenizer.json, input lengths are exact token counts.",
-    )  # fmt: skip
-    length_basis = forms.ChoiceField(
-        label="Input length counts",
-        choices=[("content", "The prompt text only (chat template tokens come on top)"),
-                 ("server", "As the server counts them (the chat template's tokens are subtracted)")],
-        initial="content",
     )  # fmt: skip
 
     # dataset source
@@ -361,8 +354,7 @@ class WorkloadForm(forms.Form):
         """The spec the fields describe (blocks of other sources left out)."""
         data = self.cleaned_data
         source = data.get("source") or "synthetic"
-        spec: dict = {"format": "llmbench.workload/1", "source": source, "seed": data.get("seed") or 0,
-                      "length_basis": data.get("length_basis") or "content"}  # fmt: skip
+        spec: dict = {"format": "llmbench.workload/1", "source": source, "seed": data.get("seed") or 0}
         if source == "synthetic":
             spec["input_tokens"] = self._dist("input")
             spec["output_tokens"] = self._dist("output")
@@ -486,8 +478,7 @@ def _dist_initial(prefix: str, spec: dict | None) -> dict:
 
 def spec_initial(spec: dict) -> dict:
     """The editor's initial values for a stored spec (the reverse of WorkloadForm.build_spec)."""
-    initial: dict = {"source": spec.get("source", "synthetic"), "seed": spec.get("seed", 0),
-                     "length_basis": spec.get("length_basis", "content")}  # fmt: skip
+    initial: dict = {"source": spec.get("source", "synthetic"), "seed": spec.get("seed", 0)}
     initial |= _dist_initial("input", spec.get("input_tokens"))
     initial |= _dist_initial("output", spec.get("output_tokens"))
     if prefix := spec.get("prefix"):

@@ -268,7 +268,7 @@ def editor_groups(form: WorkloadForm) -> dict:
 
     prefix_rows = [pick(f"prefix_{i}_weight", f"prefix_{i}_count", f"prefix_{i}_tokens") for i in range(1, 4)]
     return {
-        "about": pick("name", "description", "source", "seed", "tokenizer", "length_basis"),
+        "about": pick("name", "description", "source", "seed", "tokenizer"),
         "input": dist("input"),
         "output": dist("output"),
         "dataset": pick(
