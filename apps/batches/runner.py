@@ -8,6 +8,7 @@ server stops keeping up is the point.
 """
 
 import asyncio
+import contextlib
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -151,11 +152,17 @@ async def _run_step_async(
         def on_progress(progress: StepProgress) -> None:
             live.progress = progress
 
+        step_over = asyncio.Event()
+
         async def pulse() -> None:
-            while True:
+            # Ends on `step_over`, not only on cancellation: a cancel that lands while sync_to_async's thread
+            # finishes can be swallowed, and this loop then kept asyncio.run from ever returning (seen once
+            # under load in CI: the test timed out with the loop waking every HEARTBEAT_S / 2).
+            while not step_over.is_set():
                 if await sync_to_async(_pulse_sync, thread_sensitive=False)(sweep.pk, step.index, live.progress):
                     live.cancel.set()
-                await asyncio.sleep(HEARTBEAT_S / 2)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(step_over.wait(), HEARTBEAT_S / 2)
 
         pulser = asyncio.create_task(pulse())
         try:
@@ -171,7 +178,9 @@ async def _run_step_async(
                 spec = traffic.workload_step_spec(sweep, step, plan)
                 outcome = await run_step(spec, send, on_progress=on_progress, cancel=live.cancel)
         finally:
+            step_over.set()
             pulser.cancel()
+            await asyncio.wait({pulser}, timeout=HEARTBEAT_S * 5)
     return outcome, live
 
 
