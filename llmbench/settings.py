@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "apps.hardware",
     "apps.experiments",
     "apps.batches",
+    "apps.capacity",
     "apps.analytics",
 ]
 

@@ -75,6 +75,15 @@ class LoadSweep(TeamOwned):
     token_calibration = models.JSONField(
         null=True, blank=True, help_text="Words-to-tokens fit measured against the server before the first step."
     )
+    trials = models.PositiveSmallIntegerField(
+        default=1, help_text="Times each level is run; figures across trials get t intervals."
+    )
+    shards = models.PositiveSmallIntegerField(
+        default=1, help_text="Worker processes each step is split across (each sends 1/N of the load)."
+    )
+    # "" for a sweep a user made; "capacity" for the probes of a capacity search, which that app runs,
+    # resumes and recovers (apps.capacity): the sweep pages and the stalled-sweep job leave it alone.
+    managed_by = models.CharField(max_length=20, blank=True, default="")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
@@ -107,6 +116,7 @@ class LoadSweepStep(models.Model):
     sweep = models.ForeignKey(LoadSweep, on_delete=models.CASCADE, related_name="steps")
     index = models.PositiveIntegerField()
     level = models.FloatField(help_text="Concurrency, or request rate in req/s.")
+    trial = models.PositiveSmallIntegerField(default=0, help_text="Which repetition of the level (0 first).")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     run = models.OneToOneField(
         PerformanceRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="sweep_step"
@@ -119,6 +129,9 @@ class LoadSweepStep(models.Model):
     # Open loop: latency counted from each request's scheduled time, so a client that fell behind
     # cannot hide its delay (coordinated omission): {"ttft_p50_ms", "ttft_p99_ms", "e2e_p50_ms", "e2e_p99_ms"}.
     schedule_latency = models.JSONField(default=dict, blank=True)
+    # Sharded steps (sweep.shards > 1): {"shards": N, "attempt": a, "start_skew_ms": [per shard],
+    # "max_skew_ms": x, "barrier": "database"} — how far each shard's first send was from the shared start.
+    shard_alignment = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -128,6 +141,39 @@ class LoadSweepStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sweep} step {self.index + 1}"
+
+
+class StepShard(models.Model):
+    """One worker's share of a sharded step (apps.batches.shards): it waits at the barrier until every
+    shard of the attempt is ready, starts at the shared wall-clock instant, and leaves its results here
+    for the coordinator to merge into the step's one performance run."""
+
+    step = models.ForeignKey(LoadSweepStep, on_delete=models.CASCADE, related_name="shards")
+    attempt = models.PositiveSmallIntegerField(default=0, help_text="A step run again after a lost shard: 1, 2 …")
+    index = models.PositiveSmallIntegerField()
+    count = models.PositiveSmallIntegerField(help_text="Shards in the attempt.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process running it.")
+    ready_at = models.DateTimeField(null=True, blank=True)
+    start_at_epoch = models.FloatField(null=True, blank=True, help_text="The shared start (time.time()).")
+    started_at_epoch = models.FloatField(null=True, blank=True, help_text="When this shard actually began.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    results = models.BinaryField(null=True, blank=True, help_text="The shard's outcome, compressed (shards.py).")
+    error = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["step", "attempt", "index"]
+        constraints = [models.UniqueConstraint(fields=["step", "attempt", "index"], name="step_shard_unique_index")]
+
+    def __str__(self) -> str:
+        return f"{self.step} shard {self.index + 1}/{self.count}"
+
+    @property
+    def skew_ms(self) -> float | None:
+        if self.start_at_epoch is None or self.started_at_epoch is None:
+            return None
+        return (self.started_at_epoch - self.start_at_epoch) * 1000
 
 
 class Batch(models.Model):

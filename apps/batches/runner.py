@@ -10,6 +10,8 @@ server stops keeping up is the point.
 import asyncio
 import contextlib
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -24,6 +26,7 @@ from apps.batches.models import LoadSweep, LoadSweepStep, Status
 from apps.batches.services import HEARTBEAT_S, progress_publish
 from apps.hardware.parsed import ParsedRun
 from apps.hardware.services import RunTarget, run_store
+from apps.providers.engine import scrape
 from apps.providers.engine.adapters import adapter_for
 from apps.providers.engine.loadgen import StepOutcome, StepProgress, StepSpec, run_step
 from apps.providers.engine.sessions import run_sessions
@@ -94,6 +97,22 @@ class _Live:
     progress: StepProgress | None = None
     auth_refused: str = ""
     notes: list[str] = field(default_factory=list)
+    scraped: "scrape.ScrapedSeries | None" = None  # the server's metrics over the step, when it exposes them
+
+
+@dataclass(frozen=True)
+class Share:
+    """Which part of a step a process sends: shard `index` of `count` (apps.batches.shards). Shard k sends
+    the plan's requests k, k + count, k + 2·count …, so the shards together send each request once."""
+
+    index: int = 0
+    count: int = 1
+
+    def request(self, i: int) -> int:
+        return i * self.count + self.index
+
+
+WHOLE = Share()
 
 
 def _pulse_sync(sweep_id: int, step_index: int, progress: StepProgress | None) -> bool:
@@ -111,9 +130,23 @@ def _pulse_sync(sweep_id: int, step_index: int, progress: StepProgress | None) -
         connection.close()  # this pool thread's own connection: do not leave one open per thread
 
 
-async def _run_step_async(
-    sweep: LoadSweep, step: LoadSweepStep, config: EndpointConfig, plan: RequestPlan | None = None
+def _metrics_urls(sweep: LoadSweep, share: Share) -> list[str]:
+    """The server's metrics URLs to scrape during the step: by one process only (shard 0)."""
+    if share.index != 0 or sweep.endpoint.kind == Kind.SIM:
+        return []
+    return [url for url in (sweep.endpoint.metrics_url, sweep.endpoint.gpu_metrics_url) if url]
+
+
+async def run_step_async(
+    sweep: LoadSweep,
+    step: LoadSweepStep,
+    config: EndpointConfig,
+    plan: RequestPlan | None = None,
+    share: Share = WHOLE,
+    start_at_epoch: float | None = None,
 ) -> tuple[StepOutcome, _Live]:
+    """Run `share` of one step (all of it by default). With `start_at_epoch` (a sharded step's barrier) the
+    first send waits for that wall-clock instant: the session and the adapter are ready before it."""
     adapter = adapter_for(config)
     prompts = synthetic_prompts(sweep) if plan is None else []
     history = traffic.History(plan) if plan is not None else None
@@ -131,7 +164,7 @@ async def _run_step_async(
 
         async def send(i: int) -> GenerationResult:
             if plan is not None:
-                request = plan.request(first + i, 0, [])
+                request = plan.request(first + share.request(i), 0, [])
             else:
                 request = GenerationRequest(
                     model=sweep.model, messages=[{"role": "user", "content": prompts[i % len(prompts)]}],
@@ -143,9 +176,10 @@ async def _run_step_async(
             return result
 
         async def send_turn(s: int, t: int) -> GenerationResult:
-            request = history.request(first + s, t)
+            g = first + share.request(s)
+            request = history.request(g, t)
             result = await adapter.generate(session, request)
-            history.record(first + s, t, request, result.text if result.ok else None)
+            history.record(g, t, request, result.text if result.ok else None)
             check_auth(result)
             return result
 
@@ -164,31 +198,51 @@ async def _run_step_async(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(step_over.wait(), HEARTBEAT_S / 2)
 
+        spec = step_spec(sweep, step) if plan is None else traffic.workload_step_spec(sweep, step, plan)
+        if share.count > 1:
+            from apps.batches.shards import share_spec  # the shards module imports this one
+
+            spec = share_spec(spec, share.index, share.count)
+        if start_at_epoch is not None:
+            while (delay := start_at_epoch - time.time()) > 0:
+                await asyncio.sleep(delay if delay > 0.002 else 0)  # the last 2 ms spin: timers can fire late
         pulser = asyncio.create_task(pulse())
+        urls = _metrics_urls(sweep, share)
+        scraper = asyncio.create_task(scrape.scrape_loop(session, urls, step_over)) if urls else None
         try:
-            if plan is None:
-                outcome = await run_step(step_spec(sweep, step), send, on_progress=on_progress, cancel=live.cancel)
-            elif plan.multi_turn:
+            if plan is not None and plan.multi_turn:
                 outcome = await run_sessions(
-                    traffic.workload_step_spec(sweep, step, plan), send_turn, lambda s: plan.n_turns(first + s),
-                    lambda s, t: plan.think_s(first + s, t),
+                    spec, send_turn, lambda s: plan.n_turns(first + share.request(s)),
+                    lambda s, t: plan.think_s(first + share.request(s), t),
                     on_progress=on_progress, cancel=live.cancel,
                 )  # fmt: skip
             else:
-                spec = traffic.workload_step_spec(sweep, step, plan)
                 outcome = await run_step(spec, send, on_progress=on_progress, cancel=live.cancel)
         finally:
             step_over.set()
             pulser.cancel()
             await asyncio.wait({pulser}, timeout=HEARTBEAT_S * 5)
+            if scraper is not None:
+                done, _ = await asyncio.wait({scraper}, timeout=HEARTBEAT_S * 5)
+                if scraper in done and scraper.exception() is None:
+                    live.scraped = scraper.result()
+                else:
+                    scraper.cancel()
     return outcome, live
 
 
 @transaction.atomic
 def _store_step(
-    sweep: LoadSweep, step: LoadSweepStep, outcome: StepOutcome, plan: RequestPlan | None = None
+    sweep: LoadSweep,
+    step: LoadSweepStep,
+    outcome: StepOutcome,
+    plan: RequestPlan | None = None,
+    live: "_Live | None" = None,
+    alignment: dict | None = None,
+    on_stored: "Callable[[LoadSweepStep], None] | None" = None,
 ) -> LoadSweepStep:
-    """The step's requests become a performance run, and the step is finished, in one transaction."""
+    """The step's requests become a performance run, and the step is finished, in one transaction (with
+    whatever `on_stored` records about it: a capacity search judges its probe there)."""
     results = sorted(outcome.results, key=lambda r: r.send_time)
     closed = sweep.mode == LoadSweep.Mode.CLOSED
     version = sweep.workload_version
@@ -223,6 +277,7 @@ def _store_step(
         notes=outcome.kept_up_reason,
         samples=[r.to_sample(i, outcome.start_time) for i, r in enumerate(results)],
         is_simulated=sweep.endpoint.kind == Kind.SIM,
+        server_metrics=live.scraped.as_dict() if live is not None and live.scraped is not None else None,
         **workload,
     )
     run = run_store(
@@ -238,8 +293,12 @@ def _store_step(
     step.client_note = outcome.kept_up_reason[:300]
     if not closed:
         step.schedule_latency = _schedule_latency(outcome)
+    if alignment:
+        step.shard_alignment = alignment
     step.finished_at = timezone.now()
     step.save()
+    if on_stored is not None:
+        on_stored(step)
     return step
 
 
@@ -257,12 +316,42 @@ def _schedule_latency(outcome: StepOutcome) -> dict[str, float]:
     return figures
 
 
+@dataclass
+class StepRun:
+    """What running one step gave: the step (finished and stored), and why the sweep must stop, if it must."""
+
+    step: LoadSweepStep
+    outcome: StepOutcome
+    auth_refused: str = ""
+
+
+def run_and_store_step(
+    sweep: LoadSweep,
+    step: LoadSweepStep,
+    config: EndpointConfig,
+    plan: RequestPlan | None,
+    on_stored: "Callable[[LoadSweepStep], None] | None" = None,
+) -> StepRun:
+    """Run one step (across `sweep.shards` worker processes when more than one) and store it as a
+    performance run; `on_stored` runs in the storing transaction."""
+    LoadSweepStep.objects.filter(pk=step.pk).update(status=Status.RUNNING, started_at=timezone.now())
+    alignment = None
+    if sweep.shards > 1:
+        from apps.batches.shards import run_sharded  # the shards module imports this one
+
+        outcome, live, alignment = run_sharded(sweep, step, config, plan)
+    else:
+        outcome, live = asyncio.run(run_step_async(sweep, step, config, plan))
+    stored = _store_step(sweep, step, outcome, plan, live=live, alignment=alignment, on_stored=on_stored)
+    return StepRun(step=stored, outcome=outcome, auth_refused=live.auth_refused)
+
+
 def _finish(sweep: LoadSweep, status: str, error: str = "") -> None:
     LoadSweep.objects.filter(pk=sweep.pk).update(status=status, error=error, finished_at=timezone.now(), progress={})
     progress_publish(sweep_id=sweep.pk)
 
 
-def _prepare_workload(sweep: LoadSweep, config: EndpointConfig) -> RequestPlan | None:
+def prepare_workload(sweep: LoadSweep, config: EndpointConfig) -> RequestPlan | None:
     """A workload sweep's request plan, built once for all its steps. Without a tokenizer, token lengths are
     first calibrated against the server (six one-token requests), stored on the sweep so a resumed sweep
     sends the same lengths."""
@@ -295,15 +384,13 @@ def run_sweep(sweep_id: int) -> str:
     try:
         if config.kind != Kind.SIM:
             check_base_url(config.base_url, must_resolve=True)
-        plan = _prepare_workload(sweep, config)
+        plan = prepare_workload(sweep, config)
         for step in sweep.steps.exclude(status__in=[Status.COMPLETED, Status.CANCELLED]).order_by("index"):
-            LoadSweepStep.objects.filter(pk=step.pk).update(status=Status.RUNNING, started_at=timezone.now())
-            outcome, live = asyncio.run(_run_step_async(sweep, step, config, plan))
-            _store_step(sweep, step, outcome, plan)
-            if live.auth_refused:
-                _finish(sweep, Status.FAILED, live.auth_refused)
+            ran = run_and_store_step(sweep, step, config, plan)
+            if ran.auth_refused:
+                _finish(sweep, Status.FAILED, ran.auth_refused)
                 return Status.FAILED
-            if outcome.cancelled or LoadSweep.objects.filter(pk=sweep.pk, cancel_requested=True).exists():
+            if ran.outcome.cancelled or LoadSweep.objects.filter(pk=sweep.pk, cancel_requested=True).exists():
                 _finish(sweep, Status.CANCELLED)
                 return Status.CANCELLED
     except Exception as exc:  # the sweep records why (never the key); the queue sees a finished task

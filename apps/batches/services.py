@@ -75,7 +75,9 @@ def sweep_cancel(*, sweep: LoadSweep) -> LoadSweep:
 
 def sweeps_recover_stalled() -> int:
     """Mark running sweeps whose worker went silent as failed (resumable); run every minute."""
-    stalled = LoadSweep.objects.filter(status=Status.RUNNING, heartbeat_at__lt=timezone.now() - STALL_AFTER)
+    stalled = LoadSweep.objects.filter(
+        status=Status.RUNNING, heartbeat_at__lt=timezone.now() - STALL_AFTER, managed_by=""
+    )  # a capacity search recovers its own
     count = 0
     for sweep in stalled:
         LoadSweepStep.objects.filter(sweep=sweep, status=Status.RUNNING).update(status=Status.PENDING)

@@ -62,7 +62,7 @@ def sweep_list(request):
     simulated = ExperimentTarget.objects.filter(experiment_id=OuterRef("pk"), endpoint__kind=Kind.SIM)
     batches = Batch.objects.filter(experiment__team=request.team).select_related("experiment")
     batches = batches.annotate(is_simulated=Exists(simulated)).order_by("-experiment__created_at", "-pk")
-    sweeps = LoadSweep.objects.filter(team=request.team).select_related("endpoint", "variant")
+    sweeps = LoadSweep.objects.filter(team=request.team, managed_by="").select_related("endpoint", "variant")
     page = Paginator(batches, 50).get_page(request.GET.get("page"))
     rows = [(s, _values_text(s.levels)) for s in sweeps]
     return render(request, "batches/sweep_list.html", {"page": page, "sweeps": rows})

@@ -186,3 +186,23 @@ class RunSummary(models.Model):
 
     def stat(self, metric: str, key: str) -> float | None:
         return (self.metrics.get(metric) or {}).get(key)
+
+
+class ServerMetrics(models.Model):
+    """What the server said about itself while a run was measured: its Prometheus metrics (and a DCGM
+    exporter's), scraped every second (apps.providers.engine.scrape), reduced in apps.hardware.server_metrics."""
+
+    run = models.OneToOneField(PerformanceRun, on_delete=models.CASCADE, related_name="server_metrics")
+    # {"t_s": [seconds since the run's start], "metrics": {"running": [...], "waiting": [...], "kv_cache_usage": [...],
+    #  "gpu_power_w": [...], ...}} — None where a scrape failed or the server does not expose the metric.
+    series = models.JSONField(default=dict)
+    # Reductions over the run: means and maxima, server TTFT from its histogram, energy, tokens per joule,
+    # and the client/server TTFT disagreement ({"ttft_disagreement": {"client_ms", "server_ms", "ratio", "flagged"}}).
+    summary = models.JSONField(default=dict)
+    sources = models.JSONField(default=dict, help_text="Which URLs were scraped, the engine recognised, errors.")
+
+    class Meta:
+        verbose_name_plural = "server metrics"
+
+    def __str__(self) -> str:
+        return f"Server metrics of {self.run_id}"

@@ -63,3 +63,6 @@ class ParsedRun:
     # ({"method": "tokenizer" | "probe" | "estimated" | "words", ...}). None for imported runs.
     workload_version_id: int | None = None
     token_calibration: dict | None = None
+    # Issue 14: the server's own metrics scraped during a live step (apps.providers.engine.scrape.ScrapedSeries
+    # .as_dict()); stored as a ServerMetrics row with its reductions. None when not scraped.
+    server_metrics: dict | None = None

@@ -38,6 +38,14 @@ class ProviderEndpoint(TeamOwned):
     connect_timeout_s = models.FloatField(default=10.0)
     read_timeout_s = models.FloatField(default=60.0, help_text="Longest silence between two chunks.")
     total_timeout_s = models.FloatField(default=600.0)
+    # Server-side metrics (issue 14), scraped every second during load steps when set.
+    metrics_url = models.CharField(
+        max_length=500, blank=True,
+        help_text="The server's Prometheus metrics, e.g. http://10.0.0.5:8000/metrics (vLLM, SGLang, TGI).",
+    )  # fmt: skip
+    gpu_metrics_url = models.CharField(
+        max_length=500, blank=True, help_text="A DCGM exporter's metrics, e.g. http://10.0.0.5:9400/metrics."
+    )
     last_test_at = models.DateTimeField(null=True, blank=True)
     last_test_ok = models.BooleanField(null=True)
     last_test_message = models.CharField(max_length=500, blank=True)
