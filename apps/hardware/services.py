@@ -134,7 +134,8 @@ def _workload_columns(samples: list[ParsedSample]) -> WorkloadColumns | None:
     return WorkloadColumns(*(np.array([getattr(s, name) for s in samples], dtype=float) for name in WORKLOAD_FIELDS))
 
 
-def _columns_from_db(run: PerformanceRun) -> SampleColumns:
+def run_columns(run: PerformanceRun) -> SampleColumns:
+    """A stored run's samples as numpy columns, in request order."""
     rows = (
         RequestSample.objects.filter(run=run)
         .order_by("index")
@@ -192,7 +193,7 @@ def run_summary_compute(*, run: PerformanceRun) -> RunSummary | None:
         return summary
     if not RequestSample.objects.filter(run=run).exists():
         return summary
-    return _save_summary(run, _columns_from_db(run))
+    return _save_summary(run, run_columns(run))
 
 
 def _reported_summary(run: PerformanceRun, parsed: ParsedRun) -> RunSummary:
