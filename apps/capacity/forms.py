@@ -154,6 +154,22 @@ class CapacitySearchForm(forms.Form):
             elif field not in self.fields:
                 self.add_error(None, sentence(message))
 
+    def _bound(self, names: str) -> list:
+        return [self[name] for name in names.split()]
+
+    @property
+    def measure_fields(self) -> list:
+        return self._bound("name target variant hardware deployment workload prompt_tokens output_tokens")
+
+    @property
+    def slo_fields(self) -> list:
+        return self._bound("max_error_rate_pct attainment_pct confidence")
+
+    @property
+    def search_fields(self) -> list:
+        return self._bound("space arrivals start_level max_level tolerance_pct probe_duration_s warmup_s repetitions "
+                           "max_extra_trials max_probes shards seed")  # fmt: skip
+
     def is_valid(self) -> bool:
         return super().is_valid() and not self.slo_errors and not any(r["errors"] for r in self.objective_rows)
 

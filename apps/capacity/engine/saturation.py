@@ -45,7 +45,7 @@ def saturation_signals(columns: SampleColumns, *, open_loop: bool) -> list[str]:
                     f"requests in flight kept growing ({early.mean():.0f} early in the probe, {late.mean():.0f} late)"
                 )
     ok = columns.ok & np.isfinite(columns.ttft_ms) & timed
-    if ok.sum() >= 30:
+    if ok.sum() >= 30 and np.ptp(columns.ttft_ms[ok]) > 0:  # a constant TTFT has no trend (nor a rank correlation)
         order = np.argsort(start[ok], kind="stable")
         ttft = columns.ttft_ms[ok][order]
         rho, p = spearmanr(np.arange(len(ttft)), ttft)
