@@ -70,6 +70,13 @@ class CapacitySearch(TeamOwned):
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     phase = models.CharField(max_length=10, blank=True, help_text="ramp, bisect or done.")
+    # The task running the search now: a search runs in chunks (each a task under the queue's time limit), and a
+    # chunk or a recovery goes on only with the lease (runner.run_search), so two workers never run one search.
+    lease = models.CharField(max_length=32, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    recoveries = models.PositiveSmallIntegerField(
+        default=0, help_text="Times in a row the search was picked up again after its worker went silent."
+    )
     # The answer (engine.search.SearchResult.as_dict()): capacity, bracket, interval across trials, figures at
     # capacity, cost, what limited it, probes used, undecided levels; {} until the search finishes.
     result = models.JSONField(default=dict, blank=True)

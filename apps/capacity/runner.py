@@ -6,10 +6,14 @@ ones, which is the probe it lost (its half-run step, with no run, is reused).
 """
 
 import math
+import time
+import uuid
 from functools import partial
 
 import numpy as np
+from django.conf import settings
 from django.utils import timezone
+from django_q.tasks import async_task
 from scipy import stats
 
 from apps.batches.models import LoadSweep, LoadSweepStep
@@ -18,6 +22,7 @@ from apps.capacity.engine import search as engine
 from apps.capacity.engine.judge import Tally, goodput_share, judge, min_requests, tally
 from apps.capacity.engine.saturation import saturation_signals
 from apps.capacity.models import CapacityProbe, CapacitySearch, Status
+from apps.capacity.services import STALL_AFTER, max_probe_s
 from apps.hardware.models import RunSummary
 from apps.hardware.selectors import cost_per_1m_output_usd
 from apps.hardware.services import run_columns
@@ -40,9 +45,11 @@ def judged(probes: list[CapacityProbe]) -> list[engine.Judged]:
 
 
 def probe_duration_s(search: CapacitySearch, level: float) -> float:
-    """A probe lasts `probe_duration_s`, longer at a low rate: enough requests for the SLO to be shown met."""
+    """A probe lasts `probe_duration_s`, longer at a low rate (enough requests for the SLO to be shown met), and
+    never past what fits in a task (a level short of requests then gets another trial instead)."""
     if search.space == CapacitySearch.Space.RATE:
-        return max(search.probe_duration_s, min_requests(search.slo) / level)
+        wanted = max(search.probe_duration_s, min_requests(search.slo) / level)
+        return min(wanted, max(search.probe_duration_s, max_probe_s() - search.warmup_s))
     return search.probe_duration_s
 
 
@@ -89,7 +96,7 @@ def record_probe(
         if reason := engine.plateau(probe.level, figures.get("request_throughput_rps"), lower):
             signals.append(reason)
     saturated = bool(signals) or any(p.judgement.get("saturation") for p in same)
-    client_limited = step.client_kept_up is False and not saturated
+    client_limited = _client_short(search, step) and not saturated
     verdict = engine.SATURATED if saturated else VERDICT[pooled_verdict]
     verdict = engine.trial_verdict(cfg, len(same) + 1, verdict, client_limited)
     if saturated and len(same) + 1 >= cfg.repetitions:
@@ -104,6 +111,17 @@ def record_probe(
         search=search, index=len(earlier), level=probe.level, trial=probe.trial, phase=probe.phase, step=step,
         verdict=verdict, judgement=judgement, figures=figures,
     )  # fmt: skip
+
+
+CLIENT_SHORT = 0.95  # a probe that sent less than this share of its level measured the client, not the server
+
+
+def _client_short(search: CapacitySearch, step: LoadSweepStep) -> bool:
+    """Whether the load generator fell short of the probe's level: fewer sends per second than the rate (open
+    loop) or fewer requests in flight than the concurrency (closed loop). A late dispatch alone (the step's
+    `client_note`, kept with the judgement) does not void a probe: its requests still went at the level."""
+    achieved = step.achieved_rate_rps if search.space == CapacitySearch.Space.RATE else step.achieved_concurrency
+    return achieved is not None and achieved < CLIENT_SHORT * step.level
 
 
 def _passed_throughput(probes: list[CapacityProbe], *, below: float) -> list[tuple[float, float]]:
@@ -232,8 +250,9 @@ def search_result(search: CapacitySearch, probes: list[CapacityProbe], done: eng
     }  # fmt: skip
 
 
-def _finish(search: CapacitySearch, status: str, error: str = "", result: dict | None = None) -> str:
-    fields: dict = {"status": status, "error": error, "finished_at": timezone.now()}
+def _finish(search: CapacitySearch, lease: str, status: str, error: str = "", result: dict | None = None) -> str:
+    """End the search, if this task still holds it (a task that lost its lease leaves the search alone)."""
+    fields: dict = {"status": status, "error": error, "finished_at": timezone.now(), "lease": ""}
     if result is not None:
         fields |= {"result": result, "phase": "done", "capacity": result["capacity"], "capacity_low": result["low"],
                    "capacity_high": result["high"], "capacity_rps": result["capacity_rps"],
@@ -241,23 +260,45 @@ def _finish(search: CapacitySearch, status: str, error: str = "", result: dict |
                    "output_tps_per_gpu": result["output_tps_per_gpu"],
                    "output_tps_per_user": result["output_tps_per_user"],
                    "cost_per_1m_output_usd": result["cost_per_1m_output_usd"]}  # fmt: skip
-    CapacitySearch.objects.filter(pk=search.pk).update(**fields)
+    if not CapacitySearch.objects.filter(pk=search.pk, lease=lease).update(**fields):
+        return "lost lease"
     LoadSweep.objects.filter(pk=search.sweep_id).update(
         status=status, error=error, finished_at=timezone.now(), progress={}
     )
     return status
 
 
-def run_search(search_id: int) -> str:
-    """Run a search until it has its answer, is cancelled or fails; safe to run again."""
+def chunk_budget_s() -> float:
+    """How long one task runs probes before it hands the search to the next one (half the queue's time limit)."""
+    return settings.Q_CLUSTER["timeout"] * 0.5
+
+
+def _fresh(search: CapacitySearch) -> bool:
+    """Whether the search's worker showed signs of life within STALL_AFTER (between probes, or its probe's pulse)."""
+    beats = [t for t in (search.heartbeat_at, search.sweep.heartbeat_at if search.sweep else None) if t]
+    return bool(beats) and timezone.now() - max(beats) < STALL_AFTER
+
+
+def _enqueue_next(search_id: int, lease: str) -> None:
+    async_task("apps.capacity.tasks.capacity_run", search_id, lease, group="capacity")
+
+
+def run_search(search_id: int, lease: str = "") -> str:
+    """Run a search until it has its answer, is cancelled or fails, or its chunk of time is used up (then the next
+    chunk is queued with the lease). Safe to run again: a task without the lease goes on only when the search is
+    pending or its worker went silent."""
     search = CapacitySearch.objects.select_related("endpoint", "hardware", "sweep").get(pk=search_id)
     if search.status not in (Status.PENDING, Status.RUNNING):  # RUNNING: re-delivered after a lost worker
         return search.status
-    if search.cancel_requested:
-        return _finish(search, Status.CANCELLED)
-    now = timezone.now()
+    if search.status == Status.RUNNING and search.lease and lease != search.lease and _fresh(search):
+        return "running elsewhere"
+    mine, now = lease or uuid.uuid4().hex, timezone.now()
     search.started_at = search.started_at or now
-    CapacitySearch.objects.filter(pk=search.pk).update(status=Status.RUNNING, error="", started_at=search.started_at)
+    taken = CapacitySearch.objects.filter(pk=search.pk, lease=search.lease, status__in=[Status.PENDING, Status.RUNNING])
+    if not taken.update(lease=mine, status=Status.RUNNING, error="", started_at=search.started_at, heartbeat_at=now):
+        return "running elsewhere"
+    if search.cancel_requested:
+        return _finish(search, mine, Status.CANCELLED)
     LoadSweep.objects.filter(pk=search.sweep_id).update(
         status=Status.RUNNING, error="", started_at=search.sweep.started_at or now, heartbeat_at=now
     )
@@ -267,31 +308,41 @@ def run_search(search_id: int) -> str:
     ).get(pk=search.sweep_id)  # fmt: skip
     config = sweep.endpoint.config()
     cfg = search_config(search)
+    deadline, ran_here = time.monotonic() + chunk_budget_s(), 0
+    mine_only = CapacitySearch.objects.filter(pk=search.pk, lease=mine)
     try:
         if config.kind != Kind.SIM:
             check_base_url(config.base_url, must_resolve=True)
         plan = prepare_workload(sweep, config)
         while True:
-            if CapacitySearch.objects.filter(pk=search.pk, cancel_requested=True).exists():
-                return _finish(search, Status.CANCELLED)
+            if not mine_only.exists():
+                return "lost lease"
+            if mine_only.filter(cancel_requested=True).exists():
+                return _finish(search, mine, Status.CANCELLED)
             probes = list(search.probes.select_related("step").order_by("index"))
             decision = engine.next_step(cfg, judged(probes))
             if isinstance(decision, engine.Done):
-                return _finish(search, Status.COMPLETED, result=search_result(search, probes, decision))
+                return _finish(search, mine, Status.COMPLETED, result=search_result(search, probes, decision))
+            duration = probe_duration_s(search, decision.level)
+            if ran_here and time.monotonic() + duration + search.warmup_s + 10 > deadline:
+                _enqueue_next(search.pk, mine)
+                return "continued"
             step = _step_for(search, sweep, decision)
-            sweep.step_duration_s = probe_duration_s(search, decision.level)
-            LoadSweep.objects.filter(pk=sweep.pk).update(step_duration_s=sweep.step_duration_s)
+            sweep.step_duration_s = duration
+            LoadSweep.objects.filter(pk=sweep.pk).update(step_duration_s=duration)
             phase = "bisect" if decision.phase == "bisect" else "ramp" if decision.phase == "ramp" else search.phase
-            CapacitySearch.objects.filter(pk=search.pk).update(phase=phase)
+            mine_only.update(phase=phase, heartbeat_at=timezone.now())
             ran = run_and_store_step(
                 sweep, step, config, plan, on_stored=partial(record_probe, search, decision, probes)
             )
+            ran_here += 1
+            mine_only.update(heartbeat_at=timezone.now(), recoveries=0)
             if ran.auth_refused:
-                return _finish(search, Status.FAILED, ran.auth_refused)
+                return _finish(search, mine, Status.FAILED, ran.auth_refused)
             if ran.outcome.cancelled:
-                return _finish(search, Status.CANCELLED)
+                return _finish(search, mine, Status.CANCELLED)
     except Exception as exc:  # the search records why (never the key); the queue sees a finished task
         message = f"{type(exc).__name__}: {exc}"
         if config.api_key:
             message = message.replace(config.api_key, "[key]")
-        return _finish(search, Status.FAILED, message[:2000])
+        return _finish(search, mine, Status.FAILED, message[:2000])

@@ -5,6 +5,7 @@ import math
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -16,12 +17,14 @@ from apps.capacity.engine.slo import SloInvalid, describe_slo, validate_slo
 from apps.capacity.models import FINISHED, CapacityProbe, CapacitySearch, Status
 
 # The runner writes the sweep's heartbeat at least every second while a probe runs, and the search's between
-# probes; a running search silent for STALL_AFTER lost its worker and is marked failed (resumable).
+# probes; a running search silent for STALL_AFTER lost its worker and is picked up again by the scheduled
+# recovery, at most MAX_RECOVERIES times in a row without a probe stored (then it fails, resumable).
 STALL_AFTER = timedelta(seconds=90)
+MAX_RECOVERIES = 3
 MAX_LEVEL = 100_000.0
 LIMITS = {
     "tolerance": (0.005, 0.5),
-    "probe_duration_s": (1.0, 3600.0),
+    "probe_duration_s": (1.0, 3600.0),  # and with the warm-up at most max_probe_s()
     "warmup_s": (0.0, 600.0),
     "repetitions": (1, 10),
     "max_extra_trials": (0, 10),
@@ -40,6 +43,11 @@ class CapacityInvalid(ValueError):
 
 class CapacityRefused(ValueError):
     """The search cannot do this now; the message says why."""
+
+
+def max_probe_s() -> float:
+    """The longest probe (warm-up included): it must end, drained and stored, inside one task's time limit."""
+    return settings.Q_CLUSTER["timeout"] * 0.4
 
 
 def capacity_validate(fields: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +78,12 @@ def capacity_validate(fields: dict[str, Any]) -> dict[str, Any]:
             errors[name] = f"must be between {low:g} and {high:g}"
         elif isinstance(low, int) and value != int(value):
             errors[name] = "must be a whole number"
+    if "probe_duration_s" not in errors and "warmup_s" not in errors:
+        longest = max_probe_s()
+        if fields.get("probe_duration_s", 30.0) + fields.get("warmup_s", 0.0) > longest:
+            errors["probe_duration_s"] = (
+                f"with the warm-up, a probe must fit in {longest:g} s (the task time limit, Q_TIMEOUT_S, allows it)"
+            )
     closed = space == CapacitySearch.Space.CONCURRENCY
     if closed and "shards" not in errors and "start_level" not in errors and fields.get("shards", 1) > start:
         errors["shards"] = "a closed-loop probe cannot have more shards than its concurrency (the start level)"
@@ -120,7 +134,8 @@ def capacity_start(*, search: CapacitySearch) -> CapacitySearch:
     if search.status in (Status.RUNNING, Status.COMPLETED):
         raise CapacityRefused(f"The search is {search.status}; only a pending, failed or cancelled search can start.")
     search.status, search.error, search.cancel_requested, search.finished_at = Status.PENDING, "", False, None
-    search.save(update_fields=["status", "error", "cancel_requested", "finished_at"])
+    search.lease, search.recoveries = "", 0
+    search.save(update_fields=["status", "error", "cancel_requested", "finished_at", "lease", "recoveries"])
     LoadSweep.objects.filter(pk=search.sweep_id).update(cancel_requested=False, status=Status.PENDING, error="")
     _enqueue(search)
     return search
@@ -158,18 +173,24 @@ def capacity_delete(*, search: CapacitySearch) -> None:
 
 
 def searches_recover_stalled() -> int:
-    """Mark running searches whose worker went silent as failed (resumable); run every minute."""
-    now = timezone.now()
-    count = 0
+    """Pick up running searches whose worker went silent (run every minute): the next task resumes at the probe
+    that was lost. After MAX_RECOVERIES pick-ups in a row without a probe stored, the search fails (resumable)."""
+    now, count = timezone.now(), 0
     for search in CapacitySearch.objects.filter(status=Status.RUNNING).select_related("sweep"):
-        beats = [t for t in (search.sweep.heartbeat_at if search.sweep else None, search.started_at) if t]
-        if beats and now - max(beats) > STALL_AFTER:
-            CapacitySearch.objects.filter(pk=search.pk, status=Status.RUNNING).update(
-                status=Status.FAILED, finished_at=now,
-                error="The worker running this search stopped; judged probes are kept. Resume to go on.",
+        beats = [t for t in (search.heartbeat_at, search.sweep.heartbeat_at if search.sweep else None) if t]
+        if beats and now - max(beats) < STALL_AFTER:
+            continue
+        running = CapacitySearch.objects.filter(pk=search.pk, status=Status.RUNNING, lease=search.lease)
+        if search.recoveries >= MAX_RECOVERIES:
+            running.update(
+                status=Status.FAILED, finished_at=now, lease="",
+                error=f"The worker running this search stopped {search.recoveries + 1} times in a row; judged probes "
+                "are kept. Resume to go on.",
             )  # fmt: skip
-            LoadSweepStep.objects.filter(sweep_id=search.sweep_id, status=Status.RUNNING).update(status=Status.PENDING)
-            count += 1
+        elif running.update(lease="", heartbeat_at=now, recoveries=search.recoveries + 1):
+            async_task("apps.capacity.tasks.capacity_run", search.pk, "", group="capacity")
+        LoadSweepStep.objects.filter(sweep_id=search.sweep_id, status=Status.RUNNING).update(status=Status.PENDING)
+        count += 1
     return count
 
 
