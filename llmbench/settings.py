@@ -218,6 +218,9 @@ if Q_CLUSTER["timeout"] <= 2 * BATCH_CHUNK_S:
 # The task cluster is stuck when tasks have waited this long and no worker took or finished one in
 # that time: /ready says so (503, check "task_cluster") and `manage.py serve` restarts its worker.
 TASK_CLUSTER_STALL_S = env_int("TASK_CLUSTER_STALL_S", 60, minimum=5)
+# A running capacity search silent this long (no probe pulse, no heartbeat) lost its worker: a re-delivered task
+# or the scheduled recovery picks it up at the probe that was lost.
+CAPACITY_STALL_S = env_int("CAPACITY_STALL_S", 90, minimum=2)
 
 # --- Auth ---------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

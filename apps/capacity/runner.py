@@ -22,7 +22,7 @@ from apps.capacity.engine import search as engine
 from apps.capacity.engine.judge import Tally, goodput_share, judge, min_requests, tally
 from apps.capacity.engine.saturation import saturation_signals
 from apps.capacity.models import CapacityProbe, CapacitySearch, Status
-from apps.capacity.services import STALL_AFTER, max_probe_s
+from apps.capacity.services import max_probe_s, stall_after
 from apps.hardware.models import RunSummary
 from apps.hardware.selectors import cost_per_1m_output_usd
 from apps.hardware.services import run_columns
@@ -274,9 +274,9 @@ def chunk_budget_s() -> float:
 
 
 def _fresh(search: CapacitySearch) -> bool:
-    """Whether the search's worker showed signs of life within STALL_AFTER (between probes, or its probe's pulse)."""
+    """Whether the search's worker showed signs of life within CAPACITY_STALL_S (between probes, or its probe's pulse)."""
     beats = [t for t in (search.heartbeat_at, search.sweep.heartbeat_at if search.sweep else None) if t]
-    return bool(beats) and timezone.now() - max(beats) < STALL_AFTER
+    return bool(beats) and timezone.now() - max(beats) < stall_after()
 
 
 def _enqueue_next(search_id: int, lease: str) -> None:

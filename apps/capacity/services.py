@@ -17,10 +17,16 @@ from apps.capacity.engine.slo import SloInvalid, describe_slo, validate_slo
 from apps.capacity.models import FINISHED, CapacityProbe, CapacitySearch, Status
 
 # The runner writes the sweep's heartbeat at least every second while a probe runs, and the search's between
-# probes; a running search silent for STALL_AFTER lost its worker and is picked up again by the scheduled
+# probes; a running search silent for CAPACITY_STALL_S lost its worker and is picked up again by the scheduled
 # recovery, at most MAX_RECOVERIES times in a row without a probe stored (then it fails, resumable).
-STALL_AFTER = timedelta(seconds=90)
 MAX_RECOVERIES = 3
+
+
+def stall_after() -> timedelta:
+    """CAPACITY_STALL_S, as a time span."""
+    return timedelta(seconds=settings.CAPACITY_STALL_S)
+
+
 MAX_LEVEL = 100_000.0
 LIMITS = {
     "tolerance": (0.005, 0.5),
@@ -178,7 +184,7 @@ def searches_recover_stalled() -> int:
     now, count = timezone.now(), 0
     for search in CapacitySearch.objects.filter(status=Status.RUNNING).select_related("sweep"):
         beats = [t for t in (search.heartbeat_at, search.sweep.heartbeat_at if search.sweep else None) if t]
-        if beats and now - max(beats) < STALL_AFTER:
+        if beats and now - max(beats) < stall_after():
             continue
         running = CapacitySearch.objects.filter(pk=search.pk, status=Status.RUNNING, lease=search.lease)
         if search.recoveries >= MAX_RECOVERIES:
