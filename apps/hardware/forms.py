@@ -15,6 +15,8 @@ FORMAT_CHOICES = [
     ("llmperf", "LLMPerf individual responses / summary JSON"),
     ("vllm", "vLLM benchmark_serving / vllm bench serve JSON"),
     ("guidellm", "guidellm benchmarks report JSON"),
+    ("aiperf", "AIPerf / GenAI-Perf records or summary"),
+    ("llama_bench", "llama.cpp llama-bench (json, jsonl, csv, md)"),
 ]
 
 
@@ -33,7 +35,7 @@ class PerformanceUploadForm(TeamChoiceMixin, forms.Form):
 
     file = forms.FileField()
     format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False)
-    summary_file = forms.FileField(required=False, help_text="LLMPerf: the *_summary.json beside the responses.")
+    summary_file = forms.FileField(required=False, help_text="LLMPerf or AIPerf: the summary beside the requests.")
     variant = forms.ModelChoiceField(ModelVariant.objects.none(), required=False, help_text="Or name it below.")
     model_name = forms.CharField(required=False, max_length=200, label="Model (if not chosen above)")
     quantization = forms.CharField(required=False, max_length=32)

@@ -1,4 +1,5 @@
-"""Parsers for performance result files: the seed CSV, our llmbench JSON, LLMPerf, vLLM and guidellm.
+"""Parsers for performance result files: the seed CSV, our llmbench JSON, LLMPerf, vLLM and guidellm
+(AIPerf / GenAI-Perf in import_aiperf.py, llama-bench in import_llamabench.py).
 
 Each returns ParsedRun objects in our units (milliseconds, integer token counts) or raises
 PerformanceFileError naming every bad row and field; none touches the database. What is read
@@ -19,7 +20,7 @@ from apps.hardware.parsed import ParsedRun, ParsedSample, ReportedSummary
 from llmbench.parsers import json_loads
 from llmbench.uploads import ErrorList, FileRejected, RowError, decode_upload
 
-FORMATS = ("seed_csv", "llmbench_json", "llmperf", "vllm", "guidellm")
+FORMATS = ("seed_csv", "llmbench_json", "llmperf", "vllm", "guidellm", "aiperf", "llama_bench")
 LLMBENCH_FORMAT = "llmbench.performance/1"
 MAX_MESSAGE = 2000  # characters of an error message kept per request
 MAX_CODE = 50  # RequestSample.error_code
@@ -709,13 +710,29 @@ def parse_guidellm(text: str) -> list[ParsedRun]:
 
 
 # ---- detection and entry point ------------------------------------------------------------------
+# AIPerf and llama-bench live in modules of their own that read with this one's helpers, so they are
+# imported when first used (a module-level import would be circular).
+def parse_aiperf(text: str, companion_text: str | None = None) -> list[ParsedRun]:
+    from apps.hardware.import_aiperf import parse_aiperf
+
+    return parse_aiperf(text, companion_text)
+
+
+def parse_llama_bench(text: str) -> list[ParsedRun]:
+    from apps.hardware.import_llamabench import parse_llama_bench
+
+    return parse_llama_bench(text)
+
+
 PARSERS: dict[str, Callable[[str], list[ParsedRun]]] = {
     "seed_csv": parse_seed_csv, "llmbench_json": parse_llmbench_json, "llmperf": parse_llmperf, "vllm": parse_vllm,
-    "guidellm": parse_guidellm,
+    "guidellm": parse_guidellm, "aiperf": parse_aiperf, "llama_bench": parse_llama_bench,
 }  # fmt: skip
 FILENAME_HINTS = (
-    ("_individual_responses.json", "llmperf"), ("_summary.json", "llmperf"), (".jsonl", "vllm"), (".csv", "seed_csv"),
+    ("_individual_responses.json", "llmperf"), ("_summary.json", "llmperf"), ("profile_export.jsonl", "aiperf"),
+    (".jsonl", "vllm"), (".csv", "seed_csv"),
 )  # fmt: skip
+COMPANIONS = ("llmperf", "aiperf")  # formats whose results come as two files
 
 
 def _json_kind(item: Any) -> str | None:
@@ -734,21 +751,32 @@ def _json_kind(item: Any) -> str | None:
         return "llmperf"
     if {"model_id", "request_throughput"} <= item.keys() and ("mean_ttft_ms" in item or "ttfts" in item):
         return "vllm"
+    from apps.hardware import import_aiperf, import_llamabench
+
+    if import_aiperf.is_record(item) or import_aiperf.is_summary(item):
+        return "aiperf"
+    if import_llamabench.is_row(item):
+        return "llama_bench"
     return None
 
 
 def detect_format(text: str, filename: str = "") -> str:
     """The format of a result file from its content; the file name decides only when the content cannot."""
+    from apps.hardware import import_llamabench
+
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         docs = _json_documents(stripped)
         found = _json_kind(docs[0]) if docs else None
+    elif import_llamabench.is_markdown(stripped):
+        found = "llama_bench"
     else:
         try:
-            header = next(csv.reader(io.StringIO(stripped)), [])
+            header = [name.strip() for name in next(csv.reader(io.StringIO(stripped)), [])]
         except csv.Error:
             header = []
-        found = "seed_csv" if "provider_model" in (name.strip() for name in header) else None
+        found = "seed_csv" if "provider_model" in header else None
+        found = "llama_bench" if import_llamabench.is_csv_header(header) else found
     if found is None:
         found = next((fmt for suffix, fmt in FILENAME_HINTS if filename.lower().endswith(suffix)), None)
     if found is None:
@@ -761,8 +789,8 @@ def parse_performance_file(
 ) -> tuple[str, list[ParsedRun]]:
     """Decode, detect (unless `file_format` is given) and parse an upload; returns (format, runs).
 
-    `companion` is the other file of an LLMPerf pair (*_summary.json and *_individual_responses.json,
-    in either order)."""
+    `companion` is the other file of an LLMPerf pair (*_summary.json and *_individual_responses.json)
+    or an AIPerf pair (profile_export.jsonl and profile_export_aiperf.json), in either order."""
     if file_format and file_format not in FORMATS:
         _reject("file", "format", f"{file_format!r} is not one of: {', '.join(FORMATS)}.")
     text = decode_upload(content, PerformanceFileError)
@@ -771,6 +799,7 @@ def parse_performance_file(
     found = file_format or detect_format(text, filename)
     if companion is None:
         return found, PARSERS[found](text)
-    if found != "llmperf":
-        _reject("file", "companion", "only LLMPerf results come as two files (responses and summary).")
-    return found, parse_llmperf(text, decode_upload(companion, PerformanceFileError))
+    if found not in COMPANIONS:
+        _reject("file", "companion", "only LLMPerf and AIPerf results come as two files (requests and summary).")
+    parse = parse_llmperf if found == "llmperf" else parse_aiperf
+    return found, parse(text, decode_upload(companion, PerformanceFileError))
