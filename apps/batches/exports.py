@@ -1,4 +1,5 @@
-"""A parameter sweep as a download: CSV, JSON, Excel or a PDF report.
+"""A parameter sweep as a download: CSV, JSON, Excel or a PDF report; and a load sweep as CSV, JSON or Excel
+(its figures per level across repeated trials, and every step: see "load sweeps" below).
 
 Tables: "combinations" (every combination with results: its parameters, counts, mean of the objective and of
 every other quality figure, latency and cost, from `combination_figures`) and "results" (every response with
@@ -17,7 +18,7 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from apps.batches import analysis
-from apps.batches.models import Batch
+from apps.batches.models import Batch, LoadSweep
 from apps.batches.selectors import (
     METRIC_LABELS,
     QUALITY_METRICS,
@@ -29,8 +30,10 @@ from apps.batches.selectors import (
     heatmap,
     objective_summary,
     parameter_label,
+    sweep_trials,
 )
-from apps.batches.services import batch_state
+from apps.batches.services import STATUS_LABELS, batch_state
+from apps.batches.trials import CONFIDENCE, FIGURES
 from apps.experiments.exports import responses_table
 from llmbench import svg
 from llmbench.exports import Table, export_response
@@ -38,6 +41,7 @@ from llmbench.humanize import number_text
 from llmbench.reports import pdf_response
 
 FORMATS = ("csv", "json", "xlsx", "pdf")
+SWEEP_FORMATS = ("csv", "json", "xlsx")
 REPORT_COMBINATIONS = 25
 REPORT_HEATMAP_BINS = 20  # ranges per heatmap axis at most
 REPORT_FIGURES = ("latency_ms", "cost_usd")  # the effects table: the objective, then these
@@ -127,6 +131,63 @@ def batch_export(*, batch: Batch, kind: str) -> HttpResponse:
         tables.append(responses_table(batch.pk, name="results"))
     return export_response(kind, filename=filename, title=f"Parameter sweep {batch.experiment.name}",
                            meta=_meta(batch), summary=_summary(batch, figures), tables=tables)  # fmt: skip
+
+
+# --- load sweeps ------------------------------------------------------------------------------------------------
+# Tables: "levels" (per level and headline figure: the trials, their mean and sd and the 95% t interval, from
+# apps.batches.trials, the numbers the sweep page and the API show) and "steps" (every step, one per trial, with
+# its run's figures). The CSV is the levels table.
+
+CI_PERCENT = round(CONFIDENCE * 100)
+
+
+def sweep_levels_table(trials: dict) -> Table:
+    columns = ["level", "figure", "unit", "trials_planned", "trials", "mean", "sd", f"ci{CI_PERCENT}_low",
+               f"ci{CI_PERCENT}_high", "clipped_at_0", "note"]  # fmt: skip
+    units = {f["key"]: f["unit"] for f in trials["figures"]}
+    rows = (
+        [entry["level"], key, units[key], entry["trials_planned"], figures["k"], figures["mean"], figures["sd"],
+         figures["low"], figures["high"], figures["clipped"], figures["note"]]
+        for entry in trials["levels"] for key, figures in entry["figures"].items()
+    )  # fmt: skip
+    return Table("levels", columns, rows)
+
+
+def sweep_steps_table(sweep: LoadSweep, keys: list[str]) -> Table:
+    read = {f.key: f.read for f in FIGURES if f.key in keys}
+    steps = sweep.steps.select_related("run__summary").order_by("index")
+
+    def row(step) -> list:
+        summary = getattr(step.run, "summary", None) if step.run_id else None
+        values = [None if summary is None else read[key](summary) for key in keys]
+        return [step.index + 1, step.level, step.trial + 1, STATUS_LABELS.get(step.status, step.status), step.run_id,
+                *values]  # fmt: skip
+
+    columns = ["step", "level", "trial", "status", "run", *keys]
+    return Table("steps", columns, (row(step) for step in steps))
+
+
+def sweep_export(*, sweep: LoadSweep, kind: str) -> HttpResponse:
+    """The load sweep as `kind`, one of SWEEP_FORMATS (the caller rejects anything else)."""
+    trials = sweep_trials(sweep)
+    keys = [f["key"] for f in trials["figures"]]
+    level_name = "Concurrency" if sweep.mode == LoadSweep.Mode.CLOSED else "Request rate (req/s)"
+    meta = {
+        "sweep": sweep.name, "id": sweep.pk, "team": sweep.team.name, "endpoint": str(sweep.endpoint),
+        "model": sweep.model, "mode": sweep.get_mode_display(), "levels": sweep.levels,
+        "trials_per_level": sweep.trials, "generated_at": timezone.now(),
+    }  # fmt: skip
+    summary = [
+        ("Status", STATUS_LABELS.get(sweep.status, sweep.status)), ("Levels", level_name),
+        ("Trials per level", sweep.trials),
+        ("Interval", f"{CI_PERCENT}% Student t interval of the mean of the trials (k − 1 degrees of freedom), "
+                     "cut at 0; none with one trial"),
+    ]  # fmt: skip
+    tables = [sweep_levels_table(trials)]
+    if kind != "csv":
+        tables.append(sweep_steps_table(sweep, keys))
+    return export_response(kind, filename=f"sweep-{sweep.pk}.{kind}", title=f"Load sweep {sweep.name}", meta=meta,
+                           summary=summary, tables=tables)  # fmt: skip
 
 
 # --- the PDF report --------------------------------------------------------------------------------------------

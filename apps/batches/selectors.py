@@ -14,8 +14,9 @@ from django.db.models import Case, Count, F, FloatField, Max, Q, QuerySet, Sum, 
 from django.db.models.functions import Left
 
 from apps.batches import analysis
-from apps.batches.models import Batch
+from apps.batches.models import Batch, LoadSweep
 from apps.batches.parameters import PARAMETERS, Values, combination
+from apps.batches.trials import level_trials
 from apps.experiments.models import Response
 
 TEXT_METRICS = (
@@ -328,3 +329,12 @@ def result_rows_latest(batch: Batch, count: int, *, through_id: int | None = Non
     rows = results(batch) if through_id is None else results(batch).filter(id__lte=through_id)
     last = list(rows.order_by("-id").values_list("id", flat=True)[:count])
     return list(reversed(result_rows(batch, after_id=min(last) - 1, limit=len(last)))) if last else []
+
+
+# --- load sweeps ----------------------------------------------------------------------------------
+
+
+def sweep_trials(sweep: LoadSweep) -> dict:
+    """The sweep's figures across repeated trials, level by level (apps.batches.trials.level_trials): what
+    the sweep page and the exports show, from one query."""
+    return level_trials(sweep.steps.select_related("run__summary"))

@@ -16,6 +16,7 @@ from django_q.tasks import async_task
 from apps.accounts.models import Team
 from apps.batches.models import FINISHED, Batch, LoadSweep, LoadSweepStep, Status
 from apps.batches.parameters import Values, combination_count, expand_all, normalized
+from apps.batches.trials import level_trials
 from apps.experiments.models import Experiment, Response, Suite, TestCase
 from apps.experiments.runner import experiment_items
 from apps.experiments.services import TransitionRefused, experiment_create
@@ -32,10 +33,12 @@ STALL_AFTER = timedelta(seconds=60)
 
 @transaction.atomic
 def sweep_create(*, team: Team, user: AbstractBaseUser | None, **fields) -> LoadSweep:
-    """A pending sweep with one step per level, in the order given."""
+    """A pending sweep with `trials` steps per level, in the order given: each level's trials one after the other
+    (level 1 trial 0, level 1 trial 1, level 2 trial 0 …)."""
     sweep = LoadSweep.objects.create(team=team, created_by=user, **fields)
+    runs = ((float(level), trial) for level in sweep.levels for trial in range(sweep.trials))
     LoadSweepStep.objects.bulk_create(
-        LoadSweepStep(sweep=sweep, index=i, level=float(level)) for i, level in enumerate(sweep.levels)
+        LoadSweepStep(sweep=sweep, index=i, level=level, trial=trial) for i, (level, trial) in enumerate(runs)
     )
     return sweep
 
@@ -164,6 +167,7 @@ def progress_payload(sweep: LoadSweep) -> dict:
         "live": live,
         "live_step": live_step,
         "live_final": live_final,
+        "trials": level_trials(steps),
         "steps": [
             {
                 "index": s.index,

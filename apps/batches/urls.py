@@ -2,6 +2,7 @@ from django.urls import path
 
 from apps.batches import views
 from apps.batches.exports import FORMATS as EXPORT_FORMATS
+from apps.batches.exports import SWEEP_FORMATS
 
 app_name = "batches"
 urlpatterns = [
@@ -23,4 +24,8 @@ urlpatterns = [
     path("load/<int:pk>/", views.sweep_detail, name="sweep"),
     path("load/<int:pk>/start/", views.sweep_action, {"action": "start"}, name="sweep-start"),
     path("load/<int:pk>/cancel/", views.sweep_action, {"action": "cancel"}, name="sweep-cancel"),
+    *[
+        path(f"load/<int:pk>/export.{fmt}", views.sweep_export, {"fmt": fmt}, name=f"sweep-export-{fmt}")
+        for fmt in SWEEP_FORMATS
+    ],
 ]

@@ -2,6 +2,8 @@
 parameter sweeps (create with an estimate first, the live page with its heatmap, the table of
 combinations, the analysis). Model output is only ever shown escaped."""
 
+import math
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
@@ -13,6 +15,7 @@ from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
 from apps.batches.analysis import format_value
 from apps.batches.exports import batch_export as export_batch
+from apps.batches.exports import sweep_export as export_sweep
 from apps.batches.forms import BatchForm, LoadSweepForm
 from apps.batches.models import Batch, LoadSweep
 from apps.batches.parameters import RangeError
@@ -30,6 +33,7 @@ from apps.batches.selectors import (
     objective_from,
     parameter_label,
     result_rows_latest,
+    sweep_trials,
     swept_parameters,
 )
 from apps.batches.services import (
@@ -92,8 +96,75 @@ def sweep_detail(request, pk: int):
         pk=pk,
         team=request.team,
     )
-    context = {"sweep": sweep, "state": progress_payload(sweep), "levels_text": _values_text(sweep.levels, 20)}
+    trials = sweep_trials(sweep)
+    context = {"sweep": sweep, "state": progress_payload(sweep), "levels_text": _values_text(sweep.levels, 20),
+               "trials": trials, "trial_charts": _trial_charts(trials) if trials["repeated"] else []}  # fmt: skip
     return render(request, "batches/sweep_detail.html", context)
+
+
+@team_view()
+@require_GET
+def sweep_export(request, pk: int, fmt: str):
+    """The sweep as CSV (its figures per level across trials), JSON or Excel (and every step)."""
+    return export_sweep(sweep=get_object_or_404(LoadSweep, pk=pk, team=request.team), kind=fmt)
+
+
+# The charts of the trials are drawn here as SVG (the template writes it, escaped): a dot per trial, faint,
+# the mean per level joined by a line, and its interval as an error bar. Levels are evenly spaced categories,
+# since sweeps usually double their concurrency; the value axis starts at 0 (latency and throughput).
+CHART = {"width": 360, "height": 210, "left": 52, "right": 10, "top": 12, "bottom": 40}
+
+
+def _axis_ticks(top_value: float, count: int = 4) -> list[float]:
+    """0 and evenly spaced ticks at a 1, 2, 2.5 or 5 × 10^k step reaching `top_value`."""
+    if not top_value > 0:
+        return [0.0, 1.0]
+    rough = top_value / count
+    power = 10 ** math.floor(math.log10(rough))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= rough)
+    return [step * i for i in range(math.ceil(top_value / step - 1e-9) + 1)]
+
+
+def _trial_charts(trials: dict) -> list[dict]:
+    """Per figure: the points, error bars, mean line and axes of its chart across levels, in pixels."""
+    w, h = CHART["width"], CHART["height"]
+    left, right, top, bottom = CHART["left"], w - CHART["right"], CHART["top"], h - CHART["bottom"]
+    levels = trials["levels"]
+    band = (right - left) / max(len(levels), 1)
+    label_every = max(1, math.ceil(30 / band))  # level labels need about 30 px each; many levels: every n-th
+    charts = []
+    for figure in trials["figures"]:
+        cells = [entry["figures"][figure["key"]] for entry in levels]
+        values = [v for c in cells for v in (c["high"], c["mean"], *(t["value"] for t in c["trials"])) if v is not None]
+        if not values:
+            continue
+        ticks = _axis_ticks(max(values))
+
+        def y(value, ticks=ticks) -> float:
+            return round(bottom - (bottom - top) * value / ticks[-1], 2)
+
+        columns, line = [], []
+        for i, (entry, cell) in enumerate(zip(levels, cells, strict=True)):
+            x = round(left + band * (i + 0.5), 2)
+            # The trials sit just right of the error bar, side by side, within 40% of the level's band.
+            step = min(5.0, band * 0.4 / max(len(cell["trials"]), 1))
+            dots = [{"x": round(x + 7 + j * step, 2), "y": y(t["value"]), "trial": t["trial"] + 1,
+                     "value": t["value"]} for j, t in enumerate(cell["trials"])]  # fmt: skip
+            label = format_value(entry["level"]) if i % label_every == 0 else ""
+            column = {"x": x, "caps": (x - 5, x + 5), "label": label, "dots": dots, "cell": cell}
+            if cell["mean"] is not None:
+                column["mean_y"] = y(cell["mean"])
+                line.append(f"{x},{column['mean_y']}")
+            if cell["low"] is not None:
+                column["low_y"], column["high_y"] = y(cell["low"]), y(cell["high"])
+            columns.append(column)
+        charts.append({
+            "figure": figure, "columns": columns, "line": " ".join(line), "size": CHART,
+            "ticks": [{"y": y(t), "label": format_value(round(t, 10))} for t in ticks],
+            "left": left, "right": right, "top": top, "bottom": bottom, "tick_x": left - 6, "level_y": bottom + 16,
+            "axis_x": (left + right) / 2, "axis_y": h - 6,
+        })  # fmt: skip
+    return charts
 
 
 @team_view(Membership.Role.MEMBER)
