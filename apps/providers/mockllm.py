@@ -34,6 +34,25 @@ Workload features (issue 13), each off by default so the timing above is unchang
   read (no copy, and bytes are not tracked by the garbage collector, whose full collections over
   10,000 parsed multi-turn bodies would pause every stream for tens of ms); they are parsed when
   read. `DELETE /_mock/prefix_cache` empties the cache.
+
+Capacity (issue 14; docs/mockllm-capacity.md), off unless `max_batch` or `token_budget_per_s` is set:
+
+* at most `max_batch` requests run at once; later ones wait first come, first served, and the wait
+  is part of their TTFT. Once admitted, the first token comes after ttft_ms + prefill, each next
+  one after max(itl_ms, 1000·running/token_budget_per_s) ms (a chunk of k tokens after k such
+  gaps), `running` taken when that chunk is scheduled, i.e. when the one before it is due. A
+  request runs from admission until its last token. This is the simulator's model
+  (apps/providers/engine/sim.py); the differences are listed in the doc;
+* with the budget on, a stream's deadlines are computed one at a time (still absolute: each one
+  from the nominal deadline before it, never from when a chunk actually went out);
+* `known_capacity_rps` is the closed form of the largest evenly spaced arrival rate that meets
+  given TTFT/TPOT thresholds in steady state.
+
+`GET /metrics` speaks Prometheus with vLLM's metric names (labelled model_name). The figures are
+plain counters of the app's `_Server`, turned into metric families only when scraped, so a chunk
+costs a bucket increment and no lock. With `run(..., workers=N)` N processes share the port
+(SO_REUSEPORT); each has its own capacity, counters and caches. Every response names its process
+in `X-Mock-Pid`.
 """
 
 import asyncio
@@ -41,19 +60,35 @@ import contextlib
 import gc
 import json
 import math
+import multiprocessing
+import multiprocessing.connection
+import os
 import random
+import signal
 import time
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 TOKEN_TEXT = "tok "  # every output token; four characters, so a client's chars/4 guess is exact
 REASONING_TEXT = "hmm "  # every reasoning token
 BLOCK_CHARS = 64  # the prefix cache's block: 16 tokens at 4 characters a token
 REQUEST_LOG_MAX_BYTES = 256 * 1024 * 1024  # the request log drops its oldest bodies past this
+CHECK_CLIENT_S = 0.05  # a stream waiting longer than this for its next chunk looks at its connection meanwhile
 DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# vLLM's histogram bounds (vllm/v1/metrics/loggers.py), in seconds.
+TTFT_BUCKETS_S = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+                  40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
+TPOT_BUCKETS_S = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
+                  80.0)  # fmt: skip
+E2E_BUCKETS_S = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0,
+                 960.0, 1920.0, 7680.0)  # fmt: skip
 
 
 @dataclass
@@ -76,6 +111,13 @@ class MockProfile:
     prefix_cache_blocks: int = 100_000  # blocks of BLOCK_CHARS the cache keeps (least recently used go)
     reasoning_tokens: int = 0  # reasoning deltas before every chat answer
     request_log_size: int = 10_000  # request bodies kept for GET /_mock/requests (0: none)
+    max_batch: int | None = None  # requests served at once, the rest queue FCFS (None: no limit)
+    token_budget_per_s: float | None = None  # output tokens/s shared by the running requests (None: no limit)
+    kv_cache_tokens: int = 262_144  # what vllm:gpu_cache_usage_perc divides the running tokens by
+
+    @property
+    def capacity_on(self) -> bool:
+        return self.max_batch is not None or self.token_budget_per_s is not None
 
 
 class PrefixCache:
@@ -141,10 +183,200 @@ class RequestLog:
         self._bytes = 0
 
 
+class _Histogram:
+    """A Prometheus histogram as plain numbers: counts per bucket (the last one is +Inf) and a sum."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]):
+        self.bounds, self.counts, self.total = bounds, [0] * (len(bounds) + 1), 0.0
+
+    def observe(self, value: float, weight: int = 1) -> None:
+        """`weight` observations of `value` (le buckets: a value on a bound counts in that bucket)."""
+        self.counts[bisect_left(self.bounds, value)] += weight
+        self.total += value * weight
+
+    def family(self, name: str, documentation: str, model: str) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(name, documentation, labels=["model_name"])
+        cumulative, buckets = 0, []
+        for bound, count in zip((*map(floatToGoString, self.bounds), "+Inf"), self.counts, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        family.add_metric([model], buckets, self.total)
+        return family
+
+
+class _Flight:
+    """One admitted request, while it holds a slot: what it holds in the KV cache and how it ends."""
+
+    __slots__ = ("arrival", "deadlines", "ends", "finish_reason", "prompt_tokens", "released", "server")
+
+    def __init__(self, server: "_Server", arrival: float, reply: "_Reply", deadlines: list[float]):
+        self.server, self.arrival, self.prompt_tokens = server, arrival, reply.prompt_tokens
+        self.ends, self.deadlines, self.finish_reason = reply.ends, deadlines, reply.finish_reason
+        self.released = False
+
+    def tokens_held(self, now: float) -> int:
+        """Prompt plus the output tokens due by `now` (those the server has generated)."""
+        due = min(bisect_right(self.deadlines, now), len(self.ends))
+        return self.prompt_tokens + (self.ends[due - 1] if due else 0)
+
+    def release(self, now: float, tokens_sent: int, ok: bool) -> None:
+        """The request is over (its last token sent, cut, or its client gone): count it, free its slot."""
+        if self.released:
+            return
+        self.released = True
+        server = self.server
+        server.generation_tokens += tokens_sent
+        if ok:
+            server.success[self.finish_reason] = server.success.get(self.finish_reason, 0) + 1
+            server.e2e.observe(now - self.arrival)
+        server.active.discard(self)
+        server.release()
+
+
+class _Server:
+    """One app's engine state: the running requests and the FCFS queue (max_batch), and the
+    counters /metrics reports. One event loop touches it, so it needs no lock."""
+
+    def __init__(self, profile: MockProfile):
+        self.max_batch = profile.max_batch
+        self.running = 0
+        self.waiting: deque[asyncio.Future[float]] = deque()
+        self.active: set[_Flight] = set()
+        self.prompt_tokens = self.generation_tokens = 0
+        self.prefix_queries = self.prefix_hits = 0
+        self.success: dict[str, int] = {}
+        self.ttft = _Histogram(TTFT_BUCKETS_S)
+        self.tpot = _Histogram(TPOT_BUCKETS_S)
+        self.e2e = _Histogram(E2E_BUCKETS_S)
+
+    def admit_now(self) -> bool:
+        """Take a slot if one is free and nobody waits for it."""
+        if self.waiting or (self.max_batch is not None and self.running >= self.max_batch):
+            return False
+        self.running += 1
+        return True
+
+    async def wait_for_slot(self) -> float:
+        """Queue for a slot; returns when the slot was freed (monotonic s), which is when this
+        request was admitted. A cancelled wait leaves the queue, or gives back a slot handed to it."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiting.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()
+            else:
+                with contextlib.suppress(ValueError):
+                    self.waiting.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Free a slot: straight to the longest-waiting request, else `running` drops."""
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(time.monotonic())
+                return
+        self.running -= 1
+
+
+class _Collector:
+    """Builds vLLM-named metric families from a `_Server` at scrape time."""
+
+    def __init__(self, server: _Server, profile: MockProfile):
+        self.server, self.profile = server, profile
+
+    def collect(self):
+        server, model = self.server, self.profile.model
+
+        def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(name, documentation, labels=["model_name"])
+            family.add_metric([model], value)
+            return family
+
+        def counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+            family = CounterMetricFamily(name, documentation, labels=["model_name"])
+            family.add_metric([model], value)
+            return family
+
+        now = time.monotonic()
+        held = sum(flight.tokens_held(now) for flight in server.active)
+        yield gauge("vllm:num_requests_running", "Number of requests in model execution batches.", server.running)
+        yield gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", len(server.waiting))
+        yield gauge(
+            "vllm:gpu_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage.",
+            min(1.0, held / max(1, self.profile.kv_cache_tokens)),
+        )
+        if self.profile.prefix_cache:
+            yield counter("vllm:prefix_cache_queries", "Prefix cache queries, in tokens.", server.prefix_queries)
+            yield counter("vllm:prefix_cache_hits", "Prefix cache hits, in tokens.", server.prefix_hits)
+        yield counter("vllm:prompt_tokens", "Number of prefill tokens processed.", server.prompt_tokens)
+        yield counter("vllm:generation_tokens", "Number of generation tokens processed.", server.generation_tokens)
+        success = CounterMetricFamily(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            labels=["model_name", "finished_reason"],
+        )
+        for reason in sorted({"stop", "length", *server.success}):
+            success.add_metric([model, reason], server.success.get(reason, 0))
+        yield success
+        yield server.ttft.family("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
+                                 model)  # fmt: skip
+        yield server.tpot.family(
+            "vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.", model
+        )
+        yield server.e2e.family("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
+                                model)  # fmt: skip
+
+
+def known_capacity_rps(
+    profile: MockProfile,
+    *,
+    output_tokens: int,
+    prompt_tokens: int = 1,
+    tpot_max_ms: float | None = None,
+    ttft_max_ms: float | None = None,
+) -> float:
+    """The largest constant (evenly spaced) arrival rate, in requests/s, at which every request
+    meets the thresholds in steady state (docs/mockllm-capacity.md derives it). `output_tokens` is
+    every token a request streams (a chat answer's reasoning tokens included), `prompt_tokens` its
+    uncached prompt. TPOT is the client's: (E2E − TTFT) / (output_tokens − 1). Jitter, errors and
+    cuts are left out. inf when nothing limits the rate; 0 when a threshold is below the baseline."""
+    n = output_tokens
+    if n < 1:
+        raise ValueError("output_tokens must be at least 1")
+    t0 = (profile.ttft_ms + prompt_tokens * profile.per_prompt_token_us / 1000) / 1000
+    i0 = profile.itl_ms / 1000
+    m = n - min(max(1, profile.tokens_per_chunk), n)  # tokens after the first chunk, each one gap d
+    budget, batch = profile.token_budget_per_s, profile.max_batch
+    if ttft_max_ms is not None and ttft_max_ms / 1000 < t0:
+        return 0.0
+    # Saturation: N = λ·s running (Little), s = t0 + m·d, d = max(i0, N/T); N ≤ max_batch and λ < T/m.
+    capacity = math.inf
+    if batch is not None:
+        gap = max(i0, batch / budget) if budget else i0
+        capacity = batch / (t0 + m * gap) if t0 + m * gap > 0 else math.inf
+    elif budget and m:
+        capacity = budget / m  # a supremum: at it the running count never settles
+    if tpot_max_ms is not None and n > 1 and m:
+        y = tpot_max_ms / 1000 * (n - 1) / m  # the largest gap d that keeps the client's TPOT within
+        if y < i0:
+            return 0.0
+        if budget:  # d ≤ y ⟺ N ≤ y·T ⟺ λ ≤ y·T / (t0 + m·y)
+            capacity = min(capacity, y * budget / (t0 + m * y))
+    return capacity
+
+
 PROFILE_KEY = web.AppKey("profile", MockProfile)
 RNG_KEY = web.AppKey("rng", random.Random)
 CACHE_KEY = web.AppKey("prefix_cache", PrefixCache)
 LOG_KEY = web.AppKey("request_log", RequestLog)
+SERVER_KEY = web.AppKey("server", _Server)
+REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 
 
 def prompt_text(body: dict) -> str:
@@ -271,6 +503,33 @@ def _deadlines(profile: MockProfile, rng: random.Random, arrival: float, ttft_s:
     return deadlines
 
 
+class _Pace:
+    """A stream's deadlines under a token budget, one at a time: chunk k is due a nominal
+    carried·max(itl, running/budget) after chunk k−1's nominal deadline, `running` read when
+    k−1 is due; jitter offsets (drawn at arrival) move each one, never before the one before."""
+
+    __slots__ = ("budget", "ends", "itl_s", "jitter", "last", "nominal", "server")
+
+    def __init__(self, server: _Server, profile: MockProfile, ends: list[int], jitter: list[float] | None,
+                 first_nominal: float, floor: float):  # fmt: skip
+        self.server, self.itl_s, self.budget = server, profile.itl_ms / 1000, profile.token_budget_per_s
+        self.ends, self.jitter, self.nominal = ends, jitter, first_nominal
+        self.last = max(floor, first_nominal + jitter[0]) if jitter else first_nominal
+
+    def next(self, index: int) -> float:
+        """When chunk `index` is due (chunks past the tokens share the last token's deadline)."""
+        ends = self.ends
+        if index < len(ends):
+            gap = self.server.running / self.budget
+            if gap < self.itl_s:
+                gap = self.itl_s
+            self.nominal += (ends[index] - ends[index - 1]) * gap
+            due = self.nominal + self.jitter[index] if self.jitter else self.nominal
+            if due > self.last:
+                self.last = due
+        return self.last
+
+
 async def _sleep_until(deadline: float) -> None:
     """Sleep to an absolute monotonic time. uvloop's timers run on a millisecond clock cached per
     loop iteration and can fire early, so check again rather than trust one sleep."""
@@ -297,6 +556,7 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
     app = request.app
     profile: MockProfile = app[PROFILE_KEY]
     rng: random.Random = app[RNG_KEY]
+    server = app[SERVER_KEY]
     try:
         raw = await request.read()  # aiohttp's own buffer: logging it copies nothing
         body = json.loads(raw)
@@ -316,12 +576,53 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
     prefill_tokens = reply.prompt_tokens - (reply.cached_tokens or 0)
     ttft_s = (profile.ttft_ms + prefill_tokens * profile.per_prompt_token_us / 1000) / 1000
     ends = reply.ends
-    deadlines = _deadlines(profile, rng, arrival, ttft_s, ends)
-    if body.get("stream"):
-        return await _stream(request, reply, ends, deadlines, cut_after=len(ends) // 2 if cutting else None)
+    # Every random draw happens here, in arrival order, whatever the queue does afterwards.
+    jitter: list[float] | None = None
+    if profile.token_budget_per_s is None:
+        deadlines = _deadlines(profile, rng, arrival, ttft_s, ends)
+    elif profile.jitter_ms:
+        jitter_s = profile.jitter_ms / 1000
+        jitter = [rng.uniform(-jitter_s, jitter_s) for _ in ends]
+    admitted = arrival if server.admit_now() else await server.wait_for_slot()
+    server.prompt_tokens += reply.prompt_tokens
+    if reply.cached_tokens is not None:
+        server.prefix_queries += reply.prompt_tokens
+        server.prefix_hits += reply.cached_tokens
+    pace = None
+    if profile.token_budget_per_s is not None:
+        pace = _Pace(server, profile, ends, jitter, admitted + ttft_s, admitted)
+        deadlines = [pace.last]
+    elif admitted != arrival:  # the whole schedule starts when the queue let it in
+        deadlines = [due + (admitted - arrival) for due in deadlines]
+    flight = _Flight(server, arrival, reply, deadlines)
+    server.active.add(flight)
+    try:
+        if body.get("stream"):
+            return await _stream(request, reply, flight, pace, cut_after=len(ends) // 2 if cutting else None)
+        return await _whole(request, reply, flight, pace, cutting)
+    finally:
+        flight.release(time.monotonic(), 0, False)  # only if something went wrong: otherwise released already
+
+
+async def _whole(
+    request: web.Request, reply: _Reply, flight: _Flight, pace: _Pace | None, cutting: bool
+) -> web.Response:
+    """A non-streamed answer, sent when its last token is due. Its tokens are timed as a stream's
+    would be (one at a time under a budget), and count in the TTFT/TPOT histograms when due."""
+    deadlines, ends = flight.deadlines, reply.ends
+    if pace is not None:
+        for index in range(1, len(ends)):
+            await _sleep_until(deadlines[-1])
+            deadlines.append(pace.next(index))
     await _sleep_until(deadlines[-1])
+    server = flight.server
+    server.ttft.observe(deadlines[0] - flight.arrival)
+    for index in range(1, len(ends)):
+        carried = ends[index] - ends[index - 1]
+        server.tpot.observe((deadlines[index] - deadlines[index - 1]) / carried, carried)
     if cutting and request.transport is not None:
         request.transport.abort()  # the client sees the connection close without an answer
+    flight.release(time.monotonic(), reply.completion_tokens, not cutting)
     return _full_response(reply, TOKEN_TEXT * reply.count)
 
 
@@ -351,52 +652,79 @@ class _Streamer:
     A coroutine per stream that sleeps between tokens costs a future, a timer and a task step per
     chunk; a callback costs the timer only. Headers are already sent (StreamResponse.prepare), so a
     chunk is framed here (HTTP/1.1 chunked encoding) and `write_eof` adds the terminating chunk.
+    Under a token budget (`pace`) the next deadline is computed when a chunk goes out.
     """
 
-    def __init__(self, request: web.Request, chunked: bool, reply: _Reply, ends: list[int], deadlines: list[float],
+    def __init__(self, request: web.Request, chunked: bool, reply: _Reply, flight: _Flight, pace: _Pace | None,
                  cut_at: int | None):  # fmt: skip
         self.loop = asyncio.get_running_loop()
         self.transport = request.transport
         self.heads = _heads(reply)
+        ends = self.ends = reply.ends
         # Running usage (completion tokens so far) per chunk, None where a chunk has none.
         self.usage: list[int | None] | None = None
         if reply.continuous_usage:
             self.usage = [*ends, ends[-1]] if reply.chat else list(ends)
             self.usage += [None] * (len(self.heads) - len(self.usage))
             self.usage_template, self.prompt_tokens = reply.usage_template, reply.prompt_tokens
-        self.deadlines = deadlines + [deadlines[-1]] * (len(self.heads) - len(deadlines))
+        self.flight, self.pace = flight, pace
+        self.deadlines = deadlines = flight.deadlines  # the flight reads it too (tokens held)
+        if pace is None:  # the finish and usage chunks go with the last token
+            deadlines.extend([deadlines[-1]] * (len(self.heads) - len(deadlines)))
         self.chunked, self.cut_at = chunked, cut_at
         self.index = 0
+        self.last_sent = 0.0
         self.done: asyncio.Future[bool] = self.loop.create_future()  # True when the stream ended normally
 
     def start(self) -> None:
         self._step()
 
     def _step(self) -> None:
-        transport, heads, deadlines = self.transport, self.heads, self.deadlines
+        transport, heads, deadlines, pace = self.transport, self.heads, self.deadlines, self.pace
         if transport is None or transport.is_closing():
-            return self._finish(False)
+            return self._finish(False, time.monotonic())
         now = time.monotonic()
         parts: list[bytes] = []
         stamp = b'"llmbench_sent_at":%.6f}\n\n' % now
+        start = self.index
         while self.index < len(heads) and deadlines[self.index] <= now:
             if self.index == self.cut_at:
                 self._write(transport, parts)
                 transport.abort()  # as a crashed server or a proxy would: no terminating chunk, no [DONE]
-                return self._finish(False)
+                self._observe(start, now)
+                return self._finish(False, now)
             if self.usage is not None and (done := self.usage[self.index]) is not None:
                 parts.append(heads[self.index] + self.usage_template % (done, self.prompt_tokens + done) + stamp)
             else:
                 parts.append(heads[self.index] + stamp)
             self.index += 1
+            if pace is not None and self.index < len(heads):
+                deadlines.append(pace.next(self.index))
         if self.index == len(heads):
             parts.append(DONE)
         self._write(transport, parts)
+        if self.index > start:
+            self._observe(start, now)
         if self.index == len(heads):
-            return self._finish(True)
+            return self._finish(True, now)
         # uvloop's timers run on a millisecond clock cached per loop iteration and may fire early:
-        # the next step checks the deadline again and simply re-arms.
-        self.loop.call_later(deadlines[self.index] - now, self._step)
+        # the next step checks the deadline again and simply re-arms. A long wait (TTFT, a slow
+        # budget) is cut into CHECK_CLIENT_S pieces, so a client that left stops counting as running.
+        self.loop.call_later(min(deadlines[self.index] - now, CHECK_CLIENT_S), self._step)
+
+    def _observe(self, start: int, now: float) -> None:
+        """TTFT when the first chunk went out; every token sent since the last send gets an equal
+        share of the gap (as the client's ITL does), the first chunk's tokens none."""
+        ends, server = self.ends, self.flight.server
+        before = ends[min(start, len(ends)) - 1] if start else 0
+        sent = ends[min(self.index, len(ends)) - 1] if self.index else 0
+        if start == 0 and self.index:
+            server.ttft.observe(now - self.flight.arrival)
+            if sent > ends[0]:
+                server.tpot.observe(0.0, sent - ends[0])  # chunks late enough to leave with the first
+        elif sent > before:
+            server.tpot.observe((now - self.last_sent) / (sent - before), sent - before)
+        self.last_sent = now
 
     def _write(self, transport: asyncio.BaseTransport, parts: list[bytes]) -> None:
         if not parts:
@@ -404,7 +732,13 @@ class _Streamer:
         payload = parts[0] if len(parts) == 1 else b"".join(parts)
         transport.write(b"%x\r\n%s\r\n" % (len(payload), payload) if self.chunked else payload)
 
-    def _finish(self, ok: bool) -> None:
+    def stop(self, now: float) -> None:
+        """The request is over before its end (its handler was cancelled)."""
+        self._finish(False, now)
+
+    def _finish(self, ok: bool, now: float) -> None:
+        ends = self.ends
+        self.flight.release(now, ends[min(self.index, len(ends)) - 1] if self.index else 0, ok)
         if not self.done.done():
             self.done.set_result(ok)
 
@@ -438,14 +772,19 @@ def _heads(reply: _Reply) -> list[bytes]:
 
 
 async def _stream(
-    request: web.Request, reply: _Reply, ends: list[int], deadlines: list[float], cut_after: int | None
+    request: web.Request, reply: _Reply, flight: _Flight, pace: _Pace | None, cut_after: int | None
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
     chunked = response.headers.get("Transfer-Encoding") == "chunked"  # `response.chunked` is only the explicit opt-in
-    streamer = _Streamer(request, chunked, reply, ends, deadlines, cut_after)
+    streamer = _Streamer(request, chunked, reply, flight, pace, cut_after)
     streamer.start()
-    if await streamer.done:
+    try:
+        ok = await streamer.done
+    except asyncio.CancelledError:  # the client left (serve() cancels the handler then): count what it got
+        streamer.stop(time.monotonic())
+        raise
+    if ok:
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
     return response
@@ -482,6 +821,15 @@ async def _prefix_cache_clear(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY_KEY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _name_the_process(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["X-Mock-Pid"] = str(os.getpid())  # which worker answered (run(..., workers=N))
+
+
 async def _models(request: web.Request) -> web.Response:
     model = request.app[PROFILE_KEY].model
     return web.json_response(
@@ -495,12 +843,18 @@ def make_app(profile: MockProfile) -> web.Application:
     app[RNG_KEY] = random.Random(profile.seed)
     app[CACHE_KEY] = PrefixCache(profile.prefix_cache_blocks)
     app[LOG_KEY] = RequestLog(profile.request_log_size)
+    app[SERVER_KEY] = server = _Server(profile)
+    # The app's own registry: several apps in one process (tests) keep their own counters.
+    app[REGISTRY_KEY] = registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(server, profile))
+    app.on_response_prepare.append(_name_the_process)
     app.router.add_get("/v1/models", _models)
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_post("/v1/completions", _completions)
     app.router.add_get("/_mock/requests", _requests_list)
     app.router.add_delete("/_mock/requests", _requests_clear)
     app.router.add_delete("/_mock/prefix_cache", _prefix_cache_clear)
+    app.router.add_get("/metrics", _metrics)
     return app
 
 
@@ -516,11 +870,65 @@ def install_uvloop() -> bool:
     return False
 
 
-def run(host: str = "127.0.0.1", port: int = 8001, profile: MockProfile | None = None) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM). No access log: it would cost more CPU than a request.
-    What is loaded by then (all of Django under manage.py) is frozen out of the garbage collector,
-    so a full collection does not walk it in the middle of a stream."""
+def serve(host: str, port: int, profile: MockProfile, *, reuse_port: bool = False) -> None:
+    """Serve in this process until interrupted (Ctrl-C or SIGTERM). No access log: it would cost more
+    CPU than a request. What is loaded by then (all of Django under manage.py) is frozen out of the
+    garbage collector, so a full collection does not walk it in the middle of a stream."""
     install_uvloop()
     gc.collect()
     gc.freeze()
-    web.run_app(make_app(profile or MockProfile()), host=host, port=port, access_log=None, print=None)
+    # handler_cancellation: a client that hangs up while its request waits (queue, TTFT, a whole
+    # answer) leaves the running and waiting counts at once, as it would leave vLLM's.
+    web.run_app(
+        make_app(profile), host=host, port=port, access_log=None, print=None, reuse_port=reuse_port or None,
+        handler_cancellation=True,
+    )  # fmt: skip
+
+
+class _Stop(Exception):
+    """SIGTERM reached the parent of the workers."""
+
+
+def _raise_stop(signum, frame):
+    raise _Stop
+
+
+def _worker(host: str, port: int, profile: MockProfile) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until run_app installs its own: the parent's raises
+    serve(host, port, profile, reuse_port=True)
+
+
+def run(host: str = "127.0.0.1", port: int = 8001, profile: MockProfile | None = None, workers: int = 1) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM). With `workers` > 1, that many forked processes
+    share the port (SO_REUSEPORT: the kernel spreads connections over them), each with its own
+    capacity and counters; SIGTERM or Ctrl-C to this process stops them all, and if one of them dies
+    the others are stopped and RuntimeError says which."""
+    profile = profile or MockProfile()
+    if workers <= 1:
+        serve(host, port, profile)
+        return
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=_worker, args=(host, port, profile), daemon=True) for _ in range(workers)]
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    ended: list = []  # the workers that ended on their own
+    try:
+        for child in children:
+            child.start()
+        ended = multiprocessing.connection.wait([child.sentinel for child in children])
+    except (KeyboardInterrupt, _Stop):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
+        for child in children:
+            if child.is_alive():
+                child.terminate()  # SIGTERM: run_app shuts the worker down cleanly
+        for child in children:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+                child.join()
+        signal.signal(signal.SIGTERM, previous)
+    # Read after join: a worker's sentinel can fire before its exit code is there to read.
+    failed = [child.exitcode for child in children if child.sentinel in ended]
+    if failed:
+        raise RuntimeError(f"a mockllm worker exited with code {failed[0]}; the others were stopped")

@@ -1,6 +1,9 @@
 """manage.py mockllm: serve the OpenAI-compatible mock (apps/providers/mockllm.py) until Ctrl-C, to
-point an endpoint or a bench at a server whose latencies are known."""
+point an endpoint or a bench at a server whose latencies (and, with --max-batch or
+--token-budget-per-s, capacity: docs/mockllm-capacity.md) are known. --workers N serves the port
+from N processes."""
 
+import math
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -27,6 +30,9 @@ def profile_from_options(options: dict[str, Any]) -> MockProfile:
         prefix_cache_blocks=options["prefix_cache_blocks"],
         reasoning_tokens=options["reasoning_tokens"],
         request_log_size=options["request_log_size"],
+        max_batch=options["max_batch"],
+        token_budget_per_s=options["token_budget_per_s"],
+        kv_cache_tokens=options["kv_cache_tokens"],
     )
     if min(profile.ttft_ms, profile.itl_ms, profile.jitter_ms, profile.per_prompt_token_us) < 0:
         raise CommandError("latencies must not be negative")
@@ -40,7 +46,22 @@ def profile_from_options(options: dict[str, Any]) -> MockProfile:
         raise CommandError("--prefix-cache-blocks must be at least 1")
     if profile.reasoning_tokens < 0 or profile.request_log_size < 0:
         raise CommandError("--reasoning-tokens and --request-log-size must not be negative")
+    if profile.max_batch is not None and profile.max_batch < 1:
+        raise CommandError("--max-batch must be at least 1 (leave it out for no limit)")
+    budget = profile.token_budget_per_s
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise CommandError("--token-budget-per-s must be a number above 0 (leave it out for no limit)")
+    if profile.kv_cache_tokens < 1:
+        raise CommandError("--kv-cache-tokens must be at least 1")
     return profile
+
+
+def workers_from_options(options: dict[str, Any]) -> int:
+    """How many processes to serve with (checked)."""
+    workers = options["workers"]
+    if workers < 1:
+        raise CommandError("--workers must be at least 1")
+    return workers
 
 
 class Command(BaseCommand):
@@ -83,9 +104,41 @@ class Command(BaseCommand):
             default=10_000,
             help="Request bodies kept for GET /_mock/requests (DELETE clears them); 0 keeps none.",
         )
+        parser.add_argument(
+            "--max-batch",
+            type=int,
+            default=None,
+            help="Requests served at once; later ones wait first come, first served, and the wait counts in "
+            "their TTFT (default: no limit). Per worker.",
+        )
+        parser.add_argument(
+            "--token-budget-per-s",
+            type=float,
+            default=None,
+            help="Output tokens per second shared by the running requests: each next token comes after "
+            "max(ITL, running/budget) (default: no limit). Per worker.",
+        )
+        parser.add_argument(
+            "--kv-cache-tokens",
+            type=int,
+            default=262_144,
+            help="The KV cache's size in tokens: vllm:gpu_cache_usage_perc is the running requests' prompt and "
+            "generated tokens over it.",
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="Processes sharing the port (SO_REUSEPORT); each has its own capacity, counters and caches.",
+        )
 
     def handle(self, *args, host, port, **options):
         profile = profile_from_options(options)
-        self.stdout.write(f"mockllm serving http://{host}:{port}/v1 ({profile}); Ctrl-C to stop")
+        workers = workers_from_options(options)
+        plural = f", {workers} workers" if workers > 1 else ""
+        self.stdout.write(f"mockllm serving http://{host}:{port}/v1 ({profile}{plural}); Ctrl-C to stop")
         self.stdout.flush()
-        run(host, port, profile)
+        try:
+            run(host, port, profile, workers=workers)
+        except RuntimeError as error:
+            raise CommandError(str(error)) from error
