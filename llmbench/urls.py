@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("apps.hardware.api.urls")),
     path("", include("apps.providers.api.urls")),
     path("", include("apps.batches.api.urls")),
+    path("", include("apps.capacity.api.urls")),
     path("", include("apps.experiments.api.urls")),
     path("", include("apps.analytics.api.urls")),
 ]
@@ -30,6 +31,7 @@ urlpatterns = [
     path("providers/", include("apps.providers.urls")),
     path("experiments/", include("apps.experiments.urls")),
     path("batches/", include("apps.batches.urls")),
+    path("capacity/", include("apps.capacity.urls")),
     path("analytics/", include("apps.analytics.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

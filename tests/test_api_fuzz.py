@@ -198,6 +198,7 @@ def world(django_db_setup, django_db_blocker):
     from apps.accounts.services import token_create
     from apps.batches.models import Batch
     from apps.batches.services import sweep_create
+    from apps.capacity.models import CapacitySearch
     from apps.experiments.models import Experiment, Response, TestCase
     from apps.experiments.services import suite_publish
     from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun
@@ -230,6 +231,7 @@ def world(django_db_setup, django_db_blocker):
                 ("/api/v1/admin/testcases/{", TestCase.objects.get(team=team, status=TestCase.Status.PENDING).pk),
                 ("/api/v1/batches/{", Batch.objects.get(experiment__team=team).pk),
                 ("/api/v1/benchmarks/{", Benchmark.objects.filter(team=team).first().pk),
+                ("/api/v1/capacity/{", CapacitySearch.objects.filter(team=team).first().pk),
                 ("/api/v1/executions/{", single.pk),
                 ("/api/v1/experiments/{", single.pk),
                 ("/api/v1/performance/deployments/{", Deployment.objects.filter(team=team).first().pk),

@@ -4,14 +4,13 @@ bracket shaded), and the achieved throughput against the offered level."""
 
 from xml.sax.saxutils import quoteattr
 
+from apps.capacity.models import CapacityProbe
+from apps.capacity.selectors import VERDICT_COLOURS, _number, chart_metric
 from llmbench import svg
 from llmbench.humanize import number_text
 
-from apps.capacity.models import CapacityProbe
-from apps.capacity.selectors import VERDICT_COLOURS, _number, chart_metric
-
-WIDTH, HEIGHT = 640, 300
-SMALL_HEIGHT = 240
+WIDTH, HEIGHT = 480, 290
+SMALL_HEIGHT = 230
 BRACKET_FILL = "#f2c14e"
 
 

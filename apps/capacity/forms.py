@@ -3,6 +3,7 @@ SLO built from rows (metric, percentile, most milliseconds), and the search spac
 services.capacity_validate's; its problems are shown next to the field (or the SLO row) they concern."""
 
 import re
+from itertools import zip_longest
 
 from django import forms
 
@@ -95,7 +96,10 @@ class CapacitySearchForm(forms.Form):
         if data is None:
             return [dict(row, errors=[]) for row in DEFAULT_OBJECTIVES]
         columns = [data.getlist(f"objective_{name}") for name in ("metric", "percentile", "max_ms")]
-        return [{"metric": m, "percentile": p, "max_ms": x.strip(), "errors": []} for m, p, x in zip(*columns)]
+        return [
+            {"metric": m, "percentile": p, "max_ms": x.strip(), "errors": []}
+            for m, p, x in zip_longest(*columns, fillvalue="")
+        ]
 
     def _slo(self, data: dict) -> dict:
         objectives = []

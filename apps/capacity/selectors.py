@@ -28,28 +28,40 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def level_number(value: Any) -> str:
+    """A level as the search's sentences show it: 41.8, 24, 2.5, 0.75 (no trailing zeros); a dash when missing."""
+    number = _number(value)
+    if number is None:
+        return "–"
+    digits = 1 if abs(number) >= 10 else 2 if abs(number) >= 1 else 3
+    text = f"{number:,.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def level_text(value: Any, unit: str) -> str:
     """A level with its unit: "41.8 req/s", "24 concurrent requests"."""
-    return f"{number_text(value)} {unit}"
+    return f"{level_number(value)} {unit}"
 
 
 def bracket_text(low: Any, high: Any) -> str:
-    """"[40.1, 43.5]"; an open end is a dash."""
-    return f"[{number_text(low)}, {number_text(high)}]"
+    """The bracket as "[40.1, 43.5]"; an open end is a dash."""
+    return f"[{level_number(low)}, {level_number(high)}]"
 
 
 def cost_text(search: CapacitySearch) -> str:
-    """"$0.37 per 1M output tokens", or why there is no cost."""
+    """The cost as "$0.37 per 1M output tokens", or why there is none."""
     result = search.result or {}
     cost = _number(result.get("cost_per_1m_output_usd", search.cost_per_1m_output_usd))
     if cost is not None:
         return f"${number_text(cost, 2)} per 1M output tokens"
+    basis = result.get("cost_basis")
+    if isinstance(basis, str) and basis and basis[:1].islower():  # the runner says why there is no cost
+        return f"no cost: {basis}"
     if search.hardware_id is None:
         return "no cost: no hardware was chosen"
     if search.hardware.hourly_cost_usd is None:
         return "no cost: no hourly cost on the hardware"
-    basis = result.get("cost_basis")
-    return f"no cost: {basis}" if isinstance(basis, str) and basis else "no cost known"
+    return "no cost known"
 
 
 def answer_text(search: CapacitySearch) -> str:
@@ -60,8 +72,8 @@ def answer_text(search: CapacitySearch) -> str:
     slo = describe_slo(search.slo)
     if capacity is None:
         if search.status == "completed":
-            note = result.get("note") or "even the first level probed missed the SLO"
-            return f"No capacity within {slo}: {note}"
+            note = str(result.get("note") or "even the lowest level probed missed the SLO.")
+            return f"No capacity within {slo}: {note[:1].lower()}{note[1:]}"
         return ""
     unit = result.get("unit") or search.unit
     low, high = result.get("low", search.capacity_low), result.get("high", search.capacity_high)
@@ -70,6 +82,23 @@ def answer_text(search: CapacitySearch) -> str:
     else:
         sentence = f"Capacity {level_text(capacity, unit)} {bracket_text(low, high)}"
     return f"{sentence} at {slo} — {cost_text(search)}"
+
+
+def progress_text(state: dict) -> str:
+    """Where the search stands before it has an answer, in words."""
+    low, high, unit = state["bracket"]["low"], state["bracket"]["high"], state["unit"]
+    used = f"{state['probes_used']} of at most {state['max_probes']} probes used"
+    if state["status"] == "pending":
+        return f"Not started yet; {used}."
+    if low is not None and high is not None:
+        where = f"So far the capacity lies between {level_number(low)} and {level_text(high, unit)}"
+    elif low is not None:
+        where = f"So far {level_text(low, unit)} meets the objective and no higher level has missed it"
+    elif high is not None:
+        where = f"So far {level_text(high, unit)} misses the objective and no lower level has met it"
+    else:
+        where = "No level judged yet"
+    return f"{where}; {used}."
 
 
 def figures_at_capacity(search: CapacitySearch) -> list[tuple[str, str]]:
@@ -81,16 +110,25 @@ def figures_at_capacity(search: CapacitySearch) -> list[tuple[str, str]]:
         ("Output tokens per second", "output_tps", "tok/s"),
         ("Output tokens per second per GPU", "output_tps_per_gpu", "tok/s"),
         ("Output tokens per second per user", "output_tps_per_user", "tok/s"),
-        ("Requests in flight at capacity (implied concurrency)", "implied_concurrency", ""),
+        ("Requests in flight at capacity (implied concurrency)", "implied_concurrency", "requests"),
     ]
     shown = []
     for words, key, unit in rows:
         value = _number(result.get(key))
         if value is not None:
             shown.append((words, f"{number_text(value)} {unit}".strip()))
-    interval = result.get("interval")
-    if isinstance(interval, dict) and _number(interval.get("low")) is not None:
-        shown.append(("Capacity across trials (t interval)", bracket_text(interval.get("low"), interval.get("high"))))
+    intervals = result.get("interval")
+    trials = result.get("trials_at_capacity")
+    if isinstance(intervals, dict):  # across the trials at capacity: figure -> [low, high] or None
+        for words, key, unit in rows[1:3]:
+            interval = intervals.get(key)
+            if isinstance(interval, list | tuple) and len(interval) == 2:
+                many = f" over {trials} trials" if isinstance(trials, int) else ""
+                shown.append((f"{words.split(' (')[0]}, 95% interval{many}",
+                              f"{number_text(interval[0])} to {number_text(interval[1])} {unit}"))  # fmt: skip
+    cost, basis = _number(result.get("cost_per_1m_output_usd")), result.get("cost_basis")
+    if cost is not None:
+        shown.append(("Cost per 1M output tokens", f"${number_text(cost, 2)}" + (f" ({basis})" if basis else "")))
     probes = result.get("probes_used")
     if isinstance(probes, int):
         shown.append(("Probes used", f"{probes} of {search.max_probes}"))
@@ -101,7 +139,7 @@ def figures_at_capacity(search: CapacitySearch) -> list[tuple[str, str]]:
 
 
 def share_text(objective: dict) -> str:
-    """"96.2% [94.1, 97.6]" from shares between 0 and 1."""
+    """A share with its interval, "96.2% [94.1, 97.6]", from shares between 0 and 1."""
     share, low, high = (_number(objective.get(k)) for k in ("share", "low", "high"))
     if share is None:
         return "–"
@@ -131,6 +169,14 @@ def saturation_reasons(judgement: dict) -> list[str]:
     return [signals] if isinstance(signals, str) and signals else []
 
 
+def limited_by_text(result: dict) -> str:
+    """What stopped the capacity from being higher, in words ("p95 TTFT ≤ 500 ms; requests in flight kept …")."""
+    limited = result.get("limited_by")
+    if isinstance(limited, list):
+        return "; ".join(str(item) for item in limited if item)
+    return limited if isinstance(limited, str) else ""
+
+
 def probe_rows(state: dict) -> list[dict]:
     """The probes of a progress payload as the table shows them."""
     rows = []
@@ -139,6 +185,7 @@ def probe_rows(state: dict) -> list[dict]:
         rows.append({
             **probe,
             "number": probe["index"] + 1,
+            "level_text": level_number(probe["level"]),
             "trial_number": probe["trial"] + 1,
             "phase_label": PHASES.get(probe["phase"], probe["phase"]),
             "colour": VERDICT_COLOURS.get(probe["verdict"], "#6b6b6b"),
@@ -150,7 +197,7 @@ def probe_rows(state: dict) -> list[dict]:
 
 
 def undecided_notes(state: dict) -> list[str]:
-    """"Probes at 44 req/s stayed undecided after 3 trials; they count as missing the SLO", per level."""
+    """Per undecided level: "Probes at 44 req/s stayed undecided after 3 trials; they count as missing the SLO"."""
     levels: dict[float, int] = {}
     for probe in state["probes"]:
         levels.setdefault(probe["level"], 0)
@@ -206,14 +253,17 @@ def goodput_trials(search: CapacitySearch) -> list[float]:
 
 
 def search_summary(search: CapacitySearch) -> dict:
+    """One side of a comparison: the search's capacity, bracket, goodput and cost."""
     low, high = _bracket(search)
     result = search.result or {}
+    capacity = _number(result.get("capacity", search.capacity))
     return {
         "id": search.pk, "name": search.name, "status": search.status, "space": search.space, "unit": search.unit,
-        "slo_text": describe_slo(search.slo), "capacity": _number(result.get("capacity", search.capacity)),
+        "slo_text": describe_slo(search.slo), "capacity": capacity,
         "low": low, "high": high, "goodput_rps": _number(result.get("goodput_rps", search.goodput_rps)),
         "cost_per_1m_output_usd": _number(result.get("cost_per_1m_output_usd", search.cost_per_1m_output_usd)),
         "answer": answer_text(search), "is_simulated": search.is_simulated,
+        "capacity_text": "" if capacity is None else f"{level_text(capacity, search.unit)} {bracket_text(low, high)}",
     }  # fmt: skip
 
 

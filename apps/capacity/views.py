@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
 from apps.capacity.charts import latency_chart, throughput_chart
+from apps.capacity.engine.slo import describe_slo
 from apps.capacity.filters import CapacitySearchFilter
 from apps.capacity.forms import METRIC_CHOICES, PERCENTILE_CHOICES, CapacitySearchForm
 from apps.capacity.models import CapacitySearch
@@ -20,8 +21,11 @@ from apps.capacity.selectors import (
     compare_searches,
     cost_text,
     figures_at_capacity,
+    level_number,
     level_text,
+    limited_by_text,
     probe_rows,
+    progress_text,
     undecided_notes,
 )
 from apps.capacity.services import (
@@ -33,7 +37,6 @@ from apps.capacity.services import (
     capacity_start,
     progress_payload,
 )
-from apps.capacity.engine.slo import describe_slo
 
 
 def _team_search(request, pk: int) -> CapacitySearch:
@@ -44,7 +47,7 @@ def _team_search(request, pk: int) -> CapacitySearch:
 
 
 def _capacity_cell(search: CapacitySearch) -> str:
-    """"41.8 req/s [40.1, 43.5]" for the list; a dash until found."""
+    """The capacity as the list shows it, "41.8 req/s [40.1, 43.5]"; a dash until found."""
     result = search.result or {}
     capacity = result.get("capacity", search.capacity)
     if capacity is None:
@@ -65,7 +68,12 @@ def capacity_list(request):
         "search": s, "slo_text": describe_slo(s.slo), "status_label": STATUS_LABELS.get(s.status, s.status),
         "capacity_text": _capacity_cell(s), "cost_text": cost_text(s) if s.status == "completed" else "",
     } for s in page.object_list]  # fmt: skip
-    context = {"page": page, "searches": searches, "statuses": STATUS_LABELS, "status_filter": request.GET.get("status")}
+    context = {
+        "page": page,
+        "searches": searches,
+        "statuses": STATUS_LABELS,
+        "status_filter": request.GET.get("status"),
+    }
     return render(request, "capacity/list.html", context)
 
 
@@ -94,14 +102,9 @@ def _live_context(search: CapacitySearch) -> dict:
         # llmbench.svg quotes every attribute and escapes every text it draws
         "latency_chart": mark_safe(latency_chart(state, rows)),
         "throughput_chart": mark_safe(throughput_chart(state, rows)),
-        "progress_key": _progress_key(state),
+        "progress": progress_text(state), "limited_by": limited_by_text(state["result"] or {}),
+        "running_level": level_number((state["running"] or {}).get("level")),
     }  # fmt: skip
-
-
-def _progress_key(state: dict) -> str:
-    """What changes when the page has something new to draw (the live figures of the running probe aside)."""
-    running = state["running"] or {}
-    return f"{state['status']}:{state['phase']}:{state['probes_used']}:{running.get('level')}:{running.get('trial')}"
 
 
 @team_view()
