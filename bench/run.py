@@ -7,6 +7,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 codes = [
     subprocess.call([sys.executable, str(HERE / script)], cwd=HERE)
-    for script in ("scores.py", "performance.py", "loadgen.py", "workloads.py", "batches.py", "analytics.py", "web.py")
+    for script in (
+        "scores.py",
+        "performance.py",
+        "loadgen.py",
+        "workloads.py",
+        "batches.py",
+        "analytics.py",
+        "web.py",
+        "capacity.py",
+        "shards.py",
+        "decision.py",
+    )
 ]
 sys.exit(max(codes))

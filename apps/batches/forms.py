@@ -15,6 +15,8 @@ from apps.workloads.models import Workload
 
 MAX_TOKENS = 200_000  # prompt or output tokens of a synthetic request
 MAX_PROMPTS = 1000  # prompts of a load sweep to cycle through
+MAX_SHARDS = 16  # worker processes one step may be split across
+MAX_TRIALS = 10  # runs of each level
 
 
 def sweep_bounds() -> tuple[tuple[str, float, float, str | None], ...]:
@@ -27,6 +29,7 @@ def sweep_bounds() -> tuple[tuple[str, float, float, str | None], ...]:
         ("output_tokens", 1, MAX_TOKENS, None), ("temperature", 0.0, 2.0, None), ("seed", 0, 2**31 - 1, None),
         ("warmup_requests", 0, settings.LOAD_STEP_MAX_REQUESTS, "LOAD_STEP_MAX_REQUESTS"),
         ("warmup_s", 0.0, settings.LOAD_STEP_MAX_DURATION_S, "LOAD_STEP_MAX_DURATION_S"),
+        ("trials", 1, MAX_TRIALS, None), ("shards", 1, MAX_SHARDS, None),
     )  # fmt: skip
 
 
@@ -79,7 +82,7 @@ class LoadSweepForm(forms.ModelForm):
         fields = [
             "name", "endpoint", "model", "variant", "hardware", "deployment", "mode", "arrivals", "levels",
             "step_duration_s", "step_request_count", "prompt_tokens", "prompt_tokens_stdev", "output_tokens",
-            "ignore_eos", "temperature", "seed", "warmup_requests", "warmup_s",
+            "ignore_eos", "temperature", "seed", "warmup_requests", "warmup_s", "trials", "shards",
         ]  # fmt: skip
 
     def __init__(self, *args, team, picker: bool = False, **kwargs):
@@ -95,16 +98,26 @@ class LoadSweepForm(forms.ModelForm):
         else:
             del self.fields["target"]
         self.fields["workload"].queryset = Workload.objects.filter(team=team, archived=False).order_by("name")
-        for name in ("warmup_requests", "warmup_s"):  # left empty: no warm-up
+        for name in ("warmup_requests", "warmup_s", "trials", "shards"):  # left empty: no warm-up, once, one process
             self.fields[name].required = False
         for name, low, high, setting in sweep_bounds():
             _bound(self.fields[name], low, high, setting)
         labels = {"step_duration_s": "Seconds per step", "step_request_count": "Requests per step",
                   "prompt_tokens_stdev": "Prompt tokens, standard deviation",
                   "warmup_requests": "Warm-up requests per step", "warmup_s": "Warm-up seconds per step",
-                  "ignore_eos": "Ignore end of sequence (always generate the output tokens)"}  # fmt: skip
+                  "ignore_eos": "Ignore end of sequence (always generate the output tokens)",
+                  "trials": "Runs of each level", "shards": "Worker processes per step"}  # fmt: skip
         for name, label in labels.items():
             self.fields[name].label = label
+        self.fields["trials"].help_text = (
+            "How many times each level is run, one after the other (1 to 10): with two or more, the sweep page "
+            "shows how much the figures vary between runs."
+        )
+        self.fields["shards"].help_text = (
+            "Split each step across this many task workers (1 to 16), each sending an equal share of the load, "
+            "started together and merged into one result: for loads one process cannot send. Needs as many free "
+            "task workers, on machines with synchronised clocks."
+        )
 
     def clean_target(self) -> tuple[ProviderEndpoint, str]:
         endpoint_id, _, model = self.cleaned_data["target"].partition(":")  # one of the team's own pairs
@@ -149,9 +162,10 @@ class LoadSweepForm(forms.ModelForm):
         elif data.get("mode") == LoadSweep.Mode.OPEN and any(v > settings.LOAD_MAX_RATE_RPS for v in levels):
             self.add_error("levels", f"Request rates of at most {settings.LOAD_MAX_RATE_RPS:,} req/s (the "
                            "LOAD_MAX_RATE_RPS setting).")  # fmt: skip
-        for name in ("warmup_requests", "warmup_s"):
+        for name, empty in (("warmup_requests", 0), ("warmup_s", 0), ("trials", 1), ("shards", 1)):
             if data.get(name) is None and name not in self.errors:
-                data[name] = 0
+                data[name] = empty
+        self._check_shards(data, levels)
         workload = data.get("workload")
         if workload is not None:
             version = workload.latest
@@ -163,6 +177,18 @@ class LoadSweepForm(forms.ModelForm):
             elif self.cleaned_data.get("prompts_text", "").strip():
                 self.add_error("prompts_text", "Give either a workload or prompts, not both.")
         return data
+
+    def _check_shards(self, data: dict, levels: list[float]) -> None:
+        """Every shard must have something to send: a stream of its own at each level, a request of its own."""
+        shards = data.get("shards")
+        if not shards or shards == 1 or "shards" in self.errors:
+            return
+        if data.get("mode") == LoadSweep.Mode.CLOSED and levels and shards > min(levels):
+            self.add_error("shards", f"{shards} worker processes need at least {shards} concurrent requests at every "
+                           f"level; the smallest level is {min(levels):g}.")  # fmt: skip
+        elif (count := data.get("step_request_count")) and shards > count:
+            self.add_error("shards", f"{shards} worker processes need at least {shards} requests per step "
+                           f"(this sweep has {count}).")  # fmt: skip
 
     def sweep_fields(self) -> dict:
         data = {name: self.cleaned_data[name] for name in self.Meta.fields}

@@ -115,16 +115,18 @@ class Share:
 WHOLE = Share()
 
 
-def _pulse_sync(sweep_id: int, step_index: int, progress: StepProgress | None) -> bool:
-    """Write the heartbeat and live figures, publish them; True when a cancel was asked for."""
+def _pulse_sync(sweep_id: int, step_index: int, progress: StepProgress | None, write: bool = True) -> bool:
+    """Write the heartbeat and live figures, publish them; True when a cancel was asked for. A shard other than
+    the first only reads the cancel flag: its partial figures would make the live page flip between shards."""
     live = {}
     if progress is not None:
         live = {k: v for k, v in vars(progress).items() if isinstance(v, int | float | str | type(None))}
     try:
-        LoadSweep.objects.filter(pk=sweep_id).update(
-            heartbeat_at=timezone.now(), current_step=step_index, progress=live
-        )
-        progress_publish(sweep_id=sweep_id)
+        if write:
+            LoadSweep.objects.filter(pk=sweep_id).update(
+                heartbeat_at=timezone.now(), current_step=step_index, progress=live
+            )
+            progress_publish(sweep_id=sweep_id)
         return LoadSweep.objects.filter(pk=sweep_id, cancel_requested=True).exists()
     finally:
         connection.close()  # this pool thread's own connection: do not leave one open per thread
@@ -167,7 +169,7 @@ async def run_step_async(
                 request = plan.request(first + share.request(i), 0, [])
             else:
                 request = GenerationRequest(
-                    model=sweep.model, messages=[{"role": "user", "content": prompts[i % len(prompts)]}],
+                    model=sweep.model, messages=[{"role": "user", "content": prompts[share.request(i) % len(prompts)]}],
                     max_tokens=sweep.output_tokens, temperature=sweep.temperature, ignore_eos=sweep.ignore_eos,
                     seed=sweep.seed,
                 )  # fmt: skip
@@ -193,7 +195,8 @@ async def run_step_async(
             # finishes can be swallowed, and this loop then kept asyncio.run from ever returning (seen once
             # under load in CI: the test timed out with the loop waking every HEARTBEAT_S / 2).
             while not step_over.is_set():
-                if await sync_to_async(_pulse_sync, thread_sensitive=False)(sweep.pk, step.index, live.progress):
+                pulse_sync = sync_to_async(_pulse_sync, thread_sensitive=False)
+                if await pulse_sync(sweep.pk, step.index, live.progress, share.index == 0):
                     live.cancel.set()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(step_over.wait(), HEARTBEAT_S / 2)
@@ -205,7 +208,7 @@ async def run_step_async(
             spec = share_spec(spec, share.index, share.count)
         if start_at_epoch is not None:
             while (delay := start_at_epoch - time.time()) > 0:
-                await asyncio.sleep(delay if delay > 0.002 else 0)  # the last 2 ms spin: timers can fire late
+                await asyncio.sleep(delay - 0.002 if delay > 0.002 else 0)  # the last 2 ms spin: timers fire late
         pulser = asyncio.create_task(pulse())
         urls = _metrics_urls(sweep, share)
         scraper = asyncio.create_task(scrape.scrape_loop(session, urls, step_over)) if urls else None

@@ -70,7 +70,9 @@ def plan_count(sweep: LoadSweep) -> int:
     server that cached them), at most PLAN_MAX_REQUESTS; traces plan every row in their window."""
     if sweep.workload_version.spec.get("source") == "trace":
         return settings.LOAD_STEP_MAX_REQUESTS
-    return min(PLAN_MAX_REQUESTS, per_step_count(sweep) * len(sweep.levels))
+    if sweep.managed_by:  # a capacity search adds its steps as it goes: plan the most, and reuse in order
+        return PLAN_MAX_REQUESTS
+    return min(PLAN_MAX_REQUESTS, per_step_count(sweep) * len(sweep.levels) * max(1, sweep.trials))
 
 
 def step_offset(sweep: LoadSweep, step: LoadSweepStep) -> int:

@@ -70,7 +70,7 @@ class LoadSweepSerializer(serializers.ModelSerializer):
             "id", "name", "endpoint", "model", "variant", "hardware", "deployment", "mode", "arrivals", "levels",
             "step_duration_s", "step_request_count", "prompt_tokens", "prompt_tokens_stdev", "output_tokens",
             "ignore_eos", "temperature", "seed", "workload", "warmup_requests", "warmup_s", "token_calibration",
-            "status", "error", "created_at", "started_at", "finished_at", "state",
+            "trials", "shards", "managed_by", "status", "error", "created_at", "started_at", "finished_at", "state",
         ]  # fmt: skip
         read_only_fields = fields
 
