@@ -201,3 +201,19 @@ def test_a_hosted_endpoints_cost_comes_from_its_token_prices(team):
     result = search_result(search, probes, engine.Done(10.0, None, "max_level"))
     assert result["cost_per_1m_output_usd"] == pytest.approx(1.5 + 0.5 * 10 / 11)
     assert "token prices" in result["cost_basis"]
+
+
+def test_a_search_sends_its_workload_and_each_probe_sends_requests_of_its_own(team, queued):
+    from apps.hardware.models import RequestSample
+    from apps.workloads.services import workload_create
+
+    spec = {"source": "synthetic", "seed": 3, "input_tokens": {"dist": "uniform", "min": 20, "max": 60},
+            "output_tokens": {"dist": "uniform", "min": 3, "max": 8}}  # fmt: skip
+    workload = workload_create(team=team, user=None, name="w", spec=spec)
+    search = fast_search(team, workload_version=workload.latest, max_level=8)
+    capacity_start(search=search)
+    assert run_search(search.pk) == Status.COMPLETED, CapacitySearch.objects.get(pk=search.pk).error
+    runs = list(PerformanceRun.objects.filter(sweep_step__sweep=search.sweep).order_by("sweep_step__index"))
+    assert len(runs) == 2 and all(r.workload_version_id == workload.latest.pk for r in runs)
+    lengths = RequestSample.objects.filter(run__in=runs).values_list("requested_output_tokens", flat=True)
+    assert lengths and all(3 <= n <= 8 for n in lengths)
