@@ -1,5 +1,7 @@
-"""Read models of the performance pages and API: the grid, the comparison of runs and a run's workload figures."""
+"""Read models of the performance pages and API: the grid, the comparison of runs, a run's workload figures and its
+server metrics."""
 
+import itertools
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -7,10 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.db.models import Count
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from scipy import stats as scipy_stats
 
 from apps.accounts.models import Team
-from apps.hardware.models import PerformanceRun, RequestSample, RunSummary
+from apps.hardware.models import PerformanceRun, RequestSample, RunSummary, ServerMetrics
 from apps.hardware.services import itl_from_bytes
 from apps.hardware.stats import (
     LATENCY_METRICS,
@@ -19,6 +22,7 @@ from apps.hardware.stats import (
     steady_window,
 )
 from apps.scores.models import ModelVariant
+from llmbench import svg
 from llmbench.humanize import number_text
 
 # metric key → (label, unit, higher is better, figure of the summary; cost is derived)
@@ -29,6 +33,7 @@ GRID_METRICS = {
     "itl_p50_ms": ("ITL p50", "ms", False, "itl_ms.p50"),
     "e2e_p95_ms": ("E2E p95", "ms", False, "e2e_ms.p95"),
     "output_throughput_tps": ("Output tokens/s", "tok/s", True, "output_token_throughput_tps"),
+    "prompt_throughput_tps": ("Prompt tokens/s", "tok/s", True, "prompt_tps.mean"),
     "request_throughput_rps": ("Requests/s", "req/s", True, "request_throughput_rps"),
     "cost_per_1m_output_usd": ("Cost per 1M output tokens", "USD", False, None),
 }
@@ -574,3 +579,79 @@ def run_workload_figures(*, run: PerformanceRun) -> dict:
         "window_note": metrics.get("window_note", ""),
         "whole_step": whole,
     }
+
+
+# --- a run's server metrics (issue 14) ---------------------------------------------------------
+
+ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "tgi": "TGI"}
+
+
+def _points(t_s: list[float], values: list | None, scale: float = 1.0) -> list[tuple[float, float | None]]:
+    return [(t, None if v is None else v * scale) for t, v in zip(t_s, values or [], strict=False)]
+
+
+def _per_interval(t_s: list[float], numerator: list | None, denominator: list | None = None, scale: float = 1.0):
+    """A counter's increase from one read to the next that worked, over the time between them or over another
+    counter's increase (histogram sum over count: the mean of what the interval observed). A point is None where
+    the counter went back (a restart) or the denominator did not move."""
+    known = [i for i in range(min(len(t_s), len(numerator or []))) if numerator[i] is not None]
+    if denominator is not None:
+        known = [i for i in known if i < len(denominator) and denominator[i] is not None]
+    points = []
+    for j, i in itertools.pairwise(known):
+        step = numerator[i] - numerator[j]
+        below = t_s[i] - t_s[j] if denominator is None else denominator[i] - denominator[j]
+        points.append((t_s[i], step / below * scale if step >= 0 and below > 0 else None))
+    return points
+
+
+def _server_charts(t_s: list[float], m: dict, client_ttft_ms: float | None) -> list[dict]:
+    """The charts of the run page: (caption, SVG), those with nothing to draw left out."""
+    ttft = _per_interval(t_s, m.get("server_ttft_sum_s"), m.get("server_ttft_count"), 1000.0)
+    client = [(t_s[0], client_ttft_ms), (t_s[-1], client_ttft_ms)] if client_ttft_ms is not None and ttft else []
+    charts = [
+        ("Requests on the server", "requests",
+         [("Running", _points(t_s, m.get("running"))), ("Waiting", _points(t_s, m.get("waiting")))]),
+        ("KV cache in use", "%", [("KV cache in use", _points(t_s, m.get("kv_cache_usage"), 100.0))]),
+        ("Prefix-cache hit rate, per second", "%",
+         [("Hit rate", _points(t_s, m.get("prefix_cache_hit_rate"), 100.0))]),
+        ("Time to first token, server's mean per second vs the client's mean", "ms",
+         [("Server", ttft), ("Client (whole step)", client)]),
+        ("Tokens generated per second, as the server counts them", "tok/s",
+         [("Generated", _per_interval(t_s, m.get("generation_tokens_total")))]),
+        ("GPU utilisation", "%", [("Mean over GPUs", _points(t_s, m.get("gpu_utilization_pct")))]),
+        ("GPU power draw", "W", [("All GPUs", _points(t_s, m.get("gpu_power_w")))]),
+        ("GPU memory in use", "MiB", [("All GPUs", _points(t_s, m.get("gpu_memory_used_mib")))]),
+    ]  # fmt: skip
+    drawn = []
+    for caption, unit, lines in charts:
+        if any(y is not None for _, points in lines for _, y in points):
+            series = [svg.Series(name, points) for name, points in lines if points]
+            chart = svg.line_chart(series, width=560, height=240, x_label="seconds into the run", y_label=unit)
+            drawn.append({"caption": caption, "svg": mark_safe(chart)})  # llmbench.svg escapes every label
+    return drawn
+
+
+def run_server_metrics(*, run: PerformanceRun) -> dict | None:
+    """What the run page shows of the server's own metrics: the figures over the run, the charts, whether the
+    client's and the server's TTFT disagree, and the scrape errors. None when nothing was scraped."""
+    row = ServerMetrics.objects.filter(run=run).first()
+    if row is None:
+        return None
+    summary, t_s, metrics = row.summary, row.series.get("t_s") or [], row.series.get("metrics") or {}
+    disagreement = summary.get("ttft_disagreement")
+    if disagreement:
+        disagreement = {**disagreement, "difference_pct": abs(disagreement["ratio"] - 1.0) * 100.0}
+    gauges = summary.get("gauges") or {}
+    return {
+        "summary": summary,
+        "gauges": gauges,
+        "engine": ENGINE_NAMES.get(summary.get("engine") or row.sources.get("engine", ""), ""),
+        "kv_cache_pct": {k: v * 100.0 for k, v in gauges["kv_cache_usage"].items()} if "kv_cache_usage" in gauges
+        else None,
+        "prefix_cache_hit_pct": None if summary.get("prefix_cache_hit_rate") is None
+        else summary["prefix_cache_hit_rate"] * 100.0,
+        "disagreement": disagreement,
+        "errors": row.sources.get("errors") or [],
+        "charts": _server_charts(t_s, metrics, summary.get("client_ttft_mean_ms")) if t_s else [],
+    }  # fmt: skip

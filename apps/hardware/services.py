@@ -11,8 +11,16 @@ from django.db import connection, transaction
 from psycopg.types.string import BytesBinaryDumper
 
 from apps.accounts.models import Team
-from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun, RequestSample, RunSummary
+from apps.hardware.models import (
+    Deployment,
+    HardwareProfile,
+    PerformanceRun,
+    RequestSample,
+    RunSummary,
+    ServerMetrics,
+)
 from apps.hardware.parsed import ParsedRun, ParsedSample
+from apps.hardware.server_metrics import server_metrics_row
 from apps.hardware.stats import (
     WORKLOAD_FIELDS,
     SampleColumns,
@@ -278,6 +286,10 @@ def run_store(
                 _save_summary(run, columns, figures.result())
     if not summarized and parsed.reported is not None:
         _reported_summary(run, parsed)
+    if parsed.server_metrics is not None:  # scraped during a live step (issue 14)
+        ServerMetrics.objects.create(
+            run=run, **server_metrics_row(parsed.server_metrics, columns=columns, duration_s=run.duration_s)
+        )
     return run
 
 

@@ -12,7 +12,14 @@ from apps.accounts.simulated import PARAM as SIMULATED_PARAM
 from apps.accounts.simulated import include_simulated
 from apps.hardware.exports import compare_pdf, run_export
 from apps.hardware.filters import PerformanceRunFilter
-from apps.hardware.forms import CompareQueryForm, GridQueryForm, PerformanceUploadForm, PredictForm, RunSloForm
+from apps.hardware.forms import (
+    FORMAT_CHOICES,
+    CompareQueryForm,
+    GridQueryForm,
+    PerformanceUploadForm,
+    PredictForm,
+    RunSloForm,
+)
 from apps.hardware.importers import PerformanceFileError
 from apps.hardware.modeling import NotEnoughData, modeling_configurations, predict
 from apps.hardware.models import PerformanceRun, RequestSample
@@ -22,6 +29,7 @@ from apps.hardware.selectors import (
     compare_runs,
     performance_grid,
     run_distributions,
+    run_server_metrics,
     run_workload_figures,
     simulated_left_out,
 )
@@ -90,12 +98,15 @@ def run_detail(request, pk: int):
         "sample_count": RequestSample.objects.filter(run=run).count(),
         "slo_form": slo_form,
         "workload": run_workload_figures(run=run),
+        "server": run_server_metrics(run=run),
         "metric_rows": [
             ("ttft_ms", "TTFT", "ms"),
             ("itl_ms", "ITL", "ms"),
             ("tpot_ms", "TPOT", "ms"),
             ("e2e_ms", "E2E latency", "ms"),
             ("output_tps", "Output tokens/s per request", "tok/s"),
+            ("prompt_tps", "Prompt tokens/s per request", "tok/s"),
+            ("total_tps", "Prompt and output tokens/s per request", "tok/s"),
             ("input_tokens", "Input tokens", "tokens"),
             ("output_tokens", "Output tokens", "tokens"),
         ],
@@ -215,6 +226,7 @@ def upload_page(request):
         else:
             if preview:
                 context["plan"] = plan
+                context["plan_format"] = dict(FORMAT_CHOICES).get(plan.file_format, plan.file_format)
                 return render(request, "hardware/upload.html#preview", context)
             runs = performance_import_apply(plan=plan, user=request.user)
             messages.success(request, f"Stored {len(runs)} run(s) with {plan.sample_count:,} request samples.")

@@ -1,7 +1,11 @@
 from django import forms
 
+from apps.providers.engine.scrape import check_metrics_url
 from apps.providers.engine.sim import check_sim_url
 from apps.providers.models import KIND_LABELS, ProviderEndpoint
+from apps.providers.urlcheck import UrlRefused
+
+METRICS_URL_FIELDS = ("metrics_url", "gpu_metrics_url")  # scraped during load steps (docs/server-metrics.md)
 
 
 class EndpointForm(forms.ModelForm):
@@ -24,13 +28,14 @@ class EndpointForm(forms.ModelForm):
         fields = [
             "name", "kind", "base_url", "model_names", "requests_per_minute", "tokens_per_minute", "max_concurrency",
             "price_input_per_1m_usd", "price_output_per_1m_usd", "connect_timeout_s", "read_timeout_s",
-            "total_timeout_s",
+            "total_timeout_s", "metrics_url", "gpu_metrics_url",
         ]  # fmt: skip
         labels = {
             "base_url": "Base URL", "requests_per_minute": "Requests per minute", "tokens_per_minute": "Tokens per minute",
             "max_concurrency": "Requests at once (at most)", "price_input_per_1m_usd": "Input price (USD per 1M tokens)",
             "price_output_per_1m_usd": "Output price (USD per 1M tokens)", "connect_timeout_s": "Connect timeout (s)",
             "read_timeout_s": "Read timeout (s)", "total_timeout_s": "Total timeout (s)",
+            "metrics_url": "Server metrics URL (optional)", "gpu_metrics_url": "GPU metrics URL (optional)",
         }  # fmt: skip
 
     def __init__(self, *args, team, **kwargs):
@@ -58,6 +63,14 @@ class EndpointForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
+        for name in METRICS_URL_FIELDS:  # the same rules as a base URL; empty: not scraped
+            if data.get(name):
+                try:
+                    check_metrics_url(data[name])
+                except UrlRefused as exc:
+                    self.add_error(name, str(exc))
+                except ValueError as exc:  # urlsplit and the IDNA codec refuse some URLs before any rule applies
+                    self.add_error(name, f"Not a usable URL: {exc}.")
         if data.get("kind") == "sim":
             try:
                 check_sim_url(data.get("base_url", ""))

@@ -34,6 +34,8 @@ def endpoint_edit(request, pk: int | None = None):
             endpoint_save(endpoint=form.save(commit=False), api_key=form.new_api_key())
         except UrlRefused as exc:
             form.add_error("base_url", str(exc))
+        except ValueError as exc:  # urllib's own refusal of a malformed URL, e.g. an unclosed IPv6 bracket
+            form.add_error("base_url", f"This is not a valid URL ({exc}).")
         else:
             messages.success(request, f"Saved the endpoint {endpoint.name}.")
             return redirect("providers:list")

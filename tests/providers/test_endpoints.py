@@ -113,6 +113,12 @@ class TestPages:
         response = admin_client_team.post(reverse("providers:new"), body)
         assert response.status_code == 400 and "base_url" in response.context["form"].errors
 
+    def test_a_malformed_url_is_400_naming_the_field_not_a_500(self, admin_client_team):
+        body = {"name": "x", "kind": "openai_compatible", "base_url": "http://[bad/v1", "connect_timeout_s": 5,
+                "read_timeout_s": 30, "total_timeout_s": 60}  # fmt: skip
+        response = admin_client_team.post(reverse("providers:new"), body)
+        assert response.status_code == 400 and "not a valid URL" in str(response.context["form"].errors["base_url"])
+
     def test_members_cannot_manage_endpoints(self, member_client, team):
         endpoint = make_endpoint(team)
         assert member_client.post(reverse("providers:new"), {"name": "x"}).status_code == 403

@@ -5,9 +5,17 @@ from django.db import connections
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun, RequestSample, RunSummary
+from apps.hardware.models import (
+    Deployment,
+    HardwareProfile,
+    PerformanceRun,
+    RequestSample,
+    RunSummary,
+    ServerMetrics,
+)
 from apps.hardware.services import itl_from_bytes
 from llmbench.db import prepared_cursor
 
@@ -103,18 +111,33 @@ class RunWorkloadVersionSerializer(serializers.Serializer):
     number = serializers.IntegerField()
 
 
+class ServerMetricsSerializer(serializers.ModelSerializer):
+    """The server's own metrics over a run (docs/server-metrics.md): the reductions, the series, what was read."""
+
+    class Meta:
+        model = ServerMetrics
+        fields = ["summary", "series", "sources"]
+
+
 class PerformanceRunDetailSerializer(PerformanceRunSerializer):
     """One run (retrieve, PATCH): the list's fields, plus its workload version, how the request lengths were
-    made and requested vs delivered lengths (docs/metrics.md). The list leaves them out."""
+    made and requested vs delivered lengths (docs/metrics.md), and the server's own metrics when they were
+    scraped (docs/server-metrics.md; null otherwise). The list leaves them out."""
 
     workload_version = RunWorkloadVersionSerializer(read_only=True, allow_null=True)
+    server_metrics = serializers.SerializerMethodField()
 
     class Meta(PerformanceRunSerializer.Meta):
         fields = [
             *PerformanceRunSerializer.Meta.fields[:-1], "workload_version", "token_calibration", "length_report",
-            PerformanceRunSerializer.Meta.fields[-1],
+            PerformanceRunSerializer.Meta.fields[-1], "server_metrics",
         ]  # fmt: skip
         read_only_fields = [*PerformanceRunSerializer.Meta.read_only_fields, "token_calibration", "length_report"]
+
+    @extend_schema_field(ServerMetricsSerializer(allow_null=True))
+    def get_server_metrics(self, run: PerformanceRun) -> dict | None:
+        row = ServerMetrics.objects.filter(run=run).first()
+        return None if row is None else ServerMetricsSerializer(row).data
 
 
 # --- the run list, read-only: PerformanceRunSerializer's output from one values() query -------------

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from apps.providers.engine.scrape import check_metrics_url
 from apps.providers.engine.sim import check_sim_url
 from apps.providers.models import ProviderEndpoint
 from apps.providers.urlcheck import UrlRefused, check_base_url
@@ -17,8 +18,8 @@ class ProviderEndpointSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "kind", "base_url", "api_key", "key_hint", "is_simulated", "model_names",
             "requests_per_minute", "tokens_per_minute", "max_concurrency", "price_input_per_1m_usd",
-            "price_output_per_1m_usd", "connect_timeout_s", "read_timeout_s", "total_timeout_s", "last_test_at",
-            "last_test_ok", "last_test_message", "created_at",
+            "price_output_per_1m_usd", "connect_timeout_s", "read_timeout_s", "total_timeout_s", "metrics_url",
+            "gpu_metrics_url", "last_test_at", "last_test_ok", "last_test_message", "created_at",
         ]  # fmt: skip
         read_only_fields = ["last_test_at", "last_test_ok", "last_test_message", "created_at"]
 
@@ -35,6 +36,24 @@ class ProviderEndpointSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("A list of model names.")
         return value
 
+    def _metrics_url(self, value: str) -> str:
+        """A server or GPU metrics URL: empty (not scraped), or allowed by the same rules as a base URL."""
+        value = value.strip()
+        if value:
+            try:
+                check_metrics_url(value)
+            except UrlRefused as exc:
+                raise serializers.ValidationError(str(exc)) from None
+            except ValueError as exc:  # urlsplit and the IDNA codec refuse some URLs before any rule applies
+                raise serializers.ValidationError(f"Not a usable URL: {exc}.") from None
+        return value
+
+    def validate_metrics_url(self, value: str) -> str:
+        return self._metrics_url(value)
+
+    def validate_gpu_metrics_url(self, value: str) -> str:
+        return self._metrics_url(value)
+
     def validate(self, attrs):
         kind = attrs.get("kind", getattr(self.instance, "kind", None))
         base_url = attrs.get("base_url", getattr(self.instance, "base_url", ""))
@@ -50,4 +69,6 @@ class ProviderEndpointSerializer(serializers.ModelSerializer):
                 check_base_url(base_url)
             except UrlRefused as exc:
                 raise serializers.ValidationError({"base_url": str(exc)}) from None
+            except ValueError as exc:  # urlsplit and the IDNA codec refuse some URLs before any rule applies
+                raise serializers.ValidationError({"base_url": f"Not a usable URL: {exc}."}) from None
         return attrs
