@@ -11,6 +11,10 @@ urlpatterns = [
     path("analytics/parameters/insights", views.parameter_insights, name="analytics-parameter-insights"),
     path("analytics/regressions", views.regressions, name="analytics-regressions"),
     path("analytics/leaderboard", views.leaderboard, name="analytics-leaderboard"),
+    path("analytics/decision/curves", views.decision_curves, name="analytics-decision-curves"),
+    path("analytics/decision/pareto", views.decision_pareto, name="analytics-decision-pareto"),
+    path("analytics/decision/cost", views.decision_cost, name="analytics-decision-cost"),
+    path("export/analytics/decision/<slug:kind>", views.export_decision, name="export-analytics-decision"),
     path("export/analytics/<slug:slug>", views.export_analytics, name="export-analytics"),
     path("export/custom", views.export_custom, name="export-custom"),
 ]

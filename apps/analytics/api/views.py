@@ -9,6 +9,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from apps.accounts.models import Membership
+from apps.analytics import decision
 from apps.analytics.catalog import VIEWS, ParameterError, params_for
 from apps.analytics.custom import FORMATS as CUSTOM_FORMATS
 from apps.analytics.custom import CustomExportError, custom_export
@@ -95,3 +96,71 @@ def export_custom(request):
 
 
 export_custom.cls.write_role = Membership.Role.VIEWER  # a POST that only reads: viewers may export
+
+
+# --- the capacity answer (issue 14) ----------------------------------------------------------------
+
+SIMULATED_PARAMETER = FILTER_PARAMETERS[-1]
+WORKLOAD_PARAMETERS = [
+    OpenApiParameter("workload", str, description="a workload key such as c16-in256-out128 (runs of that load)"),
+    OpenApiParameter("workload_version", int, description="runs of this workload version only"),
+]
+DECISION_PARAMETERS = {
+    "curves": [
+        OpenApiParameter("x", str, enum=list(decision.CURVE_THROUGHPUTS), description="throughput axis"),
+        OpenApiParameter("y", str, enum=list(decision.CURVE_LATENCIES), description="latency axis"),
+        OpenApiParameter("slo_ms", float, description="the SLO line in milliseconds (wins over `search`)"),
+        OpenApiParameter("search", int, description="a completed capacity search whose p95 objective is the line"),
+        OpenApiParameter("deployments", str, description="keys such as v3-h2-d5, comma-separated (default: the "
+                         f"{decision.MAX_CURVES} deployments with most runs)"),
+        *WORKLOAD_PARAMETERS, SIMULATED_PARAMETER,
+    ],
+    "pareto": [*WORKLOAD_PARAMETERS, SIMULATED_PARAMETER],
+    "cost": [
+        OpenApiParameter("timeframe", str, description="7d | 30d (default) | 90d | custom: of the own test-case "
+                         "quality, as on the leaderboard"),
+        OpenApiParameter("start", str), OpenApiParameter("end", str), SIMULATED_PARAMETER,
+    ],
+}  # fmt: skip
+
+
+def _decision(request, kind: str):
+    try:
+        return decision.decision_result(kind, request.team, params_for(request))
+    except ParameterError as exc:
+        raise ValidationError({exc.field: [exc.problem]}) from None
+
+
+def _decision_endpoint(kind: str):
+    view = decision.DECISION_VIEWS[decision.KINDS[kind]]
+
+    @extend_schema(parameters=DECISION_PARAMETERS[kind], responses=OpenApiTypes.OBJECT, summary=view.title,
+                   description=view.description)  # fmt: skip
+    @api_view(["GET"])
+    def endpoint(request):
+        try:
+            return Response(decision.decision_data(kind, request.team, params_for(request)))
+        except ParameterError as exc:
+            raise ValidationError({exc.field: [exc.problem]}) from None
+
+    endpoint.cls.__name__ = f"AnalyticsDecision{kind.title()}"
+    return endpoint
+
+
+decision_curves = _decision_endpoint("curves")
+decision_pareto = _decision_endpoint("pareto")
+decision_cost = _decision_endpoint("cost")
+
+
+@extend_schema(parameters=[OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=list(decision.KINDS)),
+                           OpenApiParameter("format", str, enum=list(FORMATS)), *DECISION_PARAMETERS["curves"]],
+               responses=file_responses(FORMATS))  # fmt: skip
+@api_view(["GET"])
+@content_negotiation_class(ExportNegotiation)
+def export_decision(request, kind: str):
+    """A decision view as a file: `format` csv (its first table), json, xlsx (a sheet per table and a summary sheet)
+    or pdf (the report with its chart); the same figures as the page."""
+    if kind not in decision.KINDS:
+        raise Http404("No such decision view.")
+    fmt = export_kind(request.query_params, FORMATS)
+    return download(_decision(request, kind), fmt, team=request.team)
