@@ -12,11 +12,13 @@ Simulated runs and searches (the built-in simulator, demo data) are left out unl
 answer says in words how many were left out. Each selector reads a fixed number of queries, however many runs.
 """
 
+import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Q
+from django.core.cache import cache
+from django.db.models import Count, Max, Q
 
 from apps.analytics import selectors
 from apps.analytics.catalog import ParameterError, Result, View
@@ -26,6 +28,7 @@ from apps.capacity.engine.slo import describe_slo
 from apps.capacity.models import CapacitySearch
 from apps.hardware.models import PerformanceRun
 from apps.hardware.selectors import Workload, grid_workloads
+from apps.scores.models import Score
 from apps.workloads.models import WorkloadVersion
 from llmbench import svg
 from llmbench.humanize import number_text
@@ -828,11 +831,43 @@ KINDS = {"curves": "decision-curves", "pareto": "decision-pareto", "cost": "deci
 SELECTORS = {"curves": decision_curves, "pareto": decision_pareto, "cost": decision_cost}
 
 
+# The views read every run (or search) of the team: most of a page's CPU. Their results are cached per team, view and
+# query under a version read in three cheap aggregates, so a run stored, a summary recomputed, a search finished or
+# a score imported by any process changes the key at once; what the version cannot see (a hardware profile or a
+# model renamed, test-case quality of the last 30 days) shows within DECISION_TTL_S, as on the dashboard.
+DECISION_TTL_S = 60
+
+
+def decision_version(team) -> str:
+    """What a cached decision view was computed from."""
+    runs = PerformanceRun.objects.filter(team=team).aggregate(
+        n=Count("id"), last=Max("id"), simulated=Count("id", filter=Q(is_simulated=True)),
+        computed=Max("summary__computed_at"),
+    )  # fmt: skip
+    searches = CapacitySearch.objects.filter(team=team).aggregate(
+        n=Count("id"), last=Max("id"), done=Max("finished_at")
+    )
+    scores = Score.objects.filter(team=team).aggregate(n=Count("id"), last=Max("id"), updated=Max("updated_at"))
+    return repr((team.show_simulated, sorted(runs.items()), sorted(searches.items()), sorted(scores.items())))
+
+
+def _cached(kind: str, what: str, team, params, compute):
+    query = sorted((k, tuple(params.getlist(k))) for k in params)
+    digest = hashlib.sha256(repr((query, decision_version(team))).encode()).hexdigest()[:32]
+    key = f"decision:v1:{what}:{kind}:team{team.pk}:{digest}"
+    found = cache.get(key)
+    if found is None:
+        found = compute()
+        cache.set(key, found, DECISION_TTL_S)
+    return found
+
+
 def decision_data(kind: str, team, params) -> dict:
     """The API's answer of `kind`: the selector's figures, unrounded (the API reads no table, chart or words)."""
-    return SELECTORS[kind](team, params).as_dict()
+    return _cached(kind, "data", team, params, lambda: SELECTORS[kind](team, params).as_dict())
 
 
 def decision_result(kind: str, team, params) -> Result:
-    """The view of `kind` (curves, pareto, cost) computed and presented; ParameterError for a bad parameter."""
-    return DECISION_VIEWS[KINDS[kind]].run(team, params)
+    """The view of `kind` (curves, pareto, cost) computed and presented; ParameterError for a bad parameter (never
+    cached: it is raised before anything is stored)."""
+    return _cached(kind, "result", team, params, lambda: DECISION_VIEWS[KINDS[kind]].run(team, params))

@@ -5,11 +5,13 @@ import csv
 import io
 import itertools
 import random
+import re
 from datetime import timedelta
 from html.parser import HTMLParser
 
 import openpyxl
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -306,9 +308,10 @@ def test_the_index_opens_the_curves_and_an_unknown_view_is_404(viewer_client):
     assert viewer_client.get(reverse("analytics:decision-export", args=["curves", "docx"])).status_code == 404
 
 
-def test_the_nav_links_the_decision_pages(viewer_client):
+def test_the_analytics_page_links_the_decision_pages(viewer_client):
     content = viewer_client.get(reverse("analytics:index")).content.decode()
-    assert f'href="{reverse("analytics:decision-index")}"' in content
+    for kind in ("curves", "pareto", "cost"):
+        assert f'href="{reverse("analytics:decision", args=[kind])}"' in content
 
 
 @pytest.mark.parametrize(
@@ -489,11 +492,25 @@ def _more_runs(data, n):
 def test_pages_and_apis_do_not_grow_with_runs(url, viewer_client, viewer_api, data, django_assert_max_num_queries):
     client = viewer_api if url.startswith("/api/") else viewer_client
     client.get(url)  # the token's first use writes last_used_at once
+    cache.clear()  # computed, not read from the cache
     with CaptureQueriesContext(connection) as few:
         assert client.get(url).status_code == 200
-    _more_runs(data, 25)
+    _more_runs(data, 25)  # (a new version: computed again)
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert client.get(url).status_code == 200
+
+
+def test_a_view_is_cached_until_a_run_is_stored(viewer_client, data):
+    url = reverse("analytics:decision", args=["pareto"])
+    plotted = re.compile(r"Runs plotted</dt><dd>([\d,]+)")
+    first = plotted.search(viewer_client.get(url).content.decode()).group(1)
+    with CaptureQueriesContext(connection) as cached:
+        assert plotted.search(viewer_client.get(url).content.decode()).group(1) == first
+    _more_runs(data, 1)
+    with CaptureQueriesContext(connection) as fresh:
+        again = plotted.search(viewer_client.get(url).content.decode()).group(1)
+    assert len(fresh.captured_queries) > len(cached.captured_queries)
+    assert int(again) == int(first) + 1  # the new run is counted at once
 
 
 def test_names_are_escaped_in_tables_and_charts(viewer_client, data):

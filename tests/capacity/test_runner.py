@@ -217,3 +217,42 @@ def test_a_search_sends_its_workload_and_each_probe_sends_requests_of_its_own(te
     assert len(runs) == 2 and all(r.workload_version_id == workload.latest.pk for r in runs)
     lengths = RequestSample.objects.filter(run__in=runs).values_list("requested_output_tokens", flat=True)
     assert lengths and all(3 <= n <= 8 for n in lengths)
+
+
+@pytest.fixture
+def capacity_mockllm():
+    """mockllm over HTTP with a capacity: 4 requests at once, the rest queued (no token budget)."""
+    from aiohttp import web
+
+    from apps.providers.mockllm import MockProfile, make_app
+    from tests.threaded import running_in_thread
+
+    profile = MockProfile(ttft_ms=20, itl_ms=5, output_tokens=20, max_batch=4, request_log_size=0)
+
+    async def start():
+        runner = web.AppRunner(make_app(profile))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return runner
+
+    async def stop(runner):
+        await runner.cleanup()
+
+    with running_in_thread(start, stop) as runner:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1", profile
+
+
+def test_a_search_against_mockllm_brackets_its_known_capacity(team, queued, capacity_mockllm):
+    from apps.providers.mockllm import known_capacity_rps
+    from apps.providers.models import ProviderEndpoint
+
+    url, profile = capacity_mockllm
+    capacity = known_capacity_rps(profile, output_tokens=20, ttft_max_ms=100)  # 4 / (0.020 + 19 × 0.005) ≈ 34.8
+    endpoint = ProviderEndpoint.objects.create(team=team, name="mock", kind="openai_compatible", base_url=url)
+    search = make_search(team, endpoint=endpoint, model="mock", start_level=8, slo=P50_TTFT, probe_duration_s=2)
+    capacity_start(search=search)
+    assert run_search(search.pk) == Status.COMPLETED, CapacitySearch.objects.get(pk=search.pk).error
+    search.refresh_from_db()
+    low, high = search.capacity_low, search.capacity_high
+    assert low <= capacity * 1.05 and high >= capacity * 0.95, (low, high, capacity)
+    assert not search.is_simulated and search.probes.count() <= 12
