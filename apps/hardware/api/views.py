@@ -157,7 +157,10 @@ UPLOAD_SCHEMA = {
         "properties": {
             "file": {"type": "string", "format": "binary"},
             "summary_file": {"type": "string", "format": "binary", "description": "LLMPerf *_summary.json"},
-            "format": {"type": "string", "enum": ["seed_csv", "llmbench_json", "llmperf", "vllm", "guidellm", "aiperf", "llama_bench"]},
+            "format": {
+                "type": "string",
+                "enum": ["seed_csv", "llmbench_json", "llmperf", "vllm", "guidellm", "aiperf", "llama_bench"],
+            },
             "variant": {"type": "integer"},
             "model_name": {"type": "string"},
             "quantization": {"type": "string"},
