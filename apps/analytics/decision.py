@@ -851,7 +851,8 @@ def decision_version(team) -> str:
     return repr((team.show_simulated, sorted(runs.items()), sorted(searches.items()), sorted(scores.items())))
 
 
-def _cached(kind: str, what: str, team, params, compute):
+def cached(kind: str, what: str, team, params, compute):
+    """`compute()` once per team, view, query and data version (decision_version), for DECISION_TTL_S."""
     query = sorted((k, tuple(params.getlist(k))) for k in params)
     digest = hashlib.sha256(repr((query, decision_version(team))).encode()).hexdigest()[:32]
     key = f"decision:v1:{what}:{kind}:team{team.pk}:{digest}"
@@ -864,10 +865,10 @@ def _cached(kind: str, what: str, team, params, compute):
 
 def decision_data(kind: str, team, params) -> dict:
     """The API's answer of `kind`: the selector's figures, unrounded (the API reads no table, chart or words)."""
-    return _cached(kind, "data", team, params, lambda: SELECTORS[kind](team, params).as_dict())
+    return cached(kind, "data", team, params, lambda: SELECTORS[kind](team, params).as_dict())
 
 
 def decision_result(kind: str, team, params) -> Result:
     """The view of `kind` (curves, pareto, cost) computed and presented; ParameterError for a bad parameter (never
     cached: it is raised before anything is stored)."""
-    return _cached(kind, "result", team, params, lambda: DECISION_VIEWS[KINDS[kind]].run(team, params))
+    return cached(kind, "result", team, params, lambda: DECISION_VIEWS[KINDS[kind]].run(team, params))

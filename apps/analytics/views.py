@@ -119,16 +119,21 @@ def decision_page(request, kind: str):
         "throughputs": list(decision.CURVE_THROUGHPUTS.items()),
         "latencies": [(k, label) for k, (label, _, _) in decision.CURVE_LATENCIES.items()],
     }  # fmt: skip
-    try:
+
+    def compute():
         result = decision.decision_result(kind, request.team, params)
+        badge = render_to_string("partials/_simulated_badge.html").strip()
+        return result, [_table_body(section, badge) for section in result.sections]
+
+    try:  # the rendered tables are cached with the result: writing 200 rows of cells is half the page's CPU
+        result, bodies = decision.cached(kind, "page", request.team, params, compute)
     except ParameterError as exc:
         context["error"] = str(exc)
         return render(request, "analytics/decision.html", context, status=400)
     context["result"] = result
     context["data"] = result.data
     context["charts"] = [(caption, mark_safe(chart)) for caption, chart in result.charts]  # llmbench.svg escapes text
-    badge = render_to_string("partials/_simulated_badge.html").strip()
-    context["sections"] = [(section, _table_body(section, badge)) for section in result.sections]
+    context["sections"] = list(zip(result.sections, bodies, strict=True))
     return render(request, "analytics/decision.html", context)
 
 
