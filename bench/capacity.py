@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, Report, ensure_database, setup_django
+from common import Report, ensure_database, setup_django
 
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/llmbench_bench") + "_capacity"
 RUNS = int(os.environ.get("BENCH_CAPACITY_RUNS", "3"))
@@ -33,6 +33,7 @@ setup_django(PG_URL)
 
 from django.core.management import call_command  # noqa: E402
 from loadgen import free_port, pin  # noqa: E402
+from loadgen import start_mock as loadgen_start_mock  # noqa: E402
 
 from apps.accounts.models import Team  # noqa: E402
 from apps.capacity.models import CapacitySearch  # noqa: E402
@@ -47,24 +48,8 @@ PROFILE = MockProfile(ttft_ms=TTFT_MS, itl_ms=ITL_MS, output_tokens=LENGTH, max_
 
 
 def start_mock(port: int) -> subprocess.Popen:
-    import contextlib
-    import urllib.request
-
-    from loadgen import _mock_preexec
-
-    argv = [sys.executable, "manage.py", "mockllm", "--port", str(port), "--ttft-ms", str(TTFT_MS), "--itl-ms",
-            str(ITL_MS), "--output-tokens", str(LENGTH), "--max-batch", str(MAX_BATCH), "--request-log-size", "0"]  # fmt: skip
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "llmbench.settings", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, preexec_fn=_mock_preexec, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"manage.py mockllm exited with {proc.returncode}")
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).read()
-            return proc
-        time.sleep(0.1)
-    raise SystemExit("manage.py mockllm did not start")
+    return loadgen_start_mock(port, ["--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS), "--output-tokens", str(LENGTH),
+                                     "--max-batch", str(MAX_BATCH), "--request-log-size", "0"])  # fmt: skip
 
 
 def one_search(team: Team, endpoint: ProviderEndpoint, variant: ModelVariant, hardware: HardwareProfile, n: int):

@@ -71,10 +71,12 @@ def _mock_preexec() -> None:
         os.nice(-10)  # only as root; without it the mock still has a core of its own
 
 
-def start_mock(port: int) -> subprocess.Popen:
+def start_mock(port: int, profile: list[str] | None = None) -> subprocess.Popen:
+    """`manage.py mockllm` on `port` pinned to MOCK_CPU, with this bench's profile unless `profile` gives flags."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "llmbench.settings", "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "manage.py", "mockllm", "--port", str(port), "--ttft-ms", str(TTFT_MS),
-            "--itl-ms", str(ITL_MS), "--output-tokens", str(TOKENS)]  # fmt: skip
+    if profile is None:
+        profile = ["--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS), "--output-tokens", str(TOKENS)]
+    argv = [sys.executable, "manage.py", "mockllm", "--port", str(port), *profile]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, preexec_fn=_mock_preexec, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -7,7 +7,6 @@ import itertools
 import random
 import re
 from datetime import timedelta
-from html.parser import HTMLParser
 
 import openpyxl
 import pytest
@@ -27,6 +26,7 @@ from apps.providers.models import ProviderEndpoint
 from apps.scores.models import Benchmark, ModelVariant, Score
 from apps.workloads.models import Workload, WorkloadVersion
 from llmbench.humanize import number_text
+from tests.analytics.test_analytics_exports import _Table
 
 pytestmark = pytest.mark.django_db
 API = "/api/v1/analytics/decision/"
@@ -129,33 +129,6 @@ def _csv(response) -> list[list[str]]:
 def _sheets(response) -> dict[str, list[tuple]]:
     book = openpyxl.load_workbook(io.BytesIO(_body(response)))
     return {name: list(book[name].iter_rows(values_only=True)) for name in book.sheetnames}
-
-
-class _Table(HTMLParser):
-    """The cells of <table id=…> on a page."""
-
-    def __init__(self, table_id: str):
-        super().__init__()
-        self.table_id, self.inside, self.rows, self.cell = table_id, False, [], None
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "table" and dict(attrs).get("id") == self.table_id:
-            self.inside = True
-        elif self.inside and tag == "tr":
-            self.rows.append([])
-        elif self.inside and tag in ("td", "th"):
-            self.cell = ""
-
-    def handle_endtag(self, tag):
-        if tag == "table":
-            self.inside = False
-        elif self.inside and tag in ("td", "th") and self.cell is not None:
-            self.rows[-1].append(self.cell.strip())
-            self.cell = None
-
-    def handle_data(self, data):
-        if self.cell is not None:
-            self.cell += data
 
 
 def _page_table(client, kind, table, params=None) -> list[list[str]]:
