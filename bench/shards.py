@@ -12,7 +12,7 @@ ROUNDS rounds:
 * TTFT error (mean measured TTFT − the injected 50 ms, as bench/loadgen.py measures it) of the sharded steps
   at most 2 ms above the unsharded steps' error.
 
-BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/llmbench_bench_shards, created when missing) and
+BENCH_PG_URL + "_shards" (default postgres://postgres@127.0.0.1:5432/llmbench_bench_shards, created when missing) and
 BENCH_SHARDS_REDIS_URL (default redis://127.0.0.1:6379/11; the cluster's queue has a name of its own) name the
 services; BENCH_SHARDS_STEPS and BENCH_SHARDS_ROUNDS shorten the run. Exits 1 when a target is missed.
 """
@@ -28,7 +28,7 @@ import urllib.request
 import numpy as np
 from common import ROOT, Report, ensure_database, setup_django
 
-PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/llmbench_bench_shards")
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/llmbench_bench") + "_shards"
 REDIS_URL = os.environ.get("BENCH_SHARDS_REDIS_URL", "redis://127.0.0.1:6379/11")
 STEPS = int(os.environ.get("BENCH_SHARDS_STEPS", "20"))
 ROUNDS = int(os.environ.get("BENCH_SHARDS_ROUNDS", "3"))
