@@ -303,6 +303,9 @@ SPECTACULAR_SETTINGS = {
         # pending → running → completed / failed / cancelled: sweeps and experiments alike
         "RunStatusEnum": "apps.batches.models.Status",
         "TestCaseStatusEnum": "apps.experiments.models.TestCase.Status",
+        # a load sweep's and a capacity search's arrivals: the same values, worded apart
+        "LoadSweepArrivalsEnum": "apps.batches.models.LoadSweep.Arrivals",
+        "CapacityArrivalsEnum": "apps.capacity.models.CapacitySearch.Arrivals",
     },
 }
 

@@ -33,7 +33,7 @@ def demo_capacity_load(*, team: Team, user) -> int:
             defaults={"kind": "sim", "base_url": url, "model_names": ["sim-medium"]},
         )  # fmt: skip
         search = capacity_create(
-            team=team, user=user, name=f"Demo: {MODEL[0].split('/')[-1]} on {hardware_name}", endpoint=endpoint,
+            team=team, user=user, name=f"Demo: capacity on {hardware_name}", endpoint=endpoint,
             model="sim-medium", variant=variant, hardware=hardware, deployment=deployment, slo=SLO, space="rate",
             arrivals="constant", start_level=16, max_level=512, tolerance=0.1, probe_duration_s=1, prompt_tokens=64,
             output_tokens=24,

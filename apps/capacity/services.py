@@ -115,7 +115,7 @@ def capacity_create(*, team: Team, user: AbstractBaseUser | None, **fields) -> C
     search.is_simulated = search.endpoint.is_simulated
     closed = search.space == CapacitySearch.Space.CONCURRENCY
     search.sweep = LoadSweep.objects.create(
-        team=team, name=f"{search.name} · probes"[:200], endpoint=search.endpoint, model=search.model,
+        team=team, name=search.name[:200], endpoint=search.endpoint, model=search.model,
         variant=search.variant, hardware=search.hardware, deployment=search.deployment,
         mode=LoadSweep.Mode.CLOSED if closed else LoadSweep.Mode.OPEN, arrivals=search.arrivals, levels=[],
         step_duration_s=search.probe_duration_s, prompt_tokens=search.prompt_tokens,
