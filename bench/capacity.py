@@ -84,7 +84,7 @@ def main() -> int:
         endpoint, _ = ProviderEndpoint.objects.update_or_create(
             team=team, name="mockllm", defaults={"kind": "openai_compatible", "base_url": f"http://127.0.0.1:{port}/v1"}
         )
-        variant, _ = ModelVariant.objects.get_or_create(team=team, model_name="mock", quantization="bf16")
+        variant, _ = ModelVariant.objects.get_or_create(team=team, model_name="mock", quantization="BF16")
         hardware, _ = HardwareProfile.objects.update_or_create(
             team=team, name="bench GPU", defaults={"hourly_cost_usd": 2.0, "accelerator_count": 1}
         )
