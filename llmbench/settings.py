@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.workloads",
     "apps.hardware",
     "apps.experiments",
+    "apps.benchmarks",
     "apps.batches",
     "apps.capacity",
     "apps.analytics",

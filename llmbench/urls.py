@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("apps.providers.api.urls")),
     path("", include("apps.batches.api.urls")),
     path("", include("apps.capacity.api.urls")),
+    path("", include("apps.benchmarks.api.urls")),
     path("", include("apps.experiments.api.urls")),
     path("", include("apps.analytics.api.urls")),
 ]
@@ -32,6 +33,7 @@ urlpatterns = [
     path("experiments/", include("apps.experiments.urls")),
     path("batches/", include("apps.batches.urls")),
     path("capacity/", include("apps.capacity.urls")),
+    path("benchmarks/", include("apps.benchmarks.urls")),
     path("analytics/", include("apps.analytics.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

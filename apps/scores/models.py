@@ -58,7 +58,13 @@ class Benchmark(TeamOwned):
 
 
 class Score(TeamOwned):
-    """One benchmark result of one model variant, in percent (0–100)."""
+    """One benchmark result of one model variant, in percent (0–100): imported (measured elsewhere and
+    uploaded) or measured here by a benchmark run (apps.benchmarks). A variant has at most one of each per
+    benchmark; where both exist the measured one is shown and ranked."""
+
+    class Origin(models.TextChoices):
+        IMPORTED = "imported", "Imported"
+        MEASURED = "measured", "Measured here"
 
     variant = models.ForeignKey(ModelVariant, on_delete=models.CASCADE, related_name="scores")
     benchmark = models.ForeignKey(Benchmark, on_delete=models.CASCADE, related_name="scores")
@@ -72,12 +78,50 @@ class Score(TeamOwned):
         db_index=True,
         help_text="Generated (demo data, the built-in simulator), not measured: left out of rankings unless asked for.",
     )
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.IMPORTED, db_index=True)
+    # Measured scores only: the Wilson 95% interval, the items scored, where the number comes from, and
+    # the per-item outcomes the quantization view pairs on (same suite, same items).
+    ci_low_pct = models.FloatField(null=True, blank=True)
+    ci_high_pct = models.FloatField(null=True, blank=True)
+    n_items = models.PositiveIntegerField(null=True, blank=True)
+    provenance = models.JSONField(
+        default=dict, blank=True,
+        help_text="Measured: run_id, target_id, suite {id, name, version, sha256}, endpoint, model, "
+        "settings {shots, temperature, max_tokens}, finished_at.",
+    )  # fmt: skip
+    outcomes = models.BinaryField(
+        null=True, blank=True, editable=False,
+        help_text="Measured: numpy.packbits of correct (1) per test item, in suite item index order.",
+    )  # fmt: skip
+    answer_digests = models.BinaryField(
+        null=True, blank=True, editable=False,
+        help_text="Measured: little-endian uint32 per test item, zlib.crc32 of the extracted answer (0: none).",
+    )  # fmt: skip
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["variant", "benchmark"]
-        constraints = [models.UniqueConstraint(fields=["variant", "benchmark"], name="score_unique_variant_benchmark")]
+        constraints = [
+            models.UniqueConstraint(fields=["variant", "benchmark", "origin"], name="score_unique_variant_benchmark")
+        ]
         indexes = [models.Index(fields=["team", "benchmark"])]
 
     def __str__(self) -> str:
         return f"{self.variant} {self.benchmark}: {self.value_pct:.2f}"
+
+
+class ServedVariant(TeamOwned):
+    """Which catalog variant (model + quantization) an endpoint serves under a model name: set when a
+    benchmark run's targets are chosen, and offered again the next time."""
+
+    endpoint = models.ForeignKey("providers.ProviderEndpoint", on_delete=models.CASCADE, related_name="+")
+    model = models.CharField(max_length=200)
+    variant = models.ForeignKey(ModelVariant, on_delete=models.CASCADE, related_name="served_by")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["endpoint", "model"]
+        constraints = [models.UniqueConstraint(fields=["endpoint", "model"], name="servedvariant_unique_model")]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} · {self.model} → {self.variant}"

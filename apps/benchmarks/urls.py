@@ -1,0 +1,4 @@
+"""Pages of standard benchmarks (H6 fills this in)."""
+
+app_name = "benchmarks"
+urlpatterns = []
