@@ -7,10 +7,11 @@ PORT   ?= 8000
 
 .PHONY: run test lint format bench install migrate demo clean
 
-$(VENV)/.installed: requirements/base.txt requirements/dev.txt
+$(VENV)/.installed: requirements/base.txt requirements/dev.txt requirements/parity.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements/parity.txt
 	touch $@
 
 install: $(VENV)/.installed
