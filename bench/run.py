@@ -18,6 +18,8 @@ codes = [
         "capacity.py",
         "shards.py",
         "decision.py",
+        "benchmarks_import.py",
+        "benchmarks_run.py",
     )
 ]
 sys.exit(max(codes))
