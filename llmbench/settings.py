@@ -222,6 +222,9 @@ TASK_CLUSTER_STALL_S = env_int("TASK_CLUSTER_STALL_S", 60, minimum=5)
 # A running capacity search silent this long (no probe pulse, no heartbeat) lost its worker: a re-delivered task
 # or the scheduled recovery picks it up at the probe that was lost.
 CAPACITY_STALL_S = env_int("CAPACITY_STALL_S", 90, minimum=2)
+# Directories a simulator endpoint's answer key (sim://…?answer_key=/path, docs/mockllm-known-answers.md) may be
+# read from: a user may not point the server at any file it can read. The demo writes its keys to var/demo-answer-keys.
+SIM_ANSWER_KEY_DIRS = env_list("SIM_ANSWER_KEY_DIRS", [str(BASE_DIR / "var")])
 
 # --- Auth ---------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

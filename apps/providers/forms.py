@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 
 from apps.providers.engine.scrape import check_metrics_url
 from apps.providers.engine.sim import check_sim_url
@@ -73,7 +74,7 @@ class EndpointForm(forms.ModelForm):
                     self.add_error(name, f"Not a usable URL: {exc}.")
         if data.get("kind") == "sim":
             try:
-                check_sim_url(data.get("base_url", ""))
+                check_sim_url(data.get("base_url", ""), answer_key_dirs=tuple(settings.SIM_ANSWER_KEY_DIRS))
             except ValueError as exc:
                 self.add_error("base_url", str(exc))
         elif data.get("kind") and not data.get("base_url"):

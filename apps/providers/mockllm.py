@@ -48,6 +48,12 @@ Capacity (issue 14; docs/mockllm-capacity.md), off unless `max_batch` or `token_
 * `known_capacity_rps` is the closed form of the largest evenly spaced arrival rate that meets
   given TTFT/TPOT thresholds in steady state.
 
+Known answers (issue 15; docs/mockllm-known-answers.md), off unless `answer_key` is set: when the last user
+message (or the completion prompt) asks a question of the key, the answer text is the one
+apps/providers/engine/knownanswer.py gives (right for exactly round(accuracy × items) items per subject,
+chosen by `answer_seed`) instead of "tok tok …"; streamed, it is spread over the same chunks. Token counts
+and timing are unchanged, and any other prompt is answered as before.
+
 `GET /metrics` speaks Prometheus with vLLM's metric names (labelled model_name). The figures are
 plain counters of the app's `_Server`, turned into metric families only when scraped, so a chunk
 costs a bucket increment and no lock. With `run(..., workers=N)` N processes share the port
@@ -74,6 +80,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
+
+from apps.providers.engine.knownanswer import KnownAnswerBook, known_answers, last_user_text, spread
 
 TOKEN_TEXT = "tok "  # every output token; four characters, so a client's chars/4 guess is exact
 REASONING_TEXT = "hmm "  # every reasoning token
@@ -114,6 +122,12 @@ class MockProfile:
     max_batch: int | None = None  # requests served at once, the rest queue FCFS (None: no limit)
     token_budget_per_s: float | None = None  # output tokens/s shared by the running requests (None: no limit)
     kv_cache_tokens: int = 262_144  # what vllm:gpu_cache_usage_perc divides the running tokens by
+    # Known answers (knownanswer.py): key file(s) in JSON Lines, "" for none.
+    answer_key: str | tuple[str, ...] = ""
+    answer_accuracy: float | dict[str, float] | str = 1.0  # a share, or per subject ({"math": 0.9, "*": 0.7})
+    answer_style: str = "auto"  # auto | cot | letter | gsm8k
+    no_answer_rate: float = 0.0  # share of each subject's items answered with nothing extractable
+    answer_seed: int = 0
 
     @property
     def capacity_on(self) -> bool:
@@ -377,6 +391,7 @@ CACHE_KEY = web.AppKey("prefix_cache", PrefixCache)
 LOG_KEY = web.AppKey("request_log", RequestLog)
 SERVER_KEY = web.AppKey("server", _Server)
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
+ANSWERS_KEY = web.AppKey("known_answers", KnownAnswerBook)
 
 
 def prompt_text(body: dict) -> str:
@@ -427,6 +442,7 @@ class _Reply:
         # None when the cache is off: the usage then says nothing, as vLLM's does by default.
         self.cached_tokens = None if cache is None else min(self.prompt_tokens, cache.lookup_and_add(text) // 4)
         self.count, self.finish_reason = output_length(profile, body)
+        self.answer: str | None = None  # the known answer's text, when the prompt asks a key question
         self.reasoning = profile.reasoning_tokens if chat else 0
         per_chunk = max(1, profile.tokens_per_chunk)
         self.content_ends = _chunk_ends(self.count, per_chunk)
@@ -573,6 +589,8 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
         return _error_response(profile)
     request_id = f"{'chatcmpl' if chat else 'cmpl'}-{rng.getrandbits(48):012x}"
     reply = _Reply(body, profile, chat, request_id, app[CACHE_KEY] if profile.prefix_cache else None)
+    if (book := app.get(ANSWERS_KEY)) is not None:
+        reply.answer = book.reply(last_user_text(body["messages"]) if chat else prompt_text(body))
     prefill_tokens = reply.prompt_tokens - (reply.cached_tokens or 0)
     ttft_s = (profile.ttft_ms + prefill_tokens * profile.per_prompt_token_us / 1000) / 1000
     ends = reply.ends
@@ -623,7 +641,7 @@ async def _whole(
     if cutting and request.transport is not None:
         request.transport.abort()  # the client sees the connection close without an answer
     flight.release(time.monotonic(), reply.completion_tokens, not cutting)
-    return _full_response(reply, TOKEN_TEXT * reply.count)
+    return _full_response(reply, TOKEN_TEXT * reply.count if reply.answer is None else reply.answer)
 
 
 def _full_response(reply: _Reply, text: str) -> web.Response:
@@ -763,7 +781,12 @@ def _heads(reply: _Reply) -> list[bytes]:
     if reply.reasoning_ends:
         heads = _segment(reply, REASONING_TEXT, "reasoning_content", reply.reasoning_ends, True, None)
     finish = None if reply.chat else reply.finish_reason
-    heads += _segment(reply, TOKEN_TEXT, "content", reply.content_ends, not heads, finish)
+    if reply.answer is None:
+        heads += _segment(reply, TOKEN_TEXT, "content", reply.content_ends, not heads, finish)
+    else:  # the known answer spread over the same chunks, one head each
+        pieces, role = spread(reply.answer, len(reply.content_ends)), not heads
+        heads += [reply.content_head(json.dumps(piece)[1:-1], role and i == 0, finish if i == len(pieces) - 1 else None)
+                  for i, piece in enumerate(pieces)]  # fmt: skip
     if reply.chat:
         heads.append(reply.finish_head())
     if reply.include_usage:
@@ -844,6 +867,10 @@ def make_app(profile: MockProfile) -> web.Application:
     app[CACHE_KEY] = PrefixCache(profile.prefix_cache_blocks)
     app[LOG_KEY] = RequestLog(profile.request_log_size)
     app[SERVER_KEY] = server = _Server(profile)
+    book = known_answers(profile.answer_key, accuracy=profile.answer_accuracy, style=profile.answer_style,
+                         no_answer_rate=profile.no_answer_rate, seed=profile.answer_seed)  # fmt: skip
+    if book is not None:
+        app[ANSWERS_KEY] = book
     # The app's own registry: several apps in one process (tests) keep their own counters.
     app[REGISTRY_KEY] = registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(server, profile))

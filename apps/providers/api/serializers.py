@@ -1,3 +1,4 @@
+from django.conf import settings
 from rest_framework import serializers
 
 from apps.providers.engine.scrape import check_metrics_url
@@ -59,7 +60,7 @@ class ProviderEndpointSerializer(serializers.ModelSerializer):
         base_url = attrs.get("base_url", getattr(self.instance, "base_url", ""))
         if kind == "sim":
             try:
-                check_sim_url(base_url)
+                check_sim_url(base_url, answer_key_dirs=tuple(settings.SIM_ANSWER_KEY_DIRS))
             except ValueError as exc:
                 raise serializers.ValidationError({"base_url": str(exc)}) from None
         else:

@@ -27,11 +27,17 @@ stays at tokens_per_s / factor; past max_batch requests TTFT grows by the queuei
 Latency jitter and injected errors come from the adapter's own seeded stream (`rng_seed`), so a
 run sees variation but the same seeded run twice, one request at a time, sees the same numbers.
 `zero_latency` turns off every delay and the capacity (for benches and demo data).
+
+Known answers (docs/mockllm-known-answers.md): with `answer_key=/abs/path/key.jsonl` (repeat it for several
+suites) a prompt asking a key question is answered by apps/providers/engine/knownanswer.py at
+`answer_accuracy`, `answer_style`, `no_answer_rate` and `answer_seed`, instead of the text above; its words are
+the tokens, timed as any others. Each key file is read once per path and modification time.
 """
 
 import asyncio
 import hashlib
 import math
+import os
 import random
 import threading
 import time
@@ -39,9 +45,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from apps.providers.engine.adapters import carry_request
+from apps.providers.engine.knownanswer import KnownAnswerBook, known_answers, last_user_text, word_tokens
 from apps.providers.engine.types import (
     EndpointConfig,
     ErrorKind,
@@ -93,6 +100,12 @@ class SimProfile:
     rng_seed: int = 0  # seeds the jitter and error stream (not the text)
     max_batch: int = 8  # requests the server runs at once; later ones queue (0 = no limit)
     tokens_per_s: float = 400.0  # output tokens/s shared by the running requests, factor-1 model (0 = no limit)
+    # Known answers: absolute paths of answer key files (JSON Lines), and how they are answered.
+    answer_key: tuple[str, ...] = ()
+    answer_accuracy: float | str = 1.0  # a share, or per subject: '{"math": 0.9, "*": 0.7}' or "math:0.9,*:0.7"
+    answer_style: str = "auto"  # auto | cot | letter | gsm8k
+    no_answer_rate: float = 0.0
+    answer_seed: int = 0
 
     def __post_init__(self):
         for name in ("ttft_ms", "per_token_ms", "itl_ms", "jitter", "error_rate", "max_batch", "tokens_per_s"):
@@ -103,6 +116,35 @@ class SimProfile:
             raise ValueError("sim parameters jitter and error_rate must be at most 1")
         if self.tokens_per_chunk < 1:
             raise ValueError("sim parameter tokens_per_chunk must be 1 or more")
+        self._check_answers()
+
+    def _check_answers(self) -> None:
+        """Check the known-answer parameters, loading the key files (cached), so a bad one is refused at once."""
+        if isinstance(self.answer_key, str):  # SimProfile(answer_key="/one/key.jsonl")
+            object.__setattr__(self, "answer_key", (self.answer_key,) if self.answer_key else ())
+        defaults = {"answer_accuracy": 1.0, "answer_style": "auto", "no_answer_rate": 0.0, "answer_seed": 0}
+        if not self.answer_key:
+            given = [name for name, default in defaults.items() if getattr(self, name) != default]
+            if given:
+                raise ValueError(f"sim parameter {given[0]} needs answer_key (the path of an answer key file)")
+            return
+        for path in self.answer_key:
+            if not path.startswith("/"):
+                raise ValueError(f"sim parameter answer_key must be an absolute path, not {path!r}")
+        if self.answer_style not in ("auto", "cot", "letter", "gsm8k"):
+            raise ValueError("sim parameter answer_style must be auto, cot, letter or gsm8k")
+        if not (math.isfinite(self.no_answer_rate) and 0 <= self.no_answer_rate <= 1):
+            raise ValueError("sim parameter no_answer_rate must be a number between 0 and 1")
+        try:
+            self.known_answers()
+        except ValueError as error:
+            name = "answer_accuracy" if "accuracy" in str(error) else "answer_key"
+            raise ValueError(f"sim parameter {name}: {error}") from None
+
+    def known_answers(self) -> KnownAnswerBook | None:
+        """The answer keys' known answers (None without answer_key); ValueError for a bad file or setting."""
+        return known_answers(self.answer_key, accuracy=self.answer_accuracy, style=self.answer_style,
+                             no_answer_rate=self.no_answer_rate, seed=self.answer_seed)  # fmt: skip
 
     @property
     def saturation_running(self) -> float:
@@ -127,8 +169,13 @@ class SimProfile:
             kind = types.get(name)
             if kind is None:
                 raise ValueError(f"unknown sim parameter {name!r}")
+            if name == "answer_key":  # may be given once per answer key file
+                values[name] = (*values.get(name, ()), raw)
+                continue
             try:
-                if kind in (bool, "bool"):
+                if name in ("answer_accuracy", "answer_style"):  # text, checked by the profile
+                    values[name] = raw
+                elif kind in (bool, "bool"):
                     values[name] = raw.lower() in ("1", "true", "yes", "on")
                 elif kind in (int, "int"):
                     values[name] = int(raw)
@@ -139,10 +186,22 @@ class SimProfile:
         return cls(**values)
 
 
-def check_sim_url(url: str) -> SimProfile:
-    """The profile of a simulator base URL a user typed (empty, or sim://…); ValueError saying why not."""
+def check_sim_url(url: str, *, answer_key_dirs: tuple[str, ...] | None = None) -> SimProfile:
+    """The profile of a simulator base URL a user typed (empty, or sim://…); ValueError saying why not.
+    With `answer_key_dirs` (the SIM_ANSWER_KEY_DIRS setting), an answer key must lie inside one of them: a
+    user may not point the server at any file it can read."""
     if url and urlsplit(url).scheme != "sim":
         raise ValueError("A simulator URL is empty or starts with sim://, e.g. sim://local?max_batch=8")
+    if answer_key_dirs is not None:
+        allowed = [os.path.realpath(d) for d in answer_key_dirs]
+        for path in parse_qs(urlsplit(url).query).get("answer_key", []):
+            real = os.path.realpath(path)
+            if not any(os.path.commonpath([real, d]) == d for d in allowed):
+                raise ValueError(
+                    "sim parameter answer_key must be a file in "
+                    + " or ".join(answer_key_dirs)
+                    + " (the SIM_ANSWER_KEY_DIRS setting)"
+                )
     return SimProfile.from_url(url)
 
 
@@ -315,6 +374,7 @@ class SimAdapter:
         self.server = server_for(self.config, self.profile)
         self._rng = random.Random(self.profile.rng_seed)
         self._clock = clock
+        self.known = self.profile.known_answers()
 
     def __repr__(self) -> str:
         return f"SimAdapter({self.profile!r})"
@@ -331,7 +391,14 @@ class SimAdapter:
         result = carry_request(GenerationResult(send_time=send), request)
         prompt_tokens = len(prompt_text(request).split())
         result.input_tokens = prompt_tokens
-        tokens, finish = generate_text(request, request.max_tokens)
+        answer = None
+        if self.known is not None:
+            asked = (request.prompt or "") if request.endpoint == "completions" else last_user_text(request.messages)
+            answer = self.known.reply(asked)
+        if answer is not None:  # the whole known answer, whatever max_tokens says: its accuracy is exact
+            tokens, finish = word_tokens(answer), "stop"
+        else:
+            tokens, finish = generate_text(request, request.max_tokens)
         failure = self._failure(len(tokens))
         if failure is not None and failure[0] != ErrorKind.CONNECTION:  # refused at the door: no slot
             await self._sleep_until(send + self._scaled(profile.ttft_ms) / 4)

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 from apps.accounts.models import Membership, Team
 from apps.accounts.services import membership_set
 from apps.batches.demo import demo_batch_load
+from apps.benchmarks.demo import load as demo_benchmarks_load
 from apps.capacity.demo import demo_capacity_load
 from apps.experiments.demo import demo_quality_load
 from apps.hardware.demo import demo_performance_load
@@ -38,11 +39,13 @@ class Command(BaseCommand):
         sweep_results = demo_batch_load(team=team, user=user)
         workloads = demo_workloads_load(team=team, user=user)
         searches = demo_capacity_load(team=team, user=user)
+        benchmarks = demo_benchmarks_load(team, user)
         self.stdout.write(
             f"Demo team '{team.slug}': {summary.rows} scores "
             f"({summary.scores_created} new, {summary.scores_updated} refreshed), {runs} performance runs, "
             f"{responses} evaluated demo responses, a parameter sweep with {sweep_results} results, {workloads} workloads, "
-            f"{searches} capacity searches."
+            f"{searches} capacity searches, {benchmarks['runs']} benchmark runs over {benchmarks['items']} items "
+            f"({benchmarks['measured_scores']} measured scores)."
         )
         if created:
             self.stdout.write(f"Demo login: {username} / {password} (team admin of the demo team)")

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.providers.engine.knownanswer import known_answers
 from apps.providers.mockllm import MockProfile, run
 
 
@@ -33,6 +34,11 @@ def profile_from_options(options: dict[str, Any]) -> MockProfile:
         max_batch=options["max_batch"],
         token_budget_per_s=options["token_budget_per_s"],
         kv_cache_tokens=options["kv_cache_tokens"],
+        answer_key=tuple(options["answer_key"]) if options["answer_key"] else "",
+        answer_accuracy=options["answer_accuracy"],
+        answer_style=options["answer_style"],
+        no_answer_rate=options["no_answer_rate"],
+        answer_seed=options["answer_seed"],
     )
     if min(profile.ttft_ms, profile.itl_ms, profile.jitter_ms, profile.per_prompt_token_us) < 0:
         raise CommandError("latencies must not be negative")
@@ -53,6 +59,11 @@ def profile_from_options(options: dict[str, Any]) -> MockProfile:
         raise CommandError("--token-budget-per-s must be a number above 0 (leave it out for no limit)")
     if profile.kv_cache_tokens < 1:
         raise CommandError("--kv-cache-tokens must be at least 1")
+    try:  # loads the key files now (cached for the server), so a bad one stops here
+        known_answers(profile.answer_key, accuracy=profile.answer_accuracy, style=profile.answer_style,
+                      no_answer_rate=profile.no_answer_rate, seed=profile.answer_seed)  # fmt: skip
+    except ValueError as error:
+        raise CommandError(f"--answer-*: {error}") from None
     return profile
 
 
@@ -125,6 +136,23 @@ class Command(BaseCommand):
             help="The KV cache's size in tokens: vllm:gpu_cache_usage_perc is the running requests' prompt and "
             "generated tokens over it.",
         )
+        parser.add_argument(
+            "--answer-key",
+            action="append",
+            metavar="FILE",
+            help="Known answers (docs/mockllm-known-answers.md): a suite's answer key in JSON Lines; a prompt asking "
+            "one of its questions is answered from it. Repeat for several suites.",
+        )
+        parser.add_argument(
+            "--answer-accuracy",
+            default=1.0,
+            help='Share of each subject\'s items answered right: 0.8, or per subject \'{"math": 0.9, "*": 0.7}\'.',
+        )
+        parser.add_argument("--answer-style", default="auto", choices=["auto", "cot", "letter", "gsm8k"])
+        parser.add_argument(
+            "--no-answer-rate", type=float, default=0.0, help="Share of each subject's items answered with no answer."
+        )
+        parser.add_argument("--answer-seed", type=int, default=0, help="Picks which items are answered right.")
         parser.add_argument(
             "--workers",
             type=int,
