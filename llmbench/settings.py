@@ -310,6 +310,8 @@ SPECTACULAR_SETTINGS = {
         # a load sweep's and a capacity search's arrivals: the same values, worded apart
         "LoadSweepArrivalsEnum": "apps.batches.models.LoadSweep.Arrivals",
         "CapacityArrivalsEnum": "apps.capacity.models.CapacitySearch.Arrivals",
+        "BenchmarkKindEnum": "apps.benchmarks.models.Kind",
+        "BenchmarkRunStatusEnum": "apps.benchmarks.models.Status",
     },
 }
 

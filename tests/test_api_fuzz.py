@@ -138,7 +138,7 @@ class World:
 
 def _make_jobs_inert(patch: pytest.MonkeyPatch, queued: list) -> None:
     """No task reaches the queue and no event stream stays open (see the module docstring)."""
-    for module in ("apps.experiments.services", "apps.batches.services"):
+    for module in ("apps.experiments.services", "apps.batches.services", "apps.benchmarks.services"):
         patch.setattr(f"{module}.async_task", lambda *args, **kwargs: queued.append(args))
     patch.setattr("llmbench.sse.SSE_MAX_S", 0)
 
@@ -198,6 +198,8 @@ def world(django_db_setup, django_db_blocker):
     from apps.accounts.services import token_create
     from apps.batches.models import Batch
     from apps.batches.services import sweep_create
+    from apps.benchmarks.imports import suite_import
+    from apps.benchmarks.services import TargetSpec, benchmark_run_create
     from apps.capacity.models import CapacitySearch
     from apps.experiments.models import Experiment, Response, TestCase
     from apps.experiments.services import suite_publish
@@ -206,6 +208,7 @@ def world(django_db_setup, django_db_blocker):
     from apps.scores.models import Benchmark, Score
     from apps.workloads.models import Workload, WorkloadDataset
     from apps.workloads.services import tokenizer_upload
+    from tests.benchmarks.files import mmlu_csv, mmlu_items
     from tests.workloads.conftest import tokenizer_json
 
     queued: list = []
@@ -227,7 +230,16 @@ def world(django_db_setup, django_db_blocker):
             )  # fmt: skip
             single = Experiment.objects.filter(team=team, kind=Experiment.Kind.SINGLE).first()
             tokenizer = tokenizer_upload(team=team, user=admin, name="fuzz tokenizer", content=tokenizer_json())
+            bench_suite = suite_import(
+                team=team, user=admin, name="Fuzz MMLU",
+                files=[("anatomy_test.csv", mmlu_csv(mmlu_items(6, subjects=("anatomy",))))],
+                fewshot_files=[("anatomy_dev.csv", mmlu_csv(mmlu_items(2, subjects=("anatomy",), seed=1)))],
+            )  # fmt: skip
+            bench_run = benchmark_run_create(team=team, user=admin, suite=bench_suite, name="Fuzz run",
+                                             targets=[TargetSpec(endpoint=endpoint, model="sim-small")])  # fmt: skip
             ids = [
+                ("/api/v1/benchmark-runs/{", bench_run.pk),
+                ("/api/v1/benchmark-suites/{", bench_suite.pk),
                 ("/api/v1/admin/testcases/{", TestCase.objects.get(team=team, status=TestCase.Status.PENDING).pk),
                 ("/api/v1/batches/{", Batch.objects.get(experiment__team=team).pk),
                 ("/api/v1/benchmarks/{", Benchmark.objects.filter(team=team).first().pk),
