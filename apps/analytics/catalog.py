@@ -611,7 +611,8 @@ LEADERBOARD = View(
     "leaderboard", "Leaderboard: quality × speed × cost",
     "Per model variant and deployment, one composite of quality, throughput and cost with the weights you set.",
     _leaderboard_compute, _leaderboard_present,
-    (("Quality", "The mean of the variant's imported benchmark scores (percent), else its own test-case quality "
+    (("Quality", "The mean of the variant's benchmark scores (percent; measured here where present, else imported), "
+      "else its own test-case quality "
       "(mean evaluator score × 100 of responses from a model of that name)."),
      ("Speed", "Median output token throughput over the variant's performance runs on that deployment; TTFT p50 "
       "likewise."), ("Cost", "Median over runs of hourly hardware cost ÷ (throughput × 3600) × 10⁶."),

@@ -67,8 +67,10 @@ ENTITIES: dict[str, Entity] = {
     "scores": Entity(
         {"id": "id", "model": "variant__model_name", "quantization": "variant__quantization",
          "benchmark": "benchmark__name", "value_pct": "value_pct", "stderr_pct": "stderr_pct", "n_shot": "n_shot",
-         "source": "source", "evaluated_at": "evaluated_at"},
-        ("model", "quantization", "benchmark", "value_pct", "stderr_pct", "n_shot"),
+         "source": "source", "evaluated_at": "evaluated_at", "origin": "origin", "ci_low_pct": "ci_low_pct",
+         "ci_high_pct": "ci_high_pct", "n_items": "n_items"},
+        # A variant may have an imported and a measured score of one benchmark: the origin tells the rows apart.
+        ("model", "quantization", "benchmark", "origin", "value_pct", "stderr_pct", "n_shot"),
     ),
 }  # fmt: skip
 

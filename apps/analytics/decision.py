@@ -546,8 +546,8 @@ SEARCH_FIELDS = (
 
 
 def variant_quality(team, params, include_simulated: bool) -> dict[int, float]:
-    """Each model variant's quality (percent) as the leaderboard computes it: its imported benchmark scores' mean,
-    else its own test-case quality over the filter's timeframe (default 30 days)."""
+    """Each model variant's quality (percent) as the leaderboard computes it: its benchmark scores' mean (measured here
+    where measured, else imported), else its own test-case quality over the filter's timeframe (default 30 days)."""
     filters = parse_filters({**{k: params.get(k) for k in ("timeframe", "start", "end") if params.get(k)},
                              "include_simulated": "1" if include_simulated else "0"}, team=team)  # fmt: skip
     rows = selectors.leaderboard(team, filters, selectors.parse_weights(None))["rows"]
@@ -821,8 +821,9 @@ DECISION_VIEWS = {
              (("Cost", "Hourly hardware cost ÷ (output tokens per second at capacity × 3600) × 10⁶, as the capacity "
                "search stored it."),
               ("Latest", "Per model variant × hardware × deployment and SLO, the search that finished last."),
-              ("Quality", "As on the leaderboard: the mean of the variant's imported benchmark scores (percent), else "
-               "its own test-case quality over the last 30 days."), METHODS_SIMULATED)),
+              ("Quality", "As on the leaderboard: the mean of the variant's benchmark scores (percent; a score "
+               "measured here replaces an imported one), else its own test-case quality over the last 30 days."),
+              METHODS_SIMULATED)),
     )
 }  # fmt: skip
 KINDS = {"curves": "decision-curves", "pareto": "decision-pareto", "cost": "decision-cost"}

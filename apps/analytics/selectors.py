@@ -26,7 +26,8 @@ from apps.batches.selectors import QUALITY_METRICS, TEXT_METRICS, as_json, metri
 from apps.experiments.models import Experiment, ExperimentTarget, TestCase
 from apps.hardware.models import PerformanceRun
 from apps.providers.models import ProviderEndpoint
-from apps.scores.models import ModelVariant, Score
+from apps.scores.models import Benchmark, ModelVariant
+from apps.scores.selectors import score_matrix
 
 OK = Q(error_code="")
 DIMENSIONS = {"model": "target__model", "test_case": "test_case_id", "tag": "test_case_id",
@@ -614,20 +615,26 @@ def _median(values: list[float]) -> float | None:
 
 def leaderboard(team, filters: Filters, weights: dict[str, float]) -> dict:
     """Per model variant and deployment (simulated runs, responses and scores only with the filter's
-    `include_simulated`): the mean of its imported benchmark scores and its own test-case
+    `include_simulated`): the mean of its benchmark scores (the one measured here where a benchmark has both a
+    measured and an imported score; `benchmarks_measured` counts them) and its own test-case
     quality (mean evaluator score of responses from a model of that name), median TTFT p50 and output
     throughput over its performance runs, and the cost per 1M output tokens on its hardware (hourly cost ÷
     throughput). Each axis scaled 0–1 over the rows (1 = best), mixed with the weights; the Pareto front is
     over quality (benchmark score, else own quality), throughput and cost."""
     variants = {v.pk: v for v in ModelVariant.objects.filter(team=team)}
-    benchmark, simulated_scores = defaultdict(list), set()
-    scores = Score.objects.filter(team=team)
-    if not filters.include_simulated:
-        scores = scores.filter(is_simulated=False)
-    for variant_id, value, simulated in scores.values_list("variant_id", "value_pct", "is_simulated"):
-        benchmark[variant_id].append(value)
-        if simulated:
-            simulated_scores.add(variant_id)
+    # The scores as the score leaderboard holds them: one per variant and benchmark, the one measured here
+    # where a variant has both a measured and an imported score.
+    benchmark_ids = list(Benchmark.objects.filter(team=team).values_list("pk", flat=True))
+    matrix = score_matrix(team=team, variant_ids=list(variants), benchmark_ids=benchmark_ids,
+                          include_simulated=filters.include_simulated, all_variants=True, all_benchmarks=True)  # fmt: skip
+    present = matrix.present
+    benchmark, simulated_scores, measured_scores = {}, set(), {}
+    for i, variant_id in enumerate(matrix.variant_ids):
+        if present[i].any():
+            benchmark[variant_id] = matrix.values[i][present[i]].tolist()
+            measured_scores[variant_id] = int(matrix.measured[i].sum())
+            if matrix.simulated[i].any():
+                simulated_scores.add(variant_id)
     # Per target (no join to the targets for 200,000 rows), then per model name in Python.
     per_model: dict = defaultdict(lambda: [0, 0.0, 0])
     per_target = (
@@ -664,6 +671,7 @@ def leaderboard(team, filters: Filters, weights: dict[str, float]) -> dict:
             "variant": str(variant), "variant_id": variant_id, "model": variant.model_name,
             "quantization": variant.quantization, "deployment": deployment, "runs": len(members),
             "benchmark_score_pct": float(np.mean(bench)) if bench else None, "benchmarks": len(bench or []),
+            "benchmarks_measured": measured_scores.get(variant_id, 0),
             "own_quality": own_quality[0] if own_quality else None, "own_quality_n": own_quality[1] if own_quality else 0,
             "ttft_p50_ms": _median(ttft), "output_tps": _median(throughput),
             "cost_per_1m_output_usd": _median(costs),

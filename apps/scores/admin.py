@@ -27,9 +27,12 @@ class ScoreAdmin(TeamScopedAdmin):
         "n_shot",
         "source",
         "evaluated_at",
+        "origin",
         "is_simulated",
     ]
-    list_filter = ["benchmark", "variant__quantization", "is_simulated"]
+    list_filter = ["benchmark", "variant__quantization", "origin", "is_simulated"]
+    # Measured scores come from a run: their figures are shown, not edited (the outcomes are not editable at all).
+    readonly_fields = ["origin", "ci_low_pct", "ci_high_pct", "n_items", "provenance"]
     search_fields = ["variant__model_name", "benchmark__name", "source"]
     list_select_related = ["variant", "benchmark"]
     raw_id_fields = []

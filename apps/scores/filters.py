@@ -25,7 +25,8 @@ class ScoreFilter(django_filters.FilterSet):
     model = django_filters.CharFilter(field_name="variant__model_name", lookup_expr="iexact")
     quantization = django_filters.CharFilter(field_name="variant__quantization", lookup_expr="iexact")
     is_simulated = django_filters.BooleanFilter()
+    origin = django_filters.ChoiceFilter(choices=Score.Origin.choices)
 
     class Meta:
         model = Score
-        fields = ["variant", "benchmark", "model", "quantization", "is_simulated"]
+        fields = ["variant", "benchmark", "model", "quantization", "is_simulated", "origin"]

@@ -4,6 +4,13 @@ Both read the team's scores in one query into a variants × benchmarks matrix (n
 variant has no score) and compute averages, coverage and differences column-wise on it: a Python
 loop per score was most of the time of both endpoints. Simulated scores (generated demo data) are
 left out unless `include_simulated` is set; rows that include one say which benchmarks.
+
+A variant may have two scores per benchmark: one imported (measured elsewhere, uploaded) and one
+measured here by a benchmark run. The matrix holds the measured one where both exist (the same query
+reads the origin as a number; measured rows are written after imported ones), with its interval, item
+count and run. Where a quantized variant and its base both have measured scores of the same suite, the
+quantization view compares them item by item (apps.scores.paired), reading the per-item outcomes only
+for those pairs and only once per pair of score versions (cached).
 """
 
 from dataclasses import dataclass, field
@@ -12,9 +19,14 @@ from typing import TypedDict
 
 import numpy as np
 from django.db import connections
+from django.db.models import Case, F, FloatField, IntegerField, Value, When
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
+from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, reverse
 
 from apps.accounts.models import Team
 from apps.scores.models import FULL_PRECISION, Benchmark, ModelVariant, Score
+from apps.scores.paired import measured_pairs
 
 FETCH_CHUNK = 2000  # rows per fetch when reading scores into numpy
 
@@ -22,22 +34,72 @@ FETCH_CHUNK = 2000  # rows per fetch when reading scores into numpy
 RANKING_RULE = (
     "The average is over the higher-is-better benchmarks shown; variants with a score on every one of them "
     "are ranked first, by their average, and variants missing some follow, those with more of the benchmarks "
-    "first, each group by its average over the benchmarks it has."
+    "first, each group by its average over the benchmarks it has. A score measured here replaces the "
+    "imported one of the same benchmark."
 )
+
+
+_PLACEHOLDER = 987654321
+_patterns: dict[tuple, str | None] = {}
+
+
+def _url_pattern(name: str, *args: int) -> str | None:
+    """reverse(name, args + [placeholder]) with "{}" for the placeholder, once per URLconf and script prefix (a
+    reverse per run or item was a third of the quantization view); None while the URL is not mounted."""
+    key = (name, args, get_urlconf(), get_script_prefix())
+    if key not in _patterns:
+        try:
+            _patterns[key] = reverse(name, args=[*args, _PLACEHOLDER]).replace(str(_PLACEHOLDER), "{}")
+        except NoReverseMatch:  # the benchmarks pages are not mounted (yet)
+            _patterns[key] = None
+    return _patterns[key]
+
+
+def run_url(run_id: int | None) -> str | None:
+    """The page of a benchmark run (apps.benchmarks, named by URL only: a lower app does not import it)."""
+    pattern = _url_pattern("benchmarks:run-detail") if run_id is not None else None
+    return pattern.format(run_id) if pattern else None
+
+
+def item_url_pattern(suite_id: int | None) -> str | None:
+    """The URL of a suite's item with "{index}" in place of the index."""
+    pattern = _url_pattern("benchmarks:item", suite_id) if suite_id is not None else None
+    return pattern.replace("{}", "{index}") if pattern else None
 
 
 @dataclass
 class ScoreMatrix:
-    """Scores of `variant_ids` (rows) × `benchmark_ids` (columns); NaN / False where there is none."""
+    """Scores of `variant_ids` (rows) × `benchmark_ids` (columns); NaN / False where there is none.
+    Where a cell has a measured score it is the one held, `measured` is True and the measured-only
+    columns (interval, items, run, score id) are set; NaN elsewhere."""
 
     variant_ids: list[int]
     benchmark_ids: list[int]
     values: np.ndarray  # float, percent
     simulated: np.ndarray  # bool
+    measured: np.ndarray  # bool
+    ci_low: np.ndarray  # float, percent
+    ci_high: np.ndarray
+    n_items: np.ndarray  # float (NaN: unknown)
+    run_ids: np.ndarray  # float (NaN: none)
+    score_ids: np.ndarray  # float: the measured score's id (NaN: none)
 
     @property
     def present(self) -> np.ndarray:
         return ~np.isnan(self.values)
+
+
+# The origin comes as a number (1.0 = measured) in the matrix's query; the figures only measured scores have
+# (NULLs as -1: none is negative) in a second query of the measured rows alone, made only when there are some:
+# six more columns on every imported row tripled the leaderboard's read.
+_MEASURED_FLAG = Case(When(origin=Score.Origin.MEASURED, then=Value(1)), default=Value(0), output_field=IntegerField())
+_MINUS_ONE = Value(-1.0, output_field=FloatField())
+_MEASURED_COLUMNS = {
+    "ci_low": Coalesce(F("ci_low_pct"), _MINUS_ONE),
+    "ci_high": Coalesce(F("ci_high_pct"), _MINUS_ONE),
+    "items": Coalesce(Cast("n_items", FloatField()), _MINUS_ONE),
+    "run": Coalesce(Cast(KT("provenance__run_id"), FloatField()), _MINUS_ONE),
+}
 
 
 def score_matrix(
@@ -50,11 +112,14 @@ def score_matrix(
     all_benchmarks: bool = False,
 ) -> ScoreMatrix:
     """The team's scores of these variants on these benchmarks, as a matrix, in one query (which
-    also says which are simulated when those are included). `all_variants` / `all_benchmarks` say
-    the lists are every one of the team's, so the query need not list them."""
+    also says which are measured here, and which are simulated when those are included); a measured
+    score replaces the imported one of its cell. `all_variants` / `all_benchmarks` say the lists are
+    every one of the team's, so the query need not list them."""
     shape = (len(variant_ids), len(benchmark_ids))
-    values, simulated = np.full(shape, np.nan), np.zeros(shape, dtype=bool)
-    matrix = ScoreMatrix(variant_ids, benchmark_ids, values, simulated)
+    nan = np.full(shape, np.nan)
+    values, simulated, measured = nan.copy(), np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    matrix = ScoreMatrix(variant_ids, benchmark_ids, values, simulated, measured, nan.copy(), nan.copy(),
+                         nan.copy(), nan.copy(), nan.copy())  # fmt: skip
     if not variant_ids or not benchmark_ids:
         return matrix
     # No ORDER BY: the model's default ordering joins both related tables only to sort the rows.
@@ -63,18 +128,37 @@ def score_matrix(
         scores = scores.filter(variant_id__in=variant_ids)
     if not all_benchmarks:
         scores = scores.filter(benchmark_id__in=benchmark_ids)
+    if not include_simulated:
+        scores = scores.filter(is_simulated=False)
+    columns = ["variant_id", "benchmark_id", "value_pct", "is_measured"]
     if include_simulated:
-        # The flag comes as a fourth number (1.0 = simulated): a second query for it cost as much as the first.
-        rows_read = _fetch_numbers(scores.values_list("variant_id", "benchmark_id", "value_pct", "is_simulated"))
-    else:
-        rows_read = _fetch_numbers(scores.filter(is_simulated=False).values_list("variant_id", "benchmark_id",
-                                                                                 "value_pct"))  # fmt: skip
+        # The flag comes as one more number (1.0 = simulated): a second query for it cost as much as the first.
+        columns.append("is_simulated")
+    rows_read = _fetch_numbers(scores.annotate(is_measured=_MEASURED_FLAG).values_list(*columns))
     if not len(rows_read):
         return matrix
     rows, cols, known = _cells(matrix, rows_read[:, 0], rows_read[:, 1])
-    values[rows[known], cols[known]] = rows_read[known, 2]
-    if include_simulated:
-        simulated[rows[known], cols[known]] = rows_read[known, 3] != 0
+    is_measured = rows_read[:, 3] != 0
+    # Imported first, measured over them: where a cell has both, the measured one stays.
+    for part in (known & ~is_measured, known & is_measured):
+        r, c = rows[part], cols[part]
+        values[r, c] = rows_read[part, 2]
+        if include_simulated:
+            simulated[r, c] = rows_read[part, 4] != 0
+    measured_known = known & is_measured
+    measured[rows[measured_known], cols[measured_known]] = True
+    if measured_known.any():
+        details = _fetch_numbers(
+            scores.filter(origin=Score.Origin.MEASURED)
+            .annotate(**_MEASURED_COLUMNS)
+            .values_list("variant_id", "benchmark_id", "id", *_MEASURED_COLUMNS)
+        )
+        r, c, found = _cells(matrix, details[:, 0], details[:, 1])
+        r, c, details = r[found], c[found], details[found]
+        for target, column in ((matrix.score_ids, 2), (matrix.ci_low, 3), (matrix.ci_high, 4), (matrix.n_items, 5),
+                               (matrix.run_ids, 6)):  # fmt: skip
+            figures = details[:, column]
+            target[r, c] = np.where(figures < 0, np.nan, figures)
     return matrix
 
 
@@ -84,7 +168,8 @@ def _fetch_numbers(queryset) -> np.ndarray:
     Read off the cursor straight into numpy: the ORM's per-row work (and the converter a boolean
     column needs on SQLite) was half the leaderboard's time, and a list of 10,000 row tuples kept
     alive until the end made the garbage collector run full collections every few requests."""
-    width = len(queryset.query.values_select)
+    query = queryset.query
+    width = len(query.selected) if query.selected else len(query.values_select) + len(query.annotation_select)
     sql, params = queryset.query.sql_with_params()
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(sql, params)
@@ -141,9 +226,41 @@ class LeaderboardRow:
     benchmark_count: int  # benchmarks shown with a score, lower-is-better ones included
     simulated: bool  # includes at least one simulated score
     simulated_benchmarks: list[str]  # which of `scores` are simulated
+    origins: dict[str, str | None]  # benchmark name → "measured" / "imported", None where no score
+    measured: dict[str, "MeasuredCell"]  # the measured scores of `scores`: interval, items, run
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)  # flat: a shallow copy is the JSON shape (asdict deep-copies, slowly)
+
+
+class MeasuredCell(TypedDict):
+    ci_low_pct: float | None  # Wilson 95% interval of the accuracy
+    ci_high_pct: float | None
+    n_items: int | None
+    run_id: int | None
+    run_url: str | None
+
+
+def _measured_cells(matrix: ScoreMatrix, names: list[str]) -> dict[int, dict[str, MeasuredCell]]:
+    """The measured cells by matrix row and benchmark name, read out of the matrix in bulk (a numpy read per
+    cell cost more than the rest of the board)."""
+    rows, cols = np.nonzero(matrix.measured)
+    if not len(rows):
+        return {}
+    run_pattern = _url_pattern("benchmarks:run-detail")
+    figures = [np.where(np.isnan(a), -1.0, a)[rows, cols].tolist()
+               for a in (matrix.ci_low, matrix.ci_high, matrix.n_items, matrix.run_ids)]  # fmt: skip
+    cells: dict[int, dict[str, MeasuredCell]] = {}
+    for i, j, low, high, items, run in zip(rows.tolist(), cols.tolist(), *figures, strict=True):
+        run_id = int(run) if run >= 0 else None
+        cells.setdefault(i, {})[names[j]] = {
+            "ci_low_pct": low if low >= 0 else None,
+            "ci_high_pct": high if high >= 0 else None,
+            "n_items": int(items) if items >= 0 else None,
+            "run_id": run_id,
+            "run_url": run_pattern.format(run_id) if run_pattern and run_id is not None else None,
+        }
+    return cells
 
 
 @dataclass
@@ -205,6 +322,8 @@ def leaderboard(
     counts = present.sum(axis=1).tolist()
     coverage_list, averages_list = coverage.tolist(), averages.tolist()
     simulated_rows = matrix.simulated.any(axis=1).tolist()
+    measured_cells = _measured_cells(matrix, names)
+    origin_cells = np.where(matrix.measured, "measured", np.where(present, "imported", None)).tolist()
 
     rows = []
     for i, (variant_id, model_name, quant, family_name, parameters_b) in enumerate(variants):
@@ -228,6 +347,8 @@ def leaderboard(
                 simulated_benchmarks=[names[j] for j in np.flatnonzero(matrix.simulated[i])]
                 if simulated_rows[i]
                 else [],
+                origins=dict(zip(names, origin_cells[i], strict=True)),
+                measured=measured_cells.get(i, {}),
             )
         )
     rows.sort(key=lambda r: (r.model_name.lower(), r.quantization))
@@ -247,10 +368,34 @@ def leaderboard(
     return Leaderboard(benchmarks=benchmarks, rows=rows)
 
 
+class PairedDelta(TypedDict):
+    """Both variants measured on the same suite (same items): the comparison item by item."""
+
+    n_items: int
+    points_lost: float  # base − quantized accuracy over the same items, in points
+    ci_low_pts: float  # Newcombe's paired 95% interval of points_lost
+    ci_high_pts: float
+    mcnemar_p: float  # exact McNemar test of the flipped items
+    flipped_count: int
+    base_only: int  # right with the base, wrong quantized
+    quantized_only: int
+    agreement: float | None  # share of items with the same extracted answer
+    flipped: list[int]  # item indices (test split) whose correctness differs
+    item_url: str | None  # an item's page, "{index}" to fill in
+    suite: str
+    settings_differ: bool  # the two runs' shots / temperature / max tokens differ
+    settings_note: str  # what differs, in words ("" when nothing does)
+    base_run_url: str | None
+    quantized_run_url: str | None
+
+
 class QuantizationDelta(TypedDict):
     base_pct: float
     quantized_pct: float
     points_lost: float  # positive = the quantized variant is worse; rounded to 6 decimals (float noise)
+    base_origin: str  # "measured" (here) or "imported"
+    quantized_origin: str
+    paired: PairedDelta | None  # both measured on the same suite; None: the unpaired difference only
 
 
 @dataclass
@@ -265,6 +410,7 @@ class QuantizationRow:
     benchmark_count: int
     simulated: bool  # a delta uses a simulated score (of the variant or of its base)
     simulated_benchmarks: list[str]  # which deltas do
+    paired_count: int = 0  # deltas compared item by item
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)  # the deltas are plain dicts already: the JSON shape
@@ -337,6 +483,19 @@ def quantization_report(
     delta_base, delta_quantized, delta_lost = base_values[both].tolist(), quantized[both].tolist(), lost[both].tolist()
     bounds = np.concatenate(([0], np.cumsum(counts))).tolist()
     counts_list, means_list = counts.tolist(), np.round(means, 6).tolist()
+    measured_q, measured_b = matrix.measured[quantized_rows], matrix.measured[base_rows]
+    delta_q_origin = np.where(measured_q[both], "measured", "imported").tolist()
+    delta_b_origin = np.where(measured_b[both], "measured", "imported").tolist()
+    # Pairs compared item by item: both measured, on a higher-is-better benchmark (an accuracy).
+    # (A score id is missing only when the score was deleted between the matrix's two queries.)
+    ids_known = ~np.isnan(matrix.score_ids[quantized_rows]) & ~np.isnan(matrix.score_ids[base_rows])
+    pairable = both & measured_q & measured_b & (direction > 0) & ids_known
+    paired = _paired_deltas(matrix, base_rows, quantized_rows, pairable)
+    delta_paired: list[PairedDelta | None] = [None] * len(delta_lost)
+    delta_index = np.full(both.shape, -1, dtype=np.int64)
+    delta_index[both] = np.arange(len(delta_lost))
+    for k, result in zip(delta_index[pairable].tolist(), paired, strict=True):
+        delta_paired[k] = result
 
     rows = []
     for r, (i, base) in enumerate(pairs):
@@ -353,9 +512,13 @@ def quantization_report(
                         "base_pct": delta_base[k],
                         "quantized_pct": delta_quantized[k],
                         "points_lost": delta_lost[k],
+                        "base_origin": delta_b_origin[k],
+                        "quantized_origin": delta_q_origin[k],
+                        "paired": delta_paired[k],
                     }
                     for k in range(bounds[r], bounds[r + 1])
                 },
+                paired_count=sum(delta_paired[k] is not None for k in range(bounds[r], bounds[r + 1])),
                 mean_points_lost=means_list[r] if counts_list[r] else None,
                 benchmark_count=counts_list[r],
                 simulated=simulated_rows[r],
@@ -368,3 +531,54 @@ def quantization_report(
         rows=rows,
         without_base=without_base,
     )
+
+
+def _paired_deltas(matrix: ScoreMatrix, base_rows: np.ndarray, quantized_rows: np.ndarray,
+                   pairable: np.ndarray) -> list[PairedDelta | None]:  # fmt: skip
+    """Per pairable (quantized, base) cell, row after row: the item-by-item comparison, or None where the two
+    scores are not of the same suite. Keyed by what the matrix read already (score ids, runs, values, item
+    counts), so a page whose comparisons are cached reads nothing more."""
+
+    def cells(rows, array):
+        return array[rows][pairable].tolist()
+
+    base_ids, quantized_ids = cells(base_rows, matrix.score_ids), cells(quantized_rows, matrix.score_ids)
+    versions = zip(cells(base_rows, matrix.run_ids), cells(base_rows, matrix.values), cells(base_rows, matrix.n_items),
+                   cells(quantized_rows, matrix.run_ids), cells(quantized_rows, matrix.values),
+                   cells(quantized_rows, matrix.n_items), strict=True)  # fmt: skip
+    compared = measured_pairs([(int(b), int(q), repr(v)) for b, q, v in zip(base_ids, quantized_ids, versions,
+                                                                             strict=True)])  # fmt: skip
+    run_pattern, item_patterns = _url_pattern("benchmarks:run-detail"), {}  # one URL lookup per call, not per pair
+    results: list[PairedDelta | None] = []
+    for pair in compared:
+        if pair is None:
+            results.append(None)
+            continue
+        figures, suite = pair["figures"], pair["suite"]
+        if suite.get("id") not in item_patterns:
+            item_patterns[suite.get("id")] = item_url_pattern(suite.get("id"))
+        base_run, quantized_run = pair["base_run_id"], pair["quantized_run_id"]
+        flipped = np.frombuffer(figures["flipped"], dtype="<u4").tolist()
+        results.append(
+            {
+                "n_items": figures["n"],
+                "points_lost": -figures["difference_pts"],
+                "ci_low_pts": -figures["ci_high_pts"],
+                "ci_high_pts": -figures["ci_low_pts"],
+                "mcnemar_p": figures["mcnemar_p"],
+                "flipped_count": len(flipped),
+                "base_only": figures["a_only"],
+                "quantized_only": figures["b_only"],
+                "agreement": figures["agreement"],
+                "flipped": flipped,
+                "item_url": item_patterns[suite.get("id")],
+                "suite": " v".join(str(p) for p in (suite.get("name"), suite.get("version")) if p is not None),
+                "settings_differ": bool(pair["settings_note"]),
+                "settings_note": pair["settings_note"],
+                "base_run_url": run_pattern.format(base_run) if run_pattern and base_run is not None else None,
+                "quantized_run_url": run_pattern.format(quantized_run)
+                if run_pattern and quantized_run is not None
+                else None,
+            }
+        )
+    return results

@@ -106,7 +106,9 @@ def scores_import_plan(
     new_variants = sorted({(r.model_name, r.quantization) for r in rows} - set(variants))
     new_benchmarks = sorted({r.benchmark for r in rows if r.benchmark.lower() not in benchmarks}, key=str.lower)
     existing_pairs = set(
-        Score.objects.filter(team=team).values_list("variant__model_name", "variant__quantization", "benchmark__name")
+        Score.objects.filter(team=team, origin=Score.Origin.IMPORTED).values_list(
+            "variant__model_name", "variant__quantization", "benchmark__name"
+        )
     )
     existing_keys = {(m, q, b.lower()) for m, q, b in existing_pairs}
     updated = sum((r.model_name, r.quantization, r.benchmark.lower()) in existing_keys for r in rows)
@@ -124,7 +126,8 @@ def scores_import_plan(
 
 @transaction.atomic
 def scores_import_apply(*, plan: ImportPlan) -> ImportSummary:
-    """Write a checked plan: create missing variants and benchmarks, upsert every score."""
+    """Write a checked plan: create missing variants and benchmarks, upsert every score as an imported one
+    (measured scores, written by benchmark runs, are never touched by an import)."""
     team = plan.team
     variants = {(v.model_name, v.quantization): v for v in ModelVariant.objects.filter(team=team)}
     missing = []
@@ -163,6 +166,7 @@ def scores_import_apply(*, plan: ImportPlan) -> ImportSummary:
             source=r.source,
             evaluated_at=r.evaluated_at,
             is_simulated=plan.simulated,
+            origin=Score.Origin.IMPORTED,
             updated_at=now,
         )
         for r in plan.rows
@@ -171,7 +175,7 @@ def scores_import_apply(*, plan: ImportPlan) -> ImportSummary:
         scores,
         batch_size=1000,
         update_conflicts=True,
-        unique_fields=["variant", "benchmark"],
+        unique_fields=["variant", "benchmark", "origin"],  # a measured score of the same cell stays as it is
         update_fields=["value_pct", "stderr_pct", "n_shot", "source", "evaluated_at", "is_simulated", "updated_at"],
     )
     return ImportSummary(

@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import ProtectedError
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -64,6 +65,8 @@ def _has_simulated_scores(team) -> bool:
 
 @team_view()
 def quantization_page(request):
+    if "flipped" in request.GET:
+        return _flipped_items(request)
     family = request.GET.get("family", "").strip() or None
     with_simulated = include_simulated(request)
     report = quantization_report(team=request.team, family=family, include_simulated=with_simulated)
@@ -75,6 +78,28 @@ def quantization_page(request):
     }
     template = "scores/quantization.html#results" if request.htmx else "scores/quantization.html"
     return render(request, template, context)
+
+
+def _flipped_items(request):
+    """The flipped items of one paired comparison (?flipped=<quantized variant id>&benchmark=<name>), fetched
+    when its list on the quantization page is opened."""
+    raw, benchmark = request.GET.get("flipped", ""), request.GET.get("benchmark", "").strip()
+    problems = []
+    if not raw.isdigit():
+        problems.append(f'flipped: a model variant id (a whole number), not "{raw}"')
+    if not benchmark:
+        problems.append("benchmark: the name of a benchmark is required")
+    if problems:
+        return HttpResponseBadRequest("; ".join(problems), content_type="text/plain; charset=utf-8")
+    variant = get_object_or_404(ModelVariant, pk=int(raw), team=request.team)
+    report = quantization_report(team=request.team, model_name=variant.model_name,
+                                 include_simulated=include_simulated(request))  # fmt: skip
+    row = next((r for r in report.rows if r.variant_id == variant.pk), None)
+    delta = row.deltas.get(benchmark) if row else None
+    if not delta or not delta["paired"]:
+        raise Http404(f"{variant} has no item-by-item comparison on {benchmark}.")
+    context = {"row": row, "benchmark": benchmark, "paired": delta["paired"]}
+    return render(request, "scores/partials/_flipped_items.html", context)
 
 
 @team_view()
@@ -122,7 +147,9 @@ def variant_detail(request, pk: int):
     variant = get_object_or_404(ModelVariant, pk=pk, team=request.team)
     # Every score of the variant is listed, simulated ones with their badge; the comparison with
     # the base follows the include-simulated choice like the quantization page.
-    scores = variant.scores.select_related("benchmark").order_by("benchmark__name")
+    # The per-item outcomes of measured scores (tens of kB each) are for the quantization view, not this page.
+    scores = variant.scores.select_related("benchmark").defer("outcomes", "answer_digests")
+    scores = scores.order_by("benchmark__name", "-origin")  # measured before imported
     base = None
     if not variant.is_full_precision:
         report = quantization_report(

@@ -249,7 +249,8 @@ class TestQuantizationApi:
         body = viewer_api.get(self.URL).json()
         row = body["results"][0]
         assert (row["quantization"], row["base_quantization"]) == ("AWQ", "BF16")
-        assert row["deltas"]["MMLU"] == {"base_pct": 70.0, "quantized_pct": 68.25, "points_lost": 1.75}
+        assert row["deltas"]["MMLU"] == {"base_pct": 70.0, "quantized_pct": 68.25, "points_lost": 1.75,
+                                         "base_origin": "imported", "quantized_origin": "imported", "paired": None}  # fmt: skip
         assert body["benchmarks"] == ["MMLU"]
 
     def test_it_leaves_simulated_scores_out_unless_asked(self, viewer_api, team):
