@@ -3,13 +3,16 @@
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import ProtectedError
-from django.http import Http404, HttpResponseBadRequest
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
 from apps.accounts.simulated import include_simulated
+from apps.scores.cache import cached_answer
 from apps.scores.filters import ModelVariantFilter
 from apps.scores.forms import LeaderboardQueryForm, ScoreImportForm
 from apps.scores.importers import ScoreFileError
@@ -29,21 +32,30 @@ def leaderboard_page(request):
     names = list(Benchmark.objects.filter(team=request.team).values_list("name", flat=True))
     form = LeaderboardQueryForm(request.GET, benchmark_names=names)
     with_simulated = include_simulated(request)
-    board, page, status, hidden_simulated = None, None, 200, False
-    if form.is_valid():
-        board = leaderboard(team=request.team, include_simulated=with_simulated, **form.selector_kwargs())
-        page = _page(request, board.rows)
-        hidden_simulated = not board.rows and not with_simulated and _has_simulated_scores(request.team)
-    else:
-        status = 400
     context = {
         "form": form,
-        "board": board,
-        "page": page,
         "include_simulated": with_simulated,
-        "hidden_simulated": hidden_simulated,
         "ranking_rule": RANKING_RULE,
         "benchmark_names": names,
+    }
+    status = 200 if form.is_valid() else 400
+
+    def results() -> str:
+        board, page, hidden_simulated = None, None, False
+        if status == 200:
+            board = leaderboard(team=request.team, include_simulated=with_simulated, **form.selector_kwargs())
+            page = _page(request, board.rows)
+            hidden_simulated = not board.rows and not with_simulated and _has_simulated_scores(request.team)
+        extra = {"board": board, "page": page, "hidden_simulated": hidden_simulated}
+        return render_to_string("scores/leaderboard.html#results", {**context, **extra}, request)
+
+    # The results are cached (apps/scores/cache.py); a bad query is cheap and answered fresh.
+    parts = (request.get_full_path(), with_simulated, _role(request))
+    html = mark_safe(cached_answer("leaderboard", request.team, parts, results) if status == 200 else results())
+    if request.htmx:
+        return HttpResponse(html, status=status)
+    context |= {
+        "results_html": html,
         "families": ModelVariant.objects.filter(team=request.team)
         .exclude(family="")
         .values_list("family", flat=True)
@@ -54,8 +66,13 @@ def leaderboard_page(request):
         .distinct()
         .order_by("quantization"),
     }
-    template = "scores/leaderboard.html#results" if request.htmx else "scores/leaderboard.html"
-    return render(request, template, context, status=status)
+    return render(request, "scores/leaderboard.html", context, status=status)
+
+
+def _role(request) -> str:
+    """The user's role in the team: the results show role-dependent links (import), so it is part of the key."""
+    membership = getattr(request, "membership", None)
+    return membership.role if membership else ""
 
 
 def _has_simulated_scores(team) -> bool:
@@ -69,15 +86,19 @@ def quantization_page(request):
         return _flipped_items(request)
     family = request.GET.get("family", "").strip() or None
     with_simulated = include_simulated(request)
-    report = quantization_report(team=request.team, family=family, include_simulated=with_simulated)
-    context = {
-        "report": report,
-        "family": family or "",
-        "include_simulated": with_simulated,
-        "hidden_simulated": not report.rows and not with_simulated and _has_simulated_scores(request.team),
-    }
-    template = "scores/quantization.html#results" if request.htmx else "scores/quantization.html"
-    return render(request, template, context)
+    context = {"family": family or "", "include_simulated": with_simulated}
+
+    def results() -> str:
+        report = quantization_report(team=request.team, family=family, include_simulated=with_simulated)
+        hidden = not report.rows and not with_simulated and _has_simulated_scores(request.team)
+        extra = {"report": report, "hidden_simulated": hidden}
+        return render_to_string("scores/quantization.html#results", {**context, **extra}, request)
+
+    parts = (request.get_full_path(), with_simulated, _role(request))
+    html = mark_safe(cached_answer("quantization", request.team, parts, results))  # apps/scores/cache.py
+    if request.htmx:
+        return HttpResponse(html)
+    return render(request, "scores/quantization.html", {**context, "results_html": html})
 
 
 def _flipped_items(request):

@@ -18,6 +18,7 @@ from apps.scores.api.serializers import (
     ScoreImportResultSerializer,
     ScoreSerializer,
 )
+from apps.scores.cache import cached_answer
 from apps.scores.filters import ModelVariantFilter, ScoreFilter
 from apps.scores.forms import LeaderboardQueryForm, ScoreImportForm
 from apps.scores.importers import ScoreFileError
@@ -63,21 +64,20 @@ LEADERBOARD_PARAMETERS = [
 ]
 
 
-def _rendered_now(request, response: Response) -> HttpResponseBase:
-    """A JSON answer rendered in the view, so what is returned holds bytes, not the rows.
+def _cached_json(request, what: str, with_simulated: bool, answer) -> HttpResponseBase:
+    """The JSON of `answer()` (a paginated Response) cached as bytes per team, absolute URL (the pagination links
+    carry the host) and data version (apps/scores/cache.py); the browsable API is answered fresh.
 
-    DRF keeps the view and every Response in reference cycles (the view and its request name each
-    other, a response's renderer context names the response), so what they hold (the paginator's
-    page, the response's `data`) is freed only by a full garbage collection. For the quantization
-    view that was thousands of small dicts per request, and the collection freeing several
-    requests' worth at once was the endpoint's p95. Hence the paginator pages positions and the
-    rows go out as bytes; the browsable API still gets the ordinary Response."""
+    Rendered in the view, so what is returned holds bytes, not the rows: DRF keeps the view and every Response in
+    reference cycles, so what they hold is freed only by a full garbage collection, which for the quantization
+    view's thousands of small dicts was the endpoint's p95."""
     if not isinstance(request.accepted_renderer, JSONRenderer):
-        return response
-    return HttpResponse(
-        request.accepted_renderer.render(response.data, request.accepted_media_type),
-        content_type=response.content_type or "application/json",
-    )
+        return answer()
+    body = cached_answer(
+        what, request.team, (request.build_absolute_uri(), with_simulated),
+        lambda: request.accepted_renderer.render(answer().data, request.accepted_media_type),
+    )  # fmt: skip
+    return HttpResponse(body, content_type="application/json")
 
 
 class ScoreViewSet(TeamScopedViewSet):
@@ -130,13 +130,18 @@ class ScoreViewSet(TeamScopedViewSet):
         benchmarks = list(Benchmark.objects.filter(team=request.team).order_by("name"))
         form = LeaderboardQueryForm(request.query_params, benchmark_names=[b.name for b in benchmarks])
         raise_form_errors(form)
-        board = leaderboard(team=request.team, include_simulated=include_simulated(request), team_benchmarks=benchmarks,
-                            **form.selector_kwargs())  # fmt: skip
-        page = self.paginate_queryset(range(len(board.rows)))  # positions: the paginator keeps its page
-        # The serializers describe the schema; building plain dicts is many times faster.
-        response = self.get_paginated_response([board.rows[i].as_dict() for i in page])
-        response.data["benchmarks"] = [b.name for b in board.benchmarks]
-        return _rendered_now(request, response)
+        with_simulated = include_simulated(request)
+
+        def answer():
+            board = leaderboard(team=request.team, include_simulated=with_simulated, team_benchmarks=benchmarks,
+                                **form.selector_kwargs())  # fmt: skip
+            page = self.paginate_queryset(range(len(board.rows)))  # positions: the paginator keeps its page
+            # The serializers describe the schema; building plain dicts is many times faster.
+            response = self.get_paginated_response([board.rows[i].as_dict() for i in page])
+            response.data["benchmarks"] = [b.name for b in board.benchmarks]
+            return response
+
+        return _cached_json(request, "leaderboard-api", with_simulated, answer)
 
     @extend_schema(
         parameters=[OpenApiParameter("family", OpenApiTypes.STR), INCLUDE_SIMULATED_PARAMETER],
@@ -146,13 +151,16 @@ class ScoreViewSet(TeamScopedViewSet):
     def quantization(self, request):
         """Each quantized variant against its full-precision base: points lost per benchmark.
         Simulated scores are left out unless `include_simulated` is true."""
-        report = quantization_report(
-            team=request.team,
-            family=request.query_params.get("family") or None,
-            include_simulated=include_simulated(request),
-        )
-        page = self.paginate_queryset(range(len(report.rows)))  # positions: the paginator keeps its page
-        response = self.get_paginated_response([report.rows[i].as_dict() for i in page])
-        response.data["benchmarks"] = [b.name for b in report.benchmarks]
-        response.data["without_base"] = report.without_base
-        return _rendered_now(request, response)
+        with_simulated = include_simulated(request)
+
+        def answer():
+            report = quantization_report(
+                team=request.team, family=request.query_params.get("family") or None, include_simulated=with_simulated
+            )
+            page = self.paginate_queryset(range(len(report.rows)))  # positions: the paginator keeps its page
+            response = self.get_paginated_response([report.rows[i].as_dict() for i in page])
+            response.data["benchmarks"] = [b.name for b in report.benchmarks]
+            response.data["without_base"] = report.without_base
+            return response
+
+        return _cached_json(request, "quantization-api", with_simulated, answer)
