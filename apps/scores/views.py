@@ -54,17 +54,12 @@ def leaderboard_page(request):
     html = mark_safe(cached_answer("leaderboard", request.team, parts, results) if status == 200 else results())
     if request.htmx:
         return HttpResponse(html, status=status)
+    # The filters' choices, in one query.
+    options = set(ModelVariant.objects.filter(team=request.team).values_list("family", "quantization").distinct())
     context |= {
         "results_html": html,
-        "families": ModelVariant.objects.filter(team=request.team)
-        .exclude(family="")
-        .values_list("family", flat=True)
-        .distinct()
-        .order_by("family"),
-        "quantizations": ModelVariant.objects.filter(team=request.team)
-        .values_list("quantization", flat=True)
-        .distinct()
-        .order_by("quantization"),
+        "families": sorted({family for family, _ in options if family}),
+        "quantizations": sorted({quantization for _, quantization in options}),
     }
     return render(request, "scores/leaderboard.html", context, status=status)
 
