@@ -38,6 +38,8 @@ def endpoint_edit(request, pk: int | None = None):
             form.add_error("base_url", f"This is not a valid URL ({exc}).")
         else:
             messages.success(request, f"Saved the endpoint {endpoint.name}.")
+            if endpoint.model_names:  # next: which catalog variant each model name is (a page of the scores app)
+                return redirect("scores:served", endpoint_pk=endpoint.pk)
             return redirect("providers:list")
     status = 400 if request.method == "POST" else 200
     return render(request, "providers/endpoint_form.html", {"form": form, "endpoint": endpoint}, status=status)

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import Team
+from apps.providers.models import ProviderEndpoint
 from apps.scores.importers import (
     ParsedScore,
     ScoreErrors,
@@ -14,7 +15,7 @@ from apps.scores.importers import (
     read_lm_eval_json,
     read_scores_csv,
 )
-from apps.scores.models import Benchmark, ModelVariant, Score
+from apps.scores.models import Benchmark, ModelVariant, Score, ServedVariant
 
 ImportFormat = Literal["csv", "lm_eval_json"]
 Scale = Literal["auto", "fraction", "percent"]
@@ -209,3 +210,19 @@ def _update_variant_details(variants: dict, rows: list[ParsedScore], *, created:
 def scores_import(**kwargs) -> ImportSummary:
     """Plan and apply in one call (API, commands); raises ScoreFileError and writes nothing if bad."""
     return scores_import_apply(plan=scores_import_plan(**kwargs))
+
+
+def served_variants_set(*, team: Team, endpoint: ProviderEndpoint, links: dict[str, ModelVariant | None]) -> int:
+    """Which catalog variant the endpoint serves under each model name (None: no link). The endpoint and the
+    variants must be the team's. Returns how many links are stored for the endpoint afterwards."""
+    if endpoint.team_id != team.pk or any(v is not None and v.team_id != team.pk for v in links.values()):
+        raise ValueError("The endpoint and the variants must belong to the team.")
+    with transaction.atomic():
+        for model, variant in links.items():
+            if variant is None:
+                ServedVariant.objects.filter(team=team, endpoint=endpoint, model=model).delete()
+            else:
+                ServedVariant.objects.update_or_create(
+                    team=team, endpoint=endpoint, model=model, defaults={"variant": variant}
+                )
+        return ServedVariant.objects.filter(team=team, endpoint=endpoint).count()

@@ -10,4 +10,5 @@ urlpatterns = [
     path("variants/", views.variant_list, name="variants"),
     path("variants/<int:pk>/", views.variant_detail, name="variant"),
     path("variants/<int:pk>/delete/", views.variant_delete, name="variant-delete"),
+    path("served/<int:endpoint_pk>/", views.served_variants, name="served"),
 ]

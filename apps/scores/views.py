@@ -12,13 +12,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 from apps.accounts.models import Membership
 from apps.accounts.permissions import require_role, team_view
 from apps.accounts.simulated import include_simulated
+from apps.providers.models import ProviderEndpoint
 from apps.scores.cache import cached_answer
 from apps.scores.filters import ModelVariantFilter
 from apps.scores.forms import LeaderboardQueryForm, ScoreImportForm
 from apps.scores.importers import ScoreFileError
-from apps.scores.models import Benchmark, ModelVariant, Score
+from apps.scores.models import Benchmark, ModelVariant, Score, ServedVariant
 from apps.scores.selectors import RANKING_RULE, leaderboard, quantization_report
-from apps.scores.services import scores_import_apply, scores_import_plan
+from apps.scores.services import scores_import_apply, scores_import_plan, served_variants_set
 
 PAGE_SIZE = 50
 
@@ -188,3 +189,37 @@ def variant_delete(request, pk: int):
         return redirect("scores:variant", pk=variant.pk)
     messages.success(request, f"Deleted {variant} and its scores.")
     return redirect("scores:variants")
+
+
+@team_view()
+@require_http_methods(["GET", "POST"])
+def served_variants(request, endpoint_pk: int):
+    """Which catalog variant (model + quantization) the endpoint serves under each of its model names: a
+    benchmark run of that endpoint and model then publishes its measured score to that variant. Members set
+    it (a run's target form sets it too); viewers read it."""
+    endpoint = get_object_or_404(ProviderEndpoint, pk=endpoint_pk, team=request.team)
+    variants = list(ModelVariant.objects.filter(team=request.team).order_by("model_name", "quantization"))
+    by_id = {str(v.pk): v for v in variants}
+    linked = dict(ServedVariant.objects.filter(team=request.team, endpoint=endpoint).values_list("model", "variant_id"))
+    models = list(dict.fromkeys([*endpoint.model_names, *linked]))  # a link to a name no longer listed shows too
+    errors: dict[str, str] = {}
+    status = 200
+    if request.method == "POST":
+        require_role(request, Membership.Role.MEMBER)
+        links = {}
+        for index, model in enumerate(models):
+            chosen = request.POST.get(f"variant-{index}", "")
+            if chosen and chosen not in by_id:
+                errors[model] = f"Model {model}: choose one of the team's catalog variants."
+            links[model] = by_id.get(chosen)
+        if not errors:
+            served_variants_set(team=request.team, endpoint=endpoint, links=links)
+            messages.success(request, f"Saved which catalog variants {endpoint.name} serves.")
+            return redirect("scores:served", endpoint_pk=endpoint.pk)
+        status = 400
+        linked = {m: (v.pk if v else None) for m, v in links.items()}
+    rows = [
+        {"index": i, "model": m, "variant_id": linked.get(m), "error": errors.get(m, "")} for i, m in enumerate(models)
+    ]
+    context = {"endpoint": endpoint, "rows": rows, "variants": variants}
+    return render(request, "scores/served.html", context, status=status)
