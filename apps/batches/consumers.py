@@ -16,57 +16,19 @@ from apps.accounts.models import Membership
 from apps.batches.models import Batch, LoadSweep
 from apps.batches.selectors import result_rows, result_rows_latest, results
 from apps.batches.services import batch_state, progress_payload
+from llmbench.progress_consumer import JobProgressConsumer
 
 POLL_S = 0.5
 LATEST = 10  # responses the live page of a batch lists
 
 
-class SweepProgressConsumer(AsyncJsonWebsocketConsumer):
-    async def connect(self):
-        user = self.scope.get("user")
-        sweep_id = self.scope["url_route"]["kwargs"]["sweep_id"]
-        self.sweep = await self._visible_sweep(user, sweep_id) if user and user.is_authenticated else None
-        if self.sweep is None:
-            await self.close(code=4403)
-            return
-        self.last_sent = ""
-        await self.channel_layer.group_add(self.sweep.group_name, self.channel_name)
-        await self.accept()
-        self.poller = asyncio.create_task(self._poll())
+class SweepProgressConsumer(JobProgressConsumer):
+    model, url_kwarg, poll_s = LoadSweep, "sweep_id", POLL_S
+    sweep_progress = JobProgressConsumer.relay
 
-    async def disconnect(self, code):
-        if getattr(self, "sweep", None) is not None:
-            self.poller.cancel()
-            await self.channel_layer.group_discard(self.sweep.group_name, self.channel_name)
-
-    async def sweep_progress(self, event):
-        await self._send_if_new(event["payload"])
-
-    async def _poll(self):
-        while True:
-            payload = await self._payload()
-            await self._send_if_new(payload)
-            if payload is None or payload["status"] in ("completed", "failed", "cancelled"):
-                return
-            await asyncio.sleep(POLL_S)
-
-    async def _send_if_new(self, payload: dict | None) -> None:
-        text = json.dumps(payload)
-        if payload is not None and text != self.last_sent:
-            self.last_sent = text
-            await self.send(text_data=text)
-
-    @database_sync_to_async
-    def _payload(self) -> dict | None:
-        sweep = LoadSweep.objects.filter(pk=self.sweep.pk).first()
+    def read_payload(self, job_id: int) -> dict | None:
+        sweep = LoadSweep.objects.filter(pk=job_id).first()
         return progress_payload(sweep) if sweep else None
-
-    @database_sync_to_async
-    def _visible_sweep(self, user, sweep_id: int) -> LoadSweep | None:
-        sweep = LoadSweep.objects.filter(pk=sweep_id).first()
-        if sweep is None or not Membership.objects.filter(user=user, team_id=sweep.team_id).exists():
-            return None
-        return sweep
 
 
 class BatchProgressConsumer(AsyncJsonWebsocketConsumer):
