@@ -118,3 +118,13 @@ def test_bad_input_is_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         paired_comparison(args["a_outcomes"], args["b_outcomes"], args["n"], a_digests=args["a_digests"],
                           b_digests=args["b_digests"])  # fmt: skip
+
+
+def test_an_interval_reads_with_a_dash_unless_an_end_is_negative():
+    """'0.2–1.6', but '-4.3 to 15.2': a dash beside a minus sign reads as a range from 4.3."""
+    from apps.scores.templatetags.scores_extras import interval_text
+
+    assert interval_text(0.2, 1.6) == "0.2–1.6"
+    assert interval_text(-4.3, 15.2) == "-4.3 to 15.2"
+    assert interval_text(-3.0, -1.5) == "-3.0 to -1.5"
+    assert interval_text(None, 2.0) == ""

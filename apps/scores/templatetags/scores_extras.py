@@ -13,6 +13,16 @@ from llmbench.humanize import number_text
 register = template.Library()
 
 
+@register.simple_tag
+def interval_text(low, high, places: int = 1) -> str:
+    """An interval in words: "0.2–1.6", or "-4.3 to 15.2" when an end is negative (a dash beside a minus sign
+    reads as a range from 4.3)."""
+    if low is None or high is None:
+        return ""
+    joiner = " to " if low < 0 or high < 0 else "–"
+    return f"{number_text(low, places)}{joiner}{number_text(high, places)}"
+
+
 @register.filter
 def chart_data(rows, attribute: str) -> list[dict]:
     """Rows → [{label, value}] for a bar chart, e.g. leaderboard rows by average_pct; the label of a
@@ -68,14 +78,14 @@ def leaderboard_cells(row) -> str:
 def _measured_cell(value: float, cell: dict, badge: str) -> str:
     """A score measured here: the value, a "measured" badge linking to its run, and its 95% interval."""
     low, high = cell["ci_low_pct"], cell["ci_high_pct"]
-    interval = f"{number_text(low, 1)}–{number_text(high, 1)}" if low is not None and high is not None else ""
+    interval = interval_text(low, high)
     title = "Measured here" + (f" on {cell['n_items']:,} items" if cell["n_items"] else "")
     title += f", 95% interval {interval}" if interval else ""
     label = f'<span class="badge measured" title="{title}">measured</span>'  # digits and fixed words
     if cell["run_url"]:
         label = f'<a href="{_e(cell["run_url"])}">{label}</a>'
-    interval_text = f' <small class="muted">({interval})</small>' if interval else ""
-    return f'<td data-origin="measured">{number_text(value, 2)} {label}{interval_text}{badge}</td>'
+    shown = f' <small class="muted">({interval})</small>' if interval else ""
+    return f'<td data-origin="measured">{number_text(value, 2)} {label}{shown}{badge}</td>'
 
 
 def _p_text(p: float) -> str:
@@ -105,7 +115,7 @@ def paired_summary(context, row) -> str:
         name, flipped = _e(benchmark), f"{paired['flipped_count']:,}"
         sentence = (
             f"<strong>{quantization} {verb} {number_text(abs(lost), 1)} points on {name}</strong> (95% CI "
-            f"{number_text(paired['ci_low_pts'], 1)}–{number_text(paired['ci_high_pts'], 1)}), McNemar p = "
+            f"{interval_text(paired['ci_low_pts'], paired['ci_high_pts'])}), McNemar p = "
             f"{_e(_p_text(paired['mcnemar_p']))}, {flipped} items flipped ({paired['base_only']:,} right only with "
             f"{base}, {paired['quantized_only']:,} only with {quantization}) of {paired['n_items']:,}"
         )
@@ -169,8 +179,8 @@ def quantization_cells(row, benchmarks) -> str:
         paired = delta.get("paired")
         if paired:
             note = (
-                f' <small class="muted" title="Paired 95% interval, same items">({number_text(paired["ci_low_pts"], 1)}'
-                f"–{number_text(paired['ci_high_pts'], 1)})</small>"
+                ' <small class="muted" title="Paired 95% interval, same items">('
+                f"{interval_text(paired['ci_low_pts'], paired['ci_high_pts'])})</small>"
                 ' <span class="badge measured" title="Both measured here on the same items">paired</span>'
             )
         elif "measured" in (delta.get("base_origin"), delta.get("quantized_origin")):
