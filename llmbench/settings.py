@@ -312,6 +312,7 @@ SPECTACULAR_SETTINGS = {
         "CapacityArrivalsEnum": "apps.capacity.models.CapacitySearch.Arrivals",
         "BenchmarkKindEnum": "apps.benchmarks.models.Kind",
         "BenchmarkRunStatusEnum": "apps.benchmarks.models.Status",
+        "ScoreOriginEnum": "apps.scores.models.Score.Origin",
     },
 }
 

@@ -73,6 +73,12 @@ class ScoreImportForm(forms.Form):
         }
 
 
+class QuantizationQueryForm(forms.Form):
+    """The quantization view's filter (a NUL character or an over-long value is a 400 naming `family`)."""
+
+    family = forms.CharField(required=False, max_length=100)
+
+
 class LeaderboardQueryForm(forms.Form):
     benchmark = forms.CharField(required=False, help_text="Comma-separated benchmark names.")
     family = forms.CharField(required=False)

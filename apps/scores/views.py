@@ -15,7 +15,7 @@ from apps.accounts.simulated import include_simulated
 from apps.providers.models import ProviderEndpoint
 from apps.scores.cache import cached_answer
 from apps.scores.filters import ModelVariantFilter
-from apps.scores.forms import LeaderboardQueryForm, ScoreImportForm
+from apps.scores.forms import LeaderboardQueryForm, QuantizationQueryForm, ScoreImportForm
 from apps.scores.importers import ScoreFileError
 from apps.scores.models import Benchmark, ModelVariant, Score, ServedVariant
 from apps.scores.selectors import RANKING_RULE, leaderboard, quantization_report
@@ -80,7 +80,10 @@ def _has_simulated_scores(team) -> bool:
 def quantization_page(request):
     if "flipped" in request.GET:
         return _flipped_items(request)
-    family = request.GET.get("family", "").strip() or None
+    form = QuantizationQueryForm(request.GET)
+    if not form.is_valid():
+        return HttpResponseBadRequest(f"family: {' '.join(form.errors['family'])}")
+    family = form.cleaned_data["family"].strip() or None
     with_simulated = include_simulated(request)
     context = {"family": family or "", "include_simulated": with_simulated}
 

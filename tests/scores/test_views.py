@@ -276,3 +276,12 @@ class TestCatalogPages:
         ScoreFactory(variant=variant, value_pct=1)
         content = viewer_client.get(reverse("scores:leaderboard")).content
         assert b"<script>alert(1)</script>" not in content and b"&lt;script&gt;" in content
+
+
+def test_the_quantization_filter_refuses_a_nul_character_by_name(member_client, member_api):
+    """A NUL character (the fuzzer found it: PostgreSQL refuses it in a query) is a 400 naming `family`, never a
+    500, on the page and in the API."""
+    page = member_client.get(reverse("scores:quantization"), {"family": "a\x00b"})
+    assert page.status_code == 400 and page.content.decode().startswith("family:")
+    api = member_api.get("/api/v1/scores/quantization", {"family": "a\x00b"})
+    assert api.status_code == 400 and "family" in api.json()

@@ -20,7 +20,7 @@ from apps.scores.api.serializers import (
 )
 from apps.scores.cache import cached_answer
 from apps.scores.filters import ModelVariantFilter, ScoreFilter
-from apps.scores.forms import LeaderboardQueryForm, ScoreImportForm
+from apps.scores.forms import LeaderboardQueryForm, QuantizationQueryForm, ScoreImportForm
 from apps.scores.importers import ScoreFileError
 from apps.scores.models import Benchmark, ModelVariant, Score
 from apps.scores.selectors import RANKING_RULE, leaderboard, quantization_report
@@ -151,11 +151,13 @@ class ScoreViewSet(TeamScopedViewSet):
     def quantization(self, request):
         """Each quantized variant against its full-precision base: points lost per benchmark.
         Simulated scores are left out unless `include_simulated` is true."""
+        form = QuantizationQueryForm(request.query_params)
+        raise_form_errors(form)
         with_simulated = include_simulated(request)
 
         def answer():
             report = quantization_report(
-                team=request.team, family=request.query_params.get("family") or None, include_simulated=with_simulated
+                team=request.team, family=form.cleaned_data["family"].strip() or None, include_simulated=with_simulated
             )
             page = self.paginate_queryset(range(len(report.rows)))  # positions: the paginator keeps its page
             response = self.get_paginated_response([report.rows[i].as_dict() for i in page])
