@@ -27,6 +27,27 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+# Issue 16: provider calls, throttles, sign-ins and lockouts. Provider calls are made in the task workers:
+# their counts reach /metrics with PROMETHEUS_MULTIPROC_DIR shared between web and worker processes.
+PROVIDER_CALLS = Counter(
+    "llmbench_provider_calls_total",
+    "Requests sent to provider endpoints, by endpoint and outcome (ok, or the kind of error).",
+    ["endpoint", "outcome"],
+)
+PROVIDER_CALL_LATENCY = Histogram(
+    "llmbench_provider_call_duration_seconds",
+    "Time from sending a request to a provider endpoint to its last byte (or error), in seconds.",
+    ["endpoint"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+THROTTLED = Counter("llmbench_api_throttled_total", "API requests refused with 429, by throttle scope.", ["scope"])
+LOGINS = Counter(
+    "llmbench_logins_total",
+    "Sign-in attempts by method (password, sso, api) and outcome (success, failure, locked).",
+    ["method", "outcome"],
+)
+LOCKOUTS = Counter("llmbench_login_lockouts_total", "Sign-ins refused because the user or address is locked out.")
+
 
 def _route(request) -> str:
     # The URL pattern, not the path: one series per route, whatever the ids in it.

@@ -1,6 +1,7 @@
 """llmbench settings: one module, read from the environment (every variable is in the README)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -45,8 +46,11 @@ INSTALLED_APPS = [
     "corsheaders",
     "django_guid",  # request ids: X-Request-ID, log records, API error bodies
     "template_partials",
+    "mozilla_django_oidc",  # single sign-on (apps/accounts/oidc.py); inert until OIDC_ISSUER is set
+    "axes",  # login lockout (LOGIN_FAILURE_LIMIT)
     "llmbench",
     "apps.accounts",
+    "apps.audit",
     "apps.providers",
     "apps.scores",
     "apps.workloads",
@@ -60,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_guid.middleware.guid_middleware",  # first: every later log line carries the request id
+    "llmbench.logs.AccessLogMiddleware",  # one log line per request (LOG_FORMAT=json: a JSON object)
     "llmbench.metrics.PrometheusMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -70,9 +75,13 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "apps.accounts.middleware.ActiveTeamMiddleware",
+    # the request as audit context: actor, team, address, request id; records downloads (apps/audit)
+    "apps.audit.middleware.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # last, as django-axes asks: turns a lockout raised while signing in into the lockout page
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "llmbench.urls"
@@ -237,6 +246,79 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- Client address: the proxy in front of the site -----------------------------------------------
+# How many reverse proxies sit in front of llmbench. 0: the connecting address is the client's (the
+# header is ignored, since anyone can send it). N: the client is the Nth address from the right of
+# CLIENT_IP_HEADER, which the last proxy sets. Login lockout, throttles and the audit trail all use it.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "HTTP_X_FORWARDED_FOR")
+
+# --- Single sign-on: OpenID Connect (mozilla-django-oidc; docs/sso.md) -----------------------------
+# On when OIDC_ISSUER and OIDC_CLIENT_ID are set: the endpoints are read from the issuer's
+# /.well-known/openid-configuration, once per process.
+OIDC_ISSUER = env_str("OIDC_ISSUER").rstrip("/")
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID")
+OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET")
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile")
+OIDC_SIGN_ALGO = env_str("OIDC_SIGN_ALGO", "RS256")
+# What the sign-in button says.
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")
+# A user seen for the first time is created (false: only users who already exist, matched by e-mail).
+OIDC_CREATE_USERS = env_bool("OIDC_CREATE_USERS", True)
+# The claim listing the user's groups, and how groups map to teams: "group=team-slug:role;…". With a map,
+# each sign-in sets the user's memberships of the mapped teams to what the groups say (removing the ones
+# whose group is gone); teams not in the map are left alone.
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+OIDC_GROUP_MAP = env_str("OIDC_GROUP_MAP")
+OIDC_ENABLED = bool(OIDC_ISSUER and OIDC_CLIENT_ID)
+# false: no sign-in with a password anywhere (site, admin, /api/v1/auth/login); SSO and API tokens only.
+PASSWORD_LOGIN = env_bool("PASSWORD_LOGIN", True)
+if not PASSWORD_LOGIN and not OIDC_ENABLED:
+    raise ImproperlyConfigured("PASSWORD_LOGIN=false needs single sign-on: set OIDC_ISSUER and OIDC_CLIENT_ID.")
+# POST /api/v1/auth/register creates an account (and a team of its own) only when this is true.
+REGISTRATION_OPEN = env_bool("REGISTRATION_OPEN", False)
+# Tokens made by /api/v1/auth/login expire after this many days unless the call asks for fewer (0: never).
+API_LOGIN_TOKEN_DAYS = env_int("API_LOGIN_TOKEN_DAYS", 30)
+
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend"]  # first: refuses locked-out users
+if PASSWORD_LOGIN:
+    AUTHENTICATION_BACKENDS.append("django.contrib.auth.backends.ModelBackend")
+if OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("apps.accounts.oidc.TeamOIDCBackend")
+# mozilla-django-oidc's own names, filled from the ones above (apps/accounts/oidc.py resolves the endpoints).
+OIDC_RP_CLIENT_ID = OIDC_CLIENT_ID
+OIDC_RP_CLIENT_SECRET = OIDC_CLIENT_SECRET
+OIDC_RP_SCOPES = OIDC_SCOPES
+OIDC_RP_SIGN_ALGO = OIDC_SIGN_ALGO
+OIDC_CREATE_USER = OIDC_CREATE_USERS
+LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=failed"
+
+# --- Login lockout (django-axes) -------------------------------------------------------------------
+# After LOGIN_FAILURE_LIMIT wrong passwords for one username, or from one address, signing in is
+# refused for LOGIN_LOCKOUT_MINUTES (a team admin or `manage.py axes_reset` unlocks sooner).
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT", True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "llmbench.clientip.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+
+# --- API throttles (DRF; shared through the cache, so through Redis when REDIS_URL is set) ---------
+# Rates are "<n>/<second|minute|hour|day>". A request over its rate gets 429 with Retry-After.
+THROTTLE_ENABLED = env_bool("THROTTLE_ENABLED", True)
+THROTTLE_RATES = {
+    "token": env_str("THROTTLE_RATE_TOKEN", "1200/minute"),  # per API token
+    "user": env_str("THROTTLE_RATE_USER", "600/minute"),  # per signed-in user (browser sessions)
+    "anon": env_str("THROTTLE_RATE_ANON", "60/minute"),  # per address, calls without credentials
+    "auth_failure": env_str("THROTTLE_RATE_AUTH_FAILURE", "30/minute"),  # per address, bad tokens or passwords
+    "exports": env_str("THROTTLE_RATE_EXPORTS", "30/minute"),  # per token or user: exports and downloads
+    "analytics": env_str("THROTTLE_RATE_ANALYTICS", "120/minute"),  # per token or user: analytics answers
+    "run_start": env_str("THROTTLE_RATE_RUN_START", "30/minute"),  # per token or user: starting runs
+}
+
 # --- Internationalisation -----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -292,6 +374,8 @@ REST_FRAMEWORK = {
     ],
     # Every API error body carries the request id (llmbench/exceptions.py).
     "EXCEPTION_HANDLER": "llmbench.exceptions.api_exception_handler",
+    # Per token, per user, per address; views name a costlier scope (llmbench/throttling.py, THROTTLE_RATES).
+    "DEFAULT_THROTTLE_CLASSES": ["llmbench.throttling.ClientRateThrottle", "llmbench.throttling.ScopedCostThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "llmbench API",
@@ -436,3 +520,33 @@ LOGGING["handlers"]["console"].setdefault("filters", []).append("request_id")
 LOGGING["formatters"]["plain"]["format"] = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s"
 # django-guid says at INFO, for every request, whether the header came in.
 LOGGING["loggers"]["django_guid"] = {"level": "WARNING"}
+
+# --- Log format: plain lines (default) or one JSON object per line (llmbench/logs.py) -------------
+# json: every record is an object with time, level, logger, message, request_id; the per-request line
+# (logger "llmbench.request") adds method, route, path, status, duration_ms, user, team and client_ip.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json.")
+# One line per request at INFO (false: none; errors are logged either way).
+LOG_REQUESTS = env_bool("LOG_REQUESTS", True)
+LOGGING["formatters"]["json"] = {
+    "()": "llmbench.logs.JsonFormatter",
+    "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+}
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
+
+# --- Tracing: OpenTelemetry (llmbench/telemetry.py) ------------------------------------------------
+# On when OTEL_EXPORTER_OTLP_ENDPOINT is set (OTLP over HTTP, e.g. http://collector:4318); the SDK reads
+# its other OTEL_* variables itself (OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_HEADERS…).
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "llmbench")
+
+# --- Readiness of provider endpoints (/ready) ------------------------------------------------------
+# off: /ready does not look at provider endpoints. report: it tries each endpoint (up to
+# READY_PROVIDER_LIMIT, READY_PROVIDER_TIMEOUT_S each) and reports which are down, still answering 200.
+# require: a provider down makes /ready fail (503).
+READY_CHECK_PROVIDERS = env_str("READY_CHECK_PROVIDERS", "off").lower()
+if READY_CHECK_PROVIDERS not in {"off", "report", "require"}:
+    raise ImproperlyConfigured(f"READY_CHECK_PROVIDERS={READY_CHECK_PROVIDERS!r}: use off, report or require.")
+READY_PROVIDER_TIMEOUT_S = env_int("READY_PROVIDER_TIMEOUT_S", 2, minimum=1)
+READY_PROVIDER_LIMIT = env_int("READY_PROVIDER_LIMIT", 20, minimum=1)

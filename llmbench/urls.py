@@ -8,6 +8,7 @@ from llmbench import api_docs, views
 
 api_v1 = [
     path("", include("apps.accounts.api.urls")),
+    path("", include("apps.audit.api.urls")),
     path("", include("apps.scores.api.urls")),
     path("", include("apps.workloads.api.urls")),
     path("", include("apps.hardware.api.urls")),
@@ -26,6 +27,9 @@ urlpatterns = [
     path("password/", auth_views.PasswordChangeView.as_view(success_url="/password/done/"), name="password_change"),
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("", include("apps.accounts.urls")),
+    # single sign-on: /oidc/authenticate/ and /oidc/callback/ (apps/accounts/oidc.py; off unless OIDC_ISSUER)
+    path("oidc/", include("apps.accounts.oidc_urls")),
+    path("audit/", include("apps.audit.urls")),
     path("scores/", include("apps.scores.urls")),
     path("workloads/", include("apps.workloads.urls")),
     path("performance/", include("apps.hardware.urls")),

@@ -85,6 +85,10 @@ class ApiToken(models.Model):
 
     PREFIX = "llmb_"
 
+    class Scope(models.TextChoices):
+        FULL = "full", "Read and write (the user's role)"
+        READ = "read", "Read only"
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)
@@ -93,6 +97,10 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="After this the key is refused. Empty: never.")
+    scope = models.CharField(
+        max_length=8, choices=Scope.choices, default=Scope.FULL, help_text="Read only: GET, HEAD and OPTIONS calls."
+    )
 
     class Meta:
         ordering = ["-created_at"]

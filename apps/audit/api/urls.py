@@ -1,0 +1,3 @@
+"""Audit trail API. CONTRACT STUB."""
+
+urlpatterns: list = []

@@ -1,0 +1,4 @@
+"""Audit trail pages. CONTRACT STUB."""
+
+app_name = "audit"
+urlpatterns: list = []
