@@ -10,8 +10,11 @@ class LlmbenchConfig(AppConfig):
     verbose_name = "llmbench"
 
     def ready(self) -> None:
-        from llmbench import checks  # noqa: F401  (registers the deploy checks)
-        from llmbench import task_context, telemetry
+        from llmbench import (
+            checks,  # noqa: F401  (registers the deploy checks)
+            task_context,
+            telemetry,
+        )
 
         telemetry.configure()  # before the request handler is built: tracing wraps its middleware
         task_context.connect()  # tasks log (and trace) under the request that queued them
