@@ -280,9 +280,10 @@ REGISTRATION_OPEN = env_bool("REGISTRATION_OPEN", False)
 # Tokens made by /api/v1/auth/login expire after this many days unless the call asks for fewer (0: never).
 API_LOGIN_TOKEN_DAYS = env_int("API_LOGIN_TOKEN_DAYS", 30)
 
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend"]  # first: refuses locked-out users
-if PASSWORD_LOGIN:
-    AUTHENTICATION_BACKENDS.append("django.contrib.auth.backends.ModelBackend")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out users
+    "apps.accounts.oidc.PasswordBackend",  # Django's password check, refused while PASSWORD_LOGIN is false
+]
 if OIDC_ENABLED:
     AUTHENTICATION_BACKENDS.append("apps.accounts.oidc.TeamOIDCBackend")
 # mozilla-django-oidc's own names, filled from the ones above (apps/accounts/oidc.py resolves the endpoints).

@@ -7,3 +7,8 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.accounts import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from django.core import checks
+
+        from apps.accounts import oidc
+
+        checks.register(oidc.sso_settings_check)  # a bad OIDC_GROUP_MAP stops start-up with its entry named

@@ -1,3 +1,10 @@
-"""Single sign-on URLs. CONTRACT STUB: issue 16 helper fills it (mozilla-django-oidc's views)."""
+"""Single sign-on URLs: /oidc/authenticate/ starts a sign-in, /oidc/callback/ ends it (404 while it is off)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from apps.accounts import oidc
+
+urlpatterns = [
+    path("authenticate/", oidc.SSOStartView.as_view(), name="oidc_authentication_init"),
+    path("callback/", oidc.SSOCallbackView.as_view(), name="oidc_authentication_callback"),
+]
