@@ -7,11 +7,14 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from rest_framework import permissions
 
-from apps.accounts.models import Membership
+from apps.accounts.models import ApiToken, Membership
+
+READ_ONLY_TOKEN_MESSAGE = "This API token is read-only: it may only read (GET, HEAD, OPTIONS). Use a token with the full scope to change things."
 
 
 class TeamRolePermission(permissions.BasePermission):
-    """Signed in with a team; reading needs viewer, writing the view's `write_role` (member)."""
+    """Signed in with a team; reading needs viewer, writing the view's `write_role` (member) and a
+    token of the full scope (a read-only token only reads)."""
 
     message = "Your role in this team does not allow this."
 
@@ -25,6 +28,9 @@ class TeamRolePermission(permissions.BasePermission):
         if request.method in permissions.SAFE_METHODS:
             role = getattr(view, "read_role", Membership.Role.VIEWER)
         else:
+            if isinstance(request.auth, ApiToken) and request.auth.scope == ApiToken.Scope.READ:
+                self.message = READ_ONLY_TOKEN_MESSAGE
+                return False
             role = getattr(view, "write_role", Membership.Role.MEMBER)
         return membership.has_role(role)
 

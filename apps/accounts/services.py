@@ -7,10 +7,11 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connections, models, router
+from django.db import connections, models, router, transaction
 from django.db.models.sql import Query
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.text import slugify
 
 from apps.accounts.models import ApiToken, Membership, Team, token_hash
 from llmbench.db import prepared_cursor
@@ -61,15 +62,91 @@ class IssuedToken:
     key: str  # shown once, never stored
 
 
-def token_create(*, user: AbstractBaseUser, team: Team, name: str) -> IssuedToken:
-    """Issue a new API key for `user` in `team`; the plain key is returned once and only hashed."""
+# The longest expiry a token may be given, in days (ten years): beyond it "never" says the same thing.
+TOKEN_MAX_DAYS = 3650
+
+
+def token_create(
+    *,
+    user: AbstractBaseUser,
+    team: Team,
+    name: str,
+    expires_in_days: int | None = None,
+    scope: str = ApiToken.Scope.FULL,
+) -> IssuedToken:
+    """Issue a new API key for `user` in `team`, expiring after `expires_in_days` (None: never) with
+    `scope`; the plain key is returned once and only hashed."""
     if not Membership.objects.filter(user=user, team=team).exists():
         raise PermissionError(f"{user} is not a member of {team}.")
+    if expires_in_days is not None and not 1 <= expires_in_days <= TOKEN_MAX_DAYS:
+        raise ValueError(f"expires_in_days must be between 1 and {TOKEN_MAX_DAYS}.")
     key = ApiToken.PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
-        user=user, team=team, name=name, key_prefix=key[: len(ApiToken.PREFIX) + 6], key_hash=token_hash(key)
+        user=user,
+        team=team,
+        name=name,
+        key_prefix=key[: len(ApiToken.PREFIX) + 6],
+        key_hash=token_hash(key),
+        expires_at=None if expires_in_days is None else timezone.now() + timedelta(days=expires_in_days),
+        scope=ApiToken.Scope(scope),
     )
     return IssuedToken(token=token, key=key)
+
+
+def login_token_days(requested: int | None, *, limit_days: int) -> int | None:
+    """The lifetime in days (None: never) of a token made by signing in through the API, given what the
+    call asked for and API_LOGIN_TOKEN_DAYS (`limit_days`; 0: no limit and no expiry unless asked).
+    Raises ValueError with the allowed range."""
+    if limit_days <= 0:
+        if requested is None or requested == 0:
+            return None
+        if 1 <= requested <= TOKEN_MAX_DAYS:
+            return requested
+        raise ValueError(f"Ask for 1 to {TOKEN_MAX_DAYS} days, or 0 for a token that never expires.")
+    if requested is None:
+        return limit_days
+    if 1 <= requested <= limit_days:
+        return requested
+    raise ValueError(f"Ask for 1 to {limit_days} days: tokens made by signing in expire within {limit_days} days.")
+
+
+def login_membership(*, user: AbstractBaseUser, team_slug: str | None) -> Membership | None:
+    """The membership a token made by signing in acts in: the team named by `team_slug`, else the user's
+    first team by name; None when the user is not in it (or in no team)."""
+    memberships = Membership.objects.filter(user=user).select_related("team")
+    if team_slug:
+        return memberships.filter(team__slug=team_slug).first()
+    return memberships.order_by("team__name").first()
+
+
+@dataclass(frozen=True)
+class Registration:
+    user: AbstractBaseUser
+    membership: Membership
+    issued: IssuedToken
+
+
+def _free_team_slug(base: str) -> str:
+    """`base` slugified, with -2, -3… when a team already has it."""
+    base = (slugify(base) or "team")[:40]
+    taken = set(Team.objects.filter(slug__startswith=base).values_list("slug", flat=True))
+    if base not in taken:
+        return base
+    return next(f"{base}-{n}" for n in range(2, len(taken) + 3) if f"{base}-{n}" not in taken)
+
+
+@transaction.atomic
+def account_register(
+    *, username: str, email: str, password: str, team_name: str = "", token_days: int | None
+) -> Registration:
+    """A new user with a team of their own (as its admin) and a first full-scope API key. The caller
+    has validated the fields (unique username and e-mail, Django's password validators)."""
+    user = get_user_model().objects.create_user(username=username, email=email, password=password)
+    team_name = team_name.strip() or username
+    team = Team.objects.create(name=team_name, slug=_free_team_slug(team_name))
+    membership = Membership.objects.create(user=user, team=team, role=Membership.Role.ADMIN)
+    issued = token_create(user=user, team=team, name="registration", expires_in_days=token_days)
+    return Registration(user=user, membership=membership, issued=issued)
 
 
 def token_revoke(*, token: ApiToken) -> None:
@@ -88,7 +165,7 @@ _TOKEN_ROW_MODELS = ("token", "user", "team", "membership")
 
 @functools.cache
 def _token_lookup(alias: str) -> tuple[str, list[type[models.Model]], list]:
-    """(SQL taking the key hash and True, the models whose columns it selects in order, those columns)."""
+    """(SQL taking the key hash, True and the time now, the models whose columns it selects in order, those columns)."""
     connection = connections[alias]
     quote = connection.ops.quote_name
     user_model = get_user_model()
@@ -116,6 +193,8 @@ def _token_lookup(alias: str) -> tuple[str, list[type[models.Model]], list]:
         f" AND {column('membership', Membership, 'team')} = {column('token', ApiToken, 'team')}"
         f" WHERE {column('token', ApiToken, 'key_hash')} = %s AND {column('token', ApiToken, 'revoked_at')} IS NULL"
         f" AND {column('user', user_model, 'is_active')} = %s"
+        # an expired token is refused like a revoked one
+        f" AND ({column('token', ApiToken, 'expires_at')} IS NULL OR {column('token', ApiToken, 'expires_at')} > %s)"
     )
     selected = [
         field.get_col(prefix)
@@ -130,10 +209,11 @@ def token_authenticate(key: str) -> tuple[ApiToken, Membership] | None:
     alias = router.db_for_read(ApiToken)
     sql, models_in_row, selected = _token_lookup(alias)
     connection = connections[alias]  # this thread's: converters are bound to it, so they are not cached
+    now = timezone.now()
     with prepared_cursor(connection) as cursor:  # planned once per connection (llmbench/db.py)
-        cursor.execute(sql, [token_hash(key), True])
+        cursor.execute(sql, [token_hash(key), True, connection.ops.adapt_datetimefield_value(now)])
         row = cursor.fetchone()
-    if row is None:  # unknown, revoked, inactive user, or no longer in the token's team
+    if row is None:  # unknown, revoked, expired, inactive user, or no longer in the token's team
         return None
     compiler = connection.ops.compiler("SQLCompiler")(Query(ApiToken), connection, alias)
     converters = compiler.get_converters(selected)  # SQLite's dates and booleans; none on PostgreSQL
@@ -147,8 +227,19 @@ def token_authenticate(key: str) -> tuple[ApiToken, Membership] | None:
     token, user, team, membership = instances
     token.user = membership.user = user
     token.team = membership.team = team
-    now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_INTERVAL:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token, membership
+
+
+def token_refusal_reason(key: str) -> str:
+    """Why `key` did not authenticate, for the 401 (a second query, on failures only)."""
+    token = ApiToken.objects.filter(key_hash=token_hash(key)).only("revoked_at", "expires_at").first()
+    if token is None:
+        return "Invalid token."
+    if token.revoked_at is not None:
+        return "This token was revoked."
+    if token.expires_at is not None and token.expires_at <= timezone.now():
+        return f"This token expired at {token.expires_at:%Y-%m-%d %H:%M} UTC; create a new one."
+    return "This token's user is inactive or no longer in the token's team."

@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -31,11 +32,18 @@ def switch_team(request):
 
 @team_view()
 def tokens(request):
-    """List this user's keys for the active team and issue a new one (shown once)."""
+    """List this user's keys for the active team and issue a new one (shown once), with an expiry and
+    a scope."""
     issued_key = None
     form = TokenCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        issued = token_create(user=request.user, team=request.team, name=form.cleaned_data["name"])
+        issued = token_create(
+            user=request.user,
+            team=request.team,
+            name=form.cleaned_data["name"],
+            expires_in_days=form.cleaned_data["expires_in_days"],
+            scope=form.cleaned_data["scope"],
+        )
         issued_key = issued.key
         form = TokenCreateForm()
     status = 400 if request.method == "POST" and issued_key is None else 200
@@ -43,7 +51,7 @@ def tokens(request):
     return render(
         request,
         "accounts/tokens.html",
-        {"form": form, "tokens": user_tokens, "issued_key": issued_key},
+        {"form": form, "tokens": user_tokens, "issued_key": issued_key, "now": timezone.now()},
         status=status,
     )
 

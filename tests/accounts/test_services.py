@@ -6,7 +6,16 @@ import pytest
 from django.utils import timezone
 
 from apps.accounts.models import ApiToken, Membership, token_hash
-from apps.accounts.services import membership_set, token_authenticate, token_create, token_revoke
+from apps.accounts.services import (
+    TOKEN_MAX_DAYS,
+    account_register,
+    login_token_days,
+    membership_set,
+    token_authenticate,
+    token_create,
+    token_refusal_reason,
+    token_revoke,
+)
 from tests.factories import UserFactory
 
 
@@ -70,3 +79,58 @@ def test_roles_are_ordered(team):
     assert not membership.has_role("admin")
     assert membership_set(user=user, team=team, role="admin").has_role("admin")
     assert Membership.objects.filter(user=user).count() == 1
+
+
+def test_an_expired_key_does_not_authenticate_and_a_later_expiry_does(member, team):
+    issued = token_create(user=member, team=team, name="ci", expires_in_days=1)
+    assert token_authenticate(issued.key) is not None
+    ApiToken.objects.filter(pk=issued.token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert token_authenticate(issued.key) is None
+    assert token_refusal_reason(issued.key).startswith("This token expired at ")
+
+
+def test_a_token_is_inactive_once_revoked_or_expired(member, team):
+    token = token_create(user=member, team=team, name="ci", expires_in_days=1).token
+    assert token.is_active
+    token.expires_at = timezone.now() - timedelta(seconds=1)
+    assert not token.is_active
+    token.expires_at, token.revoked_at = None, timezone.now()
+    assert not token.is_active
+
+
+@pytest.mark.parametrize("days", [0, -1, TOKEN_MAX_DAYS + 1])
+def test_it_refuses_an_expiry_out_of_range(member, team, days):
+    with pytest.raises(ValueError):
+        token_create(user=member, team=team, name="x", expires_in_days=days)
+
+
+def test_it_refuses_an_unknown_scope(member, team):
+    with pytest.raises(ValueError):
+        token_create(user=member, team=team, name="x", scope="admin")
+
+
+@pytest.mark.parametrize(
+    "requested, limit, expected",
+    [(None, 30, 30), (7, 30, 7), (30, 30, 30), (None, 0, None), (0, 0, None), (400, 0, 400)],
+)
+def test_login_token_days_within_the_limit(requested, limit, expected):
+    assert login_token_days(requested, limit_days=limit) == expected
+
+
+@pytest.mark.parametrize("requested, limit", [(0, 30), (31, 30), (-1, 30), (-1, 0), (TOKEN_MAX_DAYS + 1, 0)])
+def test_login_token_days_out_of_the_limit(requested, limit):
+    with pytest.raises(ValueError):
+        login_token_days(requested, limit_days=limit)
+
+
+def test_register_makes_an_admin_of_a_new_team_with_a_key(db):
+    registration = account_register(
+        username="ana", email="ana@example.com", password="x-Long-pass-99", team_name="", token_days=5
+    )
+    assert registration.membership.role == Membership.Role.ADMIN
+    assert (registration.membership.team.name, registration.membership.team.slug) == ("ana", "ana")
+    assert registration.issued.token.expires_at is not None
+    assert token_authenticate(registration.issued.key)[1] == registration.membership
+    again = account_register(username="Ana2", email="b@example.com", password="x-Long-pass-99",
+                             team_name="ana", token_days=None)  # fmt: skip
+    assert again.membership.team.slug == "ana-2" and again.issued.token.expires_at is None
