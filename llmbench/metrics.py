@@ -5,6 +5,7 @@ an empty folder shared by them and /metrics adds their counters up (prometheus_c
 multiprocess mode).
 """
 
+import glob
 import os
 import time
 
@@ -121,11 +122,26 @@ QUEUE_DEPTH = QueueDepthCollector()
 REGISTRY.register(QUEUE_DEPTH)
 
 
+class _FoldersCollector(multiprocess.MultiProcessCollector):
+    """prometheus_client's multiprocess collector over several folders: this host's processes write to
+    PROMETHEUS_MULTIPROC_DIR, and PROMETHEUS_EXTRA_DIRS are other hosts' (the compose file's task worker
+    container, whose process ids may be the same as the web container's, so it keeps a folder of its own)."""
+
+    def __init__(self, registry, folders: list[str]):
+        self.folders = folders
+        super().__init__(registry, path=folders[0])
+
+    def collect(self):
+        files = [path for folder in self.folders for path in glob.glob(os.path.join(folder, "*.db"))]
+        return self.merge(files, accumulate=True)
+
+
 def render_metrics() -> tuple[bytes, str]:
     """The Prometheus text exposition of this process (or of all processes, in multiprocess mode)."""
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        extra = [folder.strip() for folder in os.environ.get("PROMETHEUS_EXTRA_DIRS", "").split(",") if folder.strip()]
+        _FoldersCollector(registry, [os.environ["PROMETHEUS_MULTIPROC_DIR"], *extra])
         registry.register(QUEUE_DEPTH)
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -18,6 +18,7 @@ from apps.accounts.models import Membership
 from llmbench import dashboard
 from llmbench.exceptions import is_api_request, with_request_id
 from llmbench.metrics import render_metrics
+from llmbench.readiness import REGISTERED_CHECKS, CheckFailed
 
 
 @login_required
@@ -115,16 +116,31 @@ READINESS_CHECKS = {
 @never_cache
 def ready(request):
     """Every dependency reachable and the task cluster taking tasks: 200, else 503 naming what
-    failed. A check may say more than "ok" (what it saw) by returning it."""
-    results, failed = {}, []
-    for name, check in READINESS_CHECKS.items():
+    failed. A check may say more than "ok" (what it saw) by returning it. Registered checks that
+    are not required (READY_CHECK_PROVIDERS=report) are reported but do not fail it."""
+    checks = [(name, check, True) for name, check in READINESS_CHECKS.items()]
+    checks += [(name, entry.check, None) for name, entry in REGISTERED_CHECKS.items() if entry.enabled()]
+    results, failed, degraded, details = {}, [], [], {}
+    for name, check, required in checks:
         try:
             detail = check()
             results[name] = "ok" if not detail else f"ok: {detail}"
         except Exception as exc:  # any failure of a dependency is reported, never raised
-            results[name] = f"failed: {type(exc).__name__}: {exc}"
-            failed.append(name)
-    body = {"status": "ok" if not failed else "unavailable", "checks": results, "failed": failed}
+            if isinstance(exc, CheckFailed):  # its message says it all
+                results[name] = f"failed: {exc}"
+                if exc.details is not None:
+                    details[name] = exc.details
+            else:
+                results[name] = f"failed: {type(exc).__name__}: {exc}"
+            if required is None:
+                required = REGISTERED_CHECKS[name].required()
+            (failed if required else degraded).append(name)
+    status = "unavailable" if failed else "degraded" if degraded else "ok"
+    body = {"status": status, "checks": results, "failed": failed}
+    if degraded:
+        body["degraded"] = degraded
+    if details:
+        body["details"] = details
     return JsonResponse(body, status=503 if failed else 200)
 
 

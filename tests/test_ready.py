@@ -1,25 +1,32 @@
 """/ready and /metrics on the task cluster: a cluster that takes nothing while tasks wait is named
 as not ready (a worker's killed children froze one for 11.5 minutes while /ready said all was
-well); no worker with nothing waiting is fine, and said so.
+well); no worker with nothing waiting is fine, and said so. /ready on the provider endpoints
+(READY_CHECK_PROVIDERS), against real local HTTP servers up and down (at the end).
 
 Tasks are queued in the test's own broker (the ORM broker, or Redis when REDIS_URL is set), and
 the workers are rows as llmbench/workers.py writes them, except in the last test, where a real
 cluster is stopped with SIGSTOP and continued."""
 
 import signal
+import socket
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from aiohttp import web
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.brokers.orm import ORM
 from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 
+from apps.providers.models import ProviderEndpoint
+from apps.providers.readiness import forget_results
 from llmbench.models import TaskQueueMark, TaskWorker
 from llmbench.workers import cluster_health
 from tests.cluster import kill_cluster, live_worker_pids, signal_group, start_cluster, wait_for
+from tests.threaded import running_in_thread
 
 STALL_S = 30
 
@@ -192,3 +199,137 @@ def test_a_real_cluster_stopped_while_a_task_waits_is_not_ready_until_it_continu
         assert cluster_health().waiting == 0
     finally:
         kill_cluster(cluster)
+
+
+# --- Provider endpoints (READY_CHECK_PROVIDERS) -------------------------------------------------------
+# Reachable: the server answers a GET of the model list with any HTTP status, asked without the key.
+
+
+@pytest.fixture(autouse=True)
+def _fresh_provider_results():
+    """The results are kept for a few seconds per process; each test looks anew."""
+    forget_results()
+    yield
+    forget_results()
+
+
+def provider_server():
+    """A real HTTP server in a thread answering every request with 401 (a server that is up but
+    refuses the missing key), recording the headers of what it was asked; yields (base URL, requests)."""
+    seen: list[dict] = []
+
+    async def answer(request):
+        seen.append({"path": request.path, "headers": dict(request.headers)})
+        return web.json_response({"error": "no key"}, status=401)
+
+    async def start():
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", answer)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return runner
+
+    async def stop(runner):
+        await runner.cleanup()
+
+    @contextmanager
+    def running():
+        with running_in_thread(start, stop) as runner:
+            yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
+
+    return running()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def provider(team, name: str, base_url: str, kind: str = "openai_compatible", **fields) -> ProviderEndpoint:
+    endpoint = ProviderEndpoint(team=team, name=name, kind=kind, base_url=base_url, **fields)
+    endpoint.set_api_key("sk-secret-key-1234")
+    endpoint.save()
+    return endpoint
+
+
+@pytest.mark.django_db
+def test_provider_endpoints_are_not_checked_when_off(client, settings, team):
+    settings.READY_CHECK_PROVIDERS = "off"
+    provider(team, "down", f"http://127.0.0.1:{closed_port()}/v1")
+    status, body = ready(client)
+    assert status == 200 and "providers" not in body["checks"]
+
+
+@pytest.mark.django_db
+def test_report_names_the_endpoints_down_but_stays_ready_and_sees_them_come_back(client, settings, team, other_team):
+    settings.READY_CHECK_PROVIDERS = "report"
+    with provider_server() as (root, seen):
+        provider(team, "vllm", f"{root}/v1")
+        provider(other_team, "vllm-too", f"{root}/v1/")  # the same server: asked once
+        provider(team, "claude", root, kind="anthropic")
+        status, body = ready(client)
+        assert status == 200 and body["status"] == "ok"
+        assert body["checks"]["providers"] == "ok: 3 provider endpoints reachable"
+        assert sorted(r["path"] for r in seen) == ["/v1/models", "/v1/models"]  # openai-style and Anthropic's
+        # The key never leaves for a readiness probe.
+        assert not any({"authorization", "x-api-key"} & {h.lower() for h in r["headers"]} for r in seen)
+    forget_results()
+    status, body = ready(client)
+    assert status == 200 and body["status"] == "degraded"
+    assert body["failed"] == [] and body["degraded"] == ["providers"]
+    assert body["checks"]["providers"] == (
+        "failed: 3 of 3 provider endpoints down: alpha/vllm (connection refused), "
+        "bravo/vllm-too (connection refused), alpha/claude (connection refused)"
+    )
+    assert body["details"]["providers"][0] == {"endpoint": "alpha/vllm", "reason": "connection refused"}
+    assert "127.0.0.1" not in str(body)  # names and reasons, never the addresses
+
+
+@pytest.mark.django_db
+def test_require_fails_ready_while_an_endpoint_is_down(client, settings, team):
+    settings.READY_CHECK_PROVIDERS = "require"
+    with provider_server() as (root, _seen):
+        provider(team, "up", f"{root}/v1")
+        assert ready(client)[0] == 200
+        provider(team, "gone", f"http://127.0.0.1:{closed_port()}/v1")
+        forget_results()
+        status, body = ready(client)
+    assert status == 503 and body["status"] == "unavailable" and body["failed"] == ["providers"]
+    assert body["details"]["providers"] == [{"endpoint": "alpha/gone", "reason": "connection refused"}]
+    assert body["checks"]["database"] == "ok"
+
+
+@pytest.mark.django_db
+def test_a_server_that_accepts_connections_but_never_answers_is_down_after_the_timeout(client, settings, team):
+    settings.READY_CHECK_PROVIDERS = "require"
+    settings.READY_PROVIDER_TIMEOUT_S = 1
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+        provider(team, "hung", f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
+        status, body = ready(client)
+    assert status == 503
+    assert body["details"]["providers"] == [{"endpoint": "alpha/hung", "reason": "no answer within 1 s"}]
+
+
+@pytest.mark.django_db
+def test_at_most_the_limit_of_addresses_is_asked_and_simulators_never(client, settings, team):
+    settings.READY_CHECK_PROVIDERS = "require"
+    settings.READY_PROVIDER_LIMIT = 1
+    ProviderEndpoint.objects.create(team=team, name="sim", kind="sim")
+    with provider_server() as (root, seen):
+        provider(team, "first", f"{root}/v1")
+        provider(team, "second", f"http://127.0.0.1:{closed_port()}/v1")  # past the limit: not asked
+        status, body = ready(client)
+    assert status == 200
+    assert body["checks"]["providers"] == "ok: 1 provider endpoint reachable; 1 more not checked (READY_PROVIDER_LIMIT)"
+    assert len(seen) == 1
+
+
+@pytest.mark.django_db
+def test_without_provider_endpoints_there_is_nothing_to_check(client, settings):
+    settings.READY_CHECK_PROVIDERS = "require"
+    status, body = ready(client)
+    assert status == 200 and body["checks"]["providers"] == "ok: no provider endpoint to check"

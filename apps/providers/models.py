@@ -85,6 +85,7 @@ class ProviderEndpoint(TeamOwned):
             connect_timeout_s=self.connect_timeout_s,
             read_timeout_s=self.read_timeout_s,
             total_timeout_s=self.total_timeout_s,
+            name=self.name,
         )
 
 

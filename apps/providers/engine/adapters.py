@@ -38,6 +38,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from apps.providers.engine.callmetrics import call_metrics
 from apps.providers.engine.sse import SSEParser
 from apps.providers.engine.types import (
     EndpointConfig,
@@ -201,6 +202,7 @@ class Adapter:
         # Without streaming the whole generation happens before the first byte, so only the
         # total deadline bounds it.
         self._whole_timeout = aiohttp.ClientTimeout(total=config.total_timeout_s, sock_connect=config.connect_timeout_s)
+        self._calls = call_metrics(config.name)  # /metrics: every generation counted and timed
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
@@ -226,6 +228,10 @@ class Adapter:
 
     def _models_url(self) -> str:
         raise NotImplementedError
+
+    def models_url(self) -> str:
+        """Where the endpoint lists its models (what /ready asks to see the endpoint answer)."""
+        return self._models_url()
 
     def _models_page(self, body: Any) -> tuple[list[str], dict[str, str] | None]:
         """Model ids of one page and the query of the next page (None on the last)."""
@@ -269,6 +275,7 @@ class Adapter:
         except asyncio.CancelledError:
             if response is not None:
                 response.close()  # the server sees the connection drop and can stop generating
+            self._calls.failed(ErrorKind.CANCELLED, time.monotonic() - result.send_time)
             raise
         finally:
             if response is not None and not response.closed:
@@ -295,6 +302,7 @@ class Adapter:
         result.end_time = stream.last_event_time if result.error is None and stream.last_event_time else end
         if result.error is not None:
             result.error.message = self._scrub(result.error.message)
+        self._calls.record(result.error, end - result.send_time)
         return result
 
     async def _read_stream(self, response: aiohttp.ClientResponse, stream: _Stream) -> bool:

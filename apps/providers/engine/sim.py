@@ -48,6 +48,7 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from apps.providers.engine.adapters import carry_request
+from apps.providers.engine.callmetrics import call_metrics
 from apps.providers.engine.knownanswer import KnownAnswerBook, known_answers, last_user_text, word_tokens
 from apps.providers.engine.types import (
     EndpointConfig,
@@ -375,6 +376,7 @@ class SimAdapter:
         self._rng = random.Random(self.profile.rng_seed)
         self._clock = clock
         self.known = self.profile.known_answers()
+        self._calls = call_metrics(self.config.name)  # /metrics counts simulated calls like real ones
 
     def __repr__(self) -> str:
         return f"SimAdapter({self.profile!r})"
@@ -386,6 +388,16 @@ class SimAdapter:
 
     async def generate(self, session: Any, request: GenerationRequest) -> GenerationResult:
         """A simulated completion, streamed or not; `session` is ignored."""
+        started = self._clock()
+        try:
+            result = await self._generate(request)
+        except asyncio.CancelledError:
+            self._calls.failed(ErrorKind.CANCELLED, self._clock() - started)
+            raise
+        self._calls.record(result.error, (result.end_time or self._clock()) - result.send_time)
+        return result
+
+    async def _generate(self, request: GenerationRequest) -> GenerationResult:
         profile = self.profile
         send = self._clock()
         result = carry_request(GenerationResult(send_time=send), request)

@@ -46,6 +46,7 @@ class EndpointConfig:
     read_timeout_s: float = 60.0  # longest silence allowed between two chunks
     total_timeout_s: float = 600.0
     extra_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    name: str = ""  # the endpoint's name: the label of its calls in /metrics (callmetrics.py)
 
     @property
     def key_hint(self) -> str:

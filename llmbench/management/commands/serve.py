@@ -37,14 +37,14 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="Do not start the task worker.")
 
     def handle(self, *args, host, port, workers, no_worker, **options):
-        web, web_env = self.web_command(host=host, port=port, workers=workers)
+        web, web_env = self.web_command(host=host, port=port, workers=workers, with_worker=not no_worker)
         # Whatever start-up read here (checks, metrics) holds connections this process never uses again.
         close_database_connections()
         processes = {"web": subprocess.Popen(web, env=web_env)}
         supervisor = None
         if not no_worker:
             supervisor = WorkerSupervisor(
-                [sys.executable, "manage.py", "qcluster"], write=lambda line: self.stderr.write(line)
+                [sys.executable, "manage.py", "qcluster"], write=lambda line: self.stderr.write(line), env=web_env
             )
             supervisor.start()
         self.stdout.write(self.style.SUCCESS(f"llmbench is serving on http://{host}:{port}/ (Ctrl-C stops it)"))
@@ -81,9 +81,11 @@ class Command(BaseCommand):
                 process.kill()
         sys.exit(exit_code)
 
-    def web_command(self, *, host: str, port: int, workers: int | None) -> tuple[list[str], dict[str, str]]:
+    def web_command(
+        self, *, host: str, port: int, workers: int | None, with_worker: bool = False
+    ) -> tuple[list[str], dict[str, str]]:
         """uvicorn with `workers` processes (default WEB_CONCURRENCY; uvicorn's supervisor restarts one
-        that dies), and its environment.
+        that dies), and the environment of the web and worker processes.
 
         Separate processes, not threads: a process runs Python on one core at a time, so independent
         requests run in parallel only across processes (ADR 0009). Websockets work in every process
@@ -105,12 +107,15 @@ class Command(BaseCommand):
             "warning" if not settings.DEBUG else "info",
             "--lifespan",
             "off",
+            # llmbench logs each request itself (llmbench/logs.py: LOG_FORMAT, LOG_REQUESTS), with the request id
+            "--no-access-log",
         ]
         if not settings.DEBUG:
             web += ["--proxy-headers"]
         env = dict(os.environ)
-        if workers > 1 and not env.get("PROMETHEUS_MULTIPROC_DIR"):
-            # Without a shared folder each process would answer /metrics with its own counters only.
+        if (workers > 1 or with_worker) and not env.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Without a shared folder each process would answer /metrics with its own counters only; the task
+            # worker's count too (the provider calls are made there).
             self._metrics_dir = tempfile.TemporaryDirectory(prefix="llmbench-metrics-")
             env["PROMETHEUS_MULTIPROC_DIR"] = self._metrics_dir.name
         return web, env
