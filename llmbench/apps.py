@@ -12,12 +12,14 @@ class LlmbenchConfig(AppConfig):
     def ready(self) -> None:
         from llmbench import (
             checks,  # noqa: F401  (registers the deploy checks)
+            signins,
             task_context,
             telemetry,
         )
 
         telemetry.configure()  # before the request handler is built: tracing wraps its middleware
         task_context.connect()  # tasks log (and trace) under the request that queued them
+        signins.connect()  # password sign-ins and lockouts counted for /metrics
 
 
 class LlmbenchAdminConfig(admin_apps.AdminConfig):

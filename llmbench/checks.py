@@ -1,7 +1,8 @@
 """System checks for production (`manage.py check --deploy`): operations settings Django cannot know about."""
 
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
 
 @register(Tags.security, deploy=True)
@@ -33,3 +34,17 @@ def check_csp_enforced(app_configs, **kwargs) -> list[Warning]:
             id="llmbench.W002",
         )
     ]
+
+
+@register()
+def check_throttle_rates(app_configs, **kwargs) -> list[Error]:
+    """A bad THROTTLE_RATE_* would fail every API call: say so at start-up."""
+    from llmbench.throttling import parse_rate
+
+    errors = []
+    for scope, rate in settings.THROTTLE_RATES.items():
+        try:
+            parse_rate(scope, rate)
+        except ImproperlyConfigured as exc:
+            errors.append(Error(str(exc), id="llmbench.E001"))
+    return errors

@@ -46,6 +46,7 @@ def _endpoint(slug: str, extra: list | None = None):
         return Response(_run(request, slug).data)
 
     endpoint.cls.__name__ = f"Analytics{slug.title().replace('-', '')}"  # one name per view in the OpenAPI schema
+    endpoint.cls.throttle_cost_scope = "analytics"  # THROTTLE_RATE_ANALYTICS (llmbench/throttling.py)
     return endpoint
 
 
@@ -96,6 +97,8 @@ def export_custom(request):
 
 
 export_custom.cls.write_role = Membership.Role.VIEWER  # a POST that only reads: viewers may export
+# Files cost more than answers: THROTTLE_RATE_EXPORTS (llmbench/throttling.py).
+export_analytics.cls.throttle_cost_scope = export_custom.cls.throttle_cost_scope = "exports"
 
 
 # --- the capacity answer (issue 14) ----------------------------------------------------------------
@@ -144,6 +147,7 @@ def _decision_endpoint(kind: str):
             raise ValidationError({exc.field: [exc.problem]}) from None
 
     endpoint.cls.__name__ = f"AnalyticsDecision{kind.title()}"
+    endpoint.cls.throttle_cost_scope = "analytics"
     return endpoint
 
 
@@ -164,3 +168,6 @@ def export_decision(request, kind: str):
         raise Http404("No such decision view.")
     fmt = export_kind(request.query_params, FORMATS)
     return download(_decision(request, kind), fmt, team=request.team)
+
+
+export_decision.cls.throttle_cost_scope = "exports"

@@ -91,6 +91,7 @@ class LoadSweepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 
     queryset = LoadSweep.objects.select_related("workload_version__workload")
     serializer_class = LoadSweepSerializer
+    throttle_cost_scope = {"create": "run_start", "start": "run_start"}  # create may start (llmbench/throttling.py)
 
     def get_queryset(self):
         return super().get_queryset().filter(team=self.request.team)
@@ -234,6 +235,11 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     queryset = Batch.objects.none()
     serializer_class = BatchSerializer
+    # Lower rates for what costs (llmbench/throttling.py); create may start the sweep.
+    throttle_cost_scope = {
+        "create": "run_start", "start": "run_start", "export": "exports",
+        "heatmap": "analytics", "analysis": "analytics", "optimization": "analytics", "insights": "analytics",
+    }  # fmt: skip
 
     def get_queryset(self):
         return (
@@ -432,6 +438,7 @@ class BatchExportView(APIView):
 
     write_role = Membership.Role.VIEWER  # a POST here only reads, so a viewer may download
     content_negotiation_class = ExportNegotiation
+    throttle_cost_scope = "exports"
 
     @extend_schema(request=BatchExportRequestSerializer, responses=file_responses(EXPORT_FORMATS))
     def post(self, request):

@@ -75,6 +75,7 @@ class BenchmarkSuiteViewSet(
     queryset = BenchmarkSuite.objects.all()
     serializer_class = BenchmarkSuiteSerializer
     filterset_class = SuiteFilter
+    throttle_cost_scope = {"answer_key": "exports"}  # llmbench/throttling.py
     parser_classes = [MultiPartParser]
     lookup_value_regex = r"\d+"
 
@@ -152,6 +153,8 @@ class BenchmarkRunViewSet(
     queryset = BenchmarkRun.objects.all()
     serializer_class = BenchmarkRunSerializer
     filterset_class = RunFilter
+    # create may start the run (llmbench/throttling.py)
+    throttle_cost_scope = {"create": "run_start", "start": "run_start", "export": "exports"}
     parser_classes = [JSONObjectParser]
     lookup_value_regex = r"\d+"
 

@@ -36,6 +36,8 @@ class CapacitySearchViewSet(
     queryset = CapacitySearch.objects.all()
     serializer_class = CapacitySearchSerializer
     filterset_class = CapacitySearchFilter
+    # create may start the search (llmbench/throttling.py)
+    throttle_cost_scope = {"create": "run_start", "start": "run_start", "resume": "run_start", "compare": "analytics"}
     lookup_value_regex = r"\d+"
 
     def get_queryset(self):

@@ -171,6 +171,10 @@ class ExperimentViewSet(
 
     serializer_class = ExperimentSerializer
     queryset = Experiment.objects.none()
+    # Lower rates for what costs (llmbench/throttling.py): creating starts the experiment at once.
+    throttle_cost_scope = {
+        "create": "run_start", "start": "run_start", "generate": "run_start", "export": "exports", "compare": "analytics",
+    }  # fmt: skip
 
     def get_queryset(self):
         experiments = Experiment.objects.filter(team=self.request.team).prefetch_related("targets", "test_cases")
@@ -360,6 +364,9 @@ def testcases_export(request):
     return response
 
 
+testcases_export.cls.throttle_cost_scope = "exports"
+
+
 @extend_schema(
     request={"multipart/form-data": {"type": "object", "properties": {
         "file": {"type": "string", "format": "binary"}, "type": {"type": "string", "enum": ["jsonl", "csv"]},
@@ -399,6 +406,9 @@ def testcase_run(request, pk: int):
     experiment = experiment_create(team=request.team, user=request.user, **form.create_kwargs())
     experiment_start(experiment=experiment)
     return Response(ExperimentSerializer(experiment).data, status=status.HTTP_201_CREATED)
+
+
+testcase_run.cls.throttle_cost_scope = "run_start"
 
 
 class ResponseViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -87,6 +87,7 @@ class PerformanceRunViewSet(
     queryset = PerformanceRun.objects.select_related("variant", "hardware", "deployment", "summary")
     serializer_class = PerformanceRunSerializer
     filterset_class = PerformanceRunFilter
+    throttle_cost_scope = {"export": "exports"}  # llmbench/throttling.py
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
@@ -358,3 +359,5 @@ def predict_view(request):
 
 # A prediction changes nothing, so a viewer may ask for one despite the POST.
 predict_view.cls.write_role = Membership.Role.VIEWER
+# Answers computed across many runs get the lower analytics rate (llmbench/throttling.py).
+grid.cls.throttle_cost_scope = compare.cls.throttle_cost_scope = predict_view.cls.throttle_cost_scope = "analytics"

@@ -86,6 +86,7 @@ class ScoreViewSet(TeamScopedViewSet):
     queryset = Score.objects.select_related("variant", "benchmark")
     serializer_class = ScoreSerializer
     filterset_class = ScoreFilter
+    throttle_cost_scope = {"leaderboard": "analytics", "quantization": "analytics"}  # llmbench/throttling.py
 
     @extend_schema(
         request={
