@@ -125,6 +125,49 @@ def test_check_deploy_passes_with_the_documented_production_settings():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_check_deploy_passes_with_the_team_service_settings():
+    """The production settings of the README with single sign-on only, a proxy, JSON logs and tracing on."""
+    env = {
+        "DEBUG": "false",
+        "SECRET_KEY": "x7Hq2" * 12,
+        "ALLOWED_HOSTS": "llmbench.example.com",
+        "CSRF_TRUSTED_ORIGINS": "https://llmbench.example.com",
+        "LLMBENCH_ENCRYPTION_KEYS": "q0bVZhHZr1_fh7t1yhXfYb0g3JVK6bXmLkRvX0C3H5w=",
+        "METRICS_TOKEN": "m" * 32,
+        "SECURE_PROXY_SSL_HEADER": "true",
+        "TRUSTED_PROXY_COUNT": "1",
+        "OIDC_ISSUER": "https://sso.example.com/realms/acme",
+        "OIDC_CLIENT_ID": "llmbench",
+        "OIDC_CLIENT_SECRET": "s" * 32,
+        "OIDC_GROUP_MAP": "ml-platform=platform:admin;ml-research=research:member",
+        "PASSWORD_LOGIN": "false",
+        "LOG_FORMAT": "json",
+        "READY_CHECK_PROVIDERS": "report",
+        # a collector that is not there: start-up and the checks must not depend on it
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+    }
+    result = _django(["check", "--deploy", "--fail-level", "WARNING"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PASSWORD_LOGIN": "false"}, "PASSWORD_LOGIN=false needs single sign-on"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml'"),
+        ({"READY_CHECK_PROVIDERS": "always"}, "READY_CHECK_PROVIDERS='always'"),
+        ({"THROTTLE_RATE_EXPORTS": "lots"}, "llmbench.E001"),
+        (
+            {"OIDC_ISSUER": "https://sso.example.com", "OIDC_CLIENT_ID": "x", "OIDC_GROUP_MAP": "a=b:boss"},
+            "accounts.E001",
+        ),
+    ],
+)
+def test_a_bad_team_service_setting_stops_start_up_naming_it(env, message):
+    result = _django(["check"], env)
+    assert result.returncode != 0 and message in result.stdout + result.stderr
+
+
 @pytest.mark.skipif(not settings.REDIS_URL, reason="only the Redis channel layer blocks on a socket")
 def test_the_redis_channel_layer_waits_longer_than_its_blocking_pop():
     """channels-redis pops with a 5 s timeout and redis-py reads with a 5 s default: the layer's
