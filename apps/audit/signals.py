@@ -200,6 +200,10 @@ def _diff(tracked: Tracked, instance: models.Model, old: dict) -> Changes:
         if before != after:
             if isinstance(before, str) and name.endswith("url"):
                 before, after = safe_url(before), safe_url(after)
+            elif model_field.many_to_one:  # ids in the row: name the objects (a reviewer, an owner)
+                related = model_field.related_model._default_manager
+                before = None if before is None else str(related.filter(pk=before).first() or before)
+                after = None if after is None else str(getattr(instance, name, None) or after)
             changes[name] = [plain(before), plain(after)]
     if "api_key_encrypted" in old and old["api_key_encrypted"] != instance.api_key_encrypted:
         before, after = old["api_key_encrypted"], instance.api_key_encrypted

@@ -1,5 +1,7 @@
 """The audit trail pages: the team's entries, filtered and paginated, and the same as a CSV download."""
 
+from datetime import UTC, datetime
+
 from django.core.paginator import Paginator
 from django.shortcuts import render
 from django.utils import timezone
@@ -23,13 +25,24 @@ def _entries(request) -> AuditEntryFilter:
     return AuditEntryFilter(request.GET, queryset=AuditEntry.objects.filter(team=request.team))
 
 
-def change_lines(entry: AuditEntry) -> list[tuple[str, object, object]]:
-    """The entry's before/after summary in words: (what, before, after) per field."""
+def change_lines(entry: AuditEntry) -> list[tuple[str, str]]:
+    """The entry's before/after summary in words, one (what, text) per field: "before → after" for a change,
+    the value alone for a field set on creation or held at deletion; fields empty on both sides are left out."""
     changes = entry.changes if isinstance(entry.changes, dict) else {}
     lines = []
     for name, pair in changes.items():
+        if name.startswith("_"):  # bookkeeping (e.g. which kind of key change), already in the action
+            continue
         before, after = pair if isinstance(pair, list) and len(pair) == 2 else (None, pair)
-        lines.append((field_words(name), _words(before), _words(after)))
+        before, after = _words(before), _words(after)
+        if before == after == "–":
+            continue
+        if before == "–" and entry.action.endswith(".created"):
+            lines.append((field_words(name), after))
+        elif after == "–" and entry.action.endswith(".deleted"):
+            lines.append((field_words(name), before))
+        else:
+            lines.append((field_words(name), f"{before} → {after}"))
     return lines
 
 
@@ -42,6 +55,14 @@ def _words(value) -> str:
         return ", ".join(f"{count} {name}" for name, count in value.items())
     if isinstance(value, list):
         return ", ".join(map(str, value)) or "–"
+    if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":
+        try:  # a stored time (ISO 8601): to the minute, in UTC like the rest of the page
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC)
+        return moment.strftime("%Y-%m-%d %H:%M UTC")
     return str(value)
 
 

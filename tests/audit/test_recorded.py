@@ -294,7 +294,7 @@ class TestTestCaseReviews:
         assert_attributed(entry, user=admin_user, team=team, via="page")
         assert (entry.object_type, entry.object_id, entry.object_repr) == ("test_case", str(case.pk), "Capital v1")
         assert entry.changes["status"] == ["pending", "approved"]
-        assert entry.changes["reviewer"] == [None, admin_user.pk]
+        assert entry.changes["reviewer"] == [None, str(admin_user)]  # named, not an id
 
     def test_rejecting_through_the_api_keeps_the_reason(self, admin_api, admin_user, member, team):
         case = pending_case(team, member)
