@@ -112,28 +112,26 @@ def test_a_malformed_boolean_setting_fails_loudly():
     assert result.returncode != 0 and "DEBUG='maybe' is not a boolean" in result.stderr
 
 
+# The README's production settings (section Production).
+PRODUCTION_ENV = {
+    "DEBUG": "false",
+    "SECRET_KEY": "x7Hq2" * 12,
+    "ALLOWED_HOSTS": "llmbench.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://llmbench.example.com",
+    "LLMBENCH_ENCRYPTION_KEYS": "q0bVZhHZr1_fh7t1yhXfYb0g3JVK6bXmLkRvX0C3H5w=",
+    "METRICS_TOKEN": "m" * 32,
+}
+
+
 def test_check_deploy_passes_with_the_documented_production_settings():
-    env = {
-        "DEBUG": "false",
-        "SECRET_KEY": "x7Hq2" * 12,
-        "ALLOWED_HOSTS": "llmbench.example.com",
-        "CSRF_TRUSTED_ORIGINS": "https://llmbench.example.com",
-        "LLMBENCH_ENCRYPTION_KEYS": "q0bVZhHZr1_fh7t1yhXfYb0g3JVK6bXmLkRvX0C3H5w=",
-        "METRICS_TOKEN": "m" * 32,
-    }
-    result = _django(["check", "--deploy", "--fail-level", "WARNING"], env)
+    result = _django(["check", "--deploy", "--fail-level", "WARNING"], PRODUCTION_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_check_deploy_passes_with_the_team_service_settings():
     """The production settings of the README with single sign-on only, a proxy, JSON logs and tracing on."""
     env = {
-        "DEBUG": "false",
-        "SECRET_KEY": "x7Hq2" * 12,
-        "ALLOWED_HOSTS": "llmbench.example.com",
-        "CSRF_TRUSTED_ORIGINS": "https://llmbench.example.com",
-        "LLMBENCH_ENCRYPTION_KEYS": "q0bVZhHZr1_fh7t1yhXfYb0g3JVK6bXmLkRvX0C3H5w=",
-        "METRICS_TOKEN": "m" * 32,
+        **PRODUCTION_ENV,
         "SECURE_PROXY_SSL_HEADER": "true",
         "TRUSTED_PROXY_COUNT": "1",
         "OIDC_ISSUER": "https://sso.example.com/realms/acme",
