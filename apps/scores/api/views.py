@@ -86,7 +86,8 @@ class ScoreViewSet(TeamScopedViewSet):
     queryset = Score.objects.select_related("variant", "benchmark")
     serializer_class = ScoreSerializer
     filterset_class = ScoreFilter
-    throttle_cost_scope = {"leaderboard": "analytics", "quantization": "analytics"}  # llmbench/throttling.py
+    # The leaderboard and the quantization view are answered from a cache (apps/scores/cache.py): the per-token rate
+    # is enough, unlike the analytics aggregations (llmbench/throttling.py).
 
     @extend_schema(
         request={
