@@ -161,7 +161,9 @@ class TestOpenLoop:
         assert not outcome.client_kept_up and "dispatch delay" in outcome.kept_up_reason
         from_send, from_schedule = outcome.e2e_ms(), outcome.e2e_ms(from_schedule=True)
         assert 50 <= np.median(from_send) < 50 + LATE_OK_MS
-        assert np.max(from_schedule) > 5 * np.max(from_send)  # coordinated omission made visible
+        # coordinated omission made visible (against the median sent latency: one request slowed by a busy
+        # machine — seen at 129 ms among 50 ms ones — must not decide it)
+        assert np.max(from_schedule) > 5 * np.median(from_send)
         assert outcome.ttft_ms(from_schedule=True).mean() > outcome.ttft_ms().mean()
 
     def test_a_blocked_loop_falls_behind_the_schedule(self):
