@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "llmbench",
     "apps.accounts",
     "apps.audit",
+    "apps.jobs",
+    "apps.notifications",
     "apps.providers",
     "apps.scores",
     "apps.workloads",
@@ -60,6 +62,8 @@ INSTALLED_APPS = [
     "apps.batches",
     "apps.capacity",
     "apps.analytics",
+    "apps.automation",
+    "apps.gates",
 ]
 
 MIDDLEWARE = [
@@ -551,3 +555,34 @@ if READY_CHECK_PROVIDERS not in {"off", "report", "require"}:
     raise ImproperlyConfigured(f"READY_CHECK_PROVIDERS={READY_CHECK_PROVIDERS!r}: use off, report or require.")
 READY_PROVIDER_TIMEOUT_S = env_int("READY_PROVIDER_TIMEOUT_S", 2, minimum=1)
 READY_PROVIDER_LIMIT = env_int("READY_PROVIDER_LIMIT", 20, minimum=1)
+
+# --- Automation (issue 17): fair queue, notifications, e-mail, schedules, budgets -----------------------
+# Site address used in links of notifications and e-mails (no trailing slash), e.g. https://llmbench.example.com.
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The fair queue (apps/jobs): at most this many tasks of one team run at once; the others wait their turn, teams
+# taken in turn (the team with the fewest running, then the longest waiting, goes first).
+JOBS_TEAM_MAX_RUNNING = env_int("JOBS_TEAM_MAX_RUNNING", 2, minimum=1)
+# At most this many run tasks handed to the workers at once (default: the worker count), so a burst waits in the
+# fair queue rather than in the broker's first-in-first-out list.
+JOBS_MAX_RUNNING = env_int("JOBS_MAX_RUNNING", Q_CLUSTER["workers"], minimum=1)
+# E-mail: Django's SMTP backend by default (any SMTP server; django-anymail's backends work the same way).
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_S", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "llmbench <llmbench@localhost>")
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on.")
+# Notifications: a webhook call's time limit, and how often a failed delivery (webhook or e-mail) is tried in all;
+# the waits between tries double from NOTIFY_RETRY_BASE_S.
+NOTIFY_TIMEOUT_S = env_int("NOTIFY_TIMEOUT_S", 10, minimum=1)
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
+NOTIFY_RETRY_BASE_S = env_int("NOTIFY_RETRY_BASE_S", 30, minimum=1)
+# A schedule whose runs fail this many times in a row pauses itself (per schedule, this is the default).
+SCHEDULE_MAX_FAILURES = env_int("SCHEDULE_MAX_FAILURES", 3, minimum=1)
+# A running run re-reads its team's metered spend this often (other runs of the team spend too).
+BUDGET_REFRESH_S = env_int("BUDGET_REFRESH_S", 5, minimum=1)

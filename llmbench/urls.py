@@ -18,6 +18,9 @@ api_v1 = [
     path("", include("apps.benchmarks.api.urls")),
     path("", include("apps.experiments.api.urls")),
     path("", include("apps.analytics.api.urls")),
+    path("", include("apps.notifications.api.urls")),
+    path("", include("apps.automation.api.urls")),
+    path("", include("apps.gates.api.urls")),
 ]
 
 urlpatterns = [
@@ -39,6 +42,9 @@ urlpatterns = [
     path("capacity/", include("apps.capacity.urls")),
     path("benchmarks/", include("apps.benchmarks.urls")),
     path("analytics/", include("apps.analytics.urls")),
+    path("notifications/", include("apps.notifications.urls")),
+    path("automation/", include("apps.automation.urls")),
+    path("gates/", include("apps.gates.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     # Signed-in users and API tokens only, unless API_DOCS_PUBLIC=true.

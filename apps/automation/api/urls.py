@@ -1,0 +1,3 @@
+"""automation API."""
+
+urlpatterns: list = []

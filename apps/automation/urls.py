@@ -1,0 +1,4 @@
+"""automation pages."""
+
+app_name = "automation"
+urlpatterns: list = []

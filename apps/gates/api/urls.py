@@ -1,0 +1,3 @@
+"""gates API."""
+
+urlpatterns: list = []

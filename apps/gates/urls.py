@@ -1,0 +1,4 @@
+"""gates pages."""
+
+app_name = "gates"
+urlpatterns: list = []

@@ -1,0 +1,4 @@
+"""notifications pages."""
+
+app_name = "notifications"
+urlpatterns: list = []
