@@ -8,7 +8,7 @@ import dj_database_url
 from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
-from llmbench.env import env_bool, env_int, env_list, env_str
+from llmbench.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -582,6 +582,9 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 NOTIFY_TIMEOUT_S = env_int("NOTIFY_TIMEOUT_S", 10, minimum=1)
 NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
 NOTIFY_RETRY_BASE_S = env_int("NOTIFY_RETRY_BASE_S", 30, minimum=1)
+# A run whose share of failed requests is over this is reported to its team (error_rate event), once per run;
+# a running run from 20 requests on.
+NOTIFY_ERROR_RATE_THRESHOLD = env_float("NOTIFY_ERROR_RATE_THRESHOLD", 0.05, minimum=0.0, maximum=1.0)
 # A schedule whose runs fail this many times in a row pauses itself (per schedule, this is the default).
 SCHEDULE_MAX_FAILURES = env_int("SCHEDULE_MAX_FAILURES", 3, minimum=1)
 # A running run re-reads its team's metered spend this often (other runs of the team spend too).
