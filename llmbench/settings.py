@@ -396,6 +396,7 @@ SPECTACULAR_SETTINGS = {
         # pending → running → completed / failed / cancelled: sweeps and experiments alike
         "RunStatusEnum": "apps.batches.models.Status",
         "TestCaseStatusEnum": "apps.experiments.models.TestCase.Status",
+        "NotificationChannelKindEnum": "apps.notifications.models.Channel.Kind",
         # a load sweep's and a capacity search's arrivals: the same values, worded apart
         "LoadSweepArrivalsEnum": "apps.batches.models.LoadSweep.Arrivals",
         "CapacityArrivalsEnum": "apps.capacity.models.CapacitySearch.Arrivals",
@@ -582,6 +583,8 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 NOTIFY_TIMEOUT_S = env_int("NOTIFY_TIMEOUT_S", 10, minimum=1)
 NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
 NOTIFY_RETRY_BASE_S = env_int("NOTIFY_RETRY_BASE_S", 30, minimum=1)
+# Webhooks to loopback, private and link-local addresses (an in-house receiver); cloud metadata addresses never.
+NOTIFY_WEBHOOK_ALLOW_PRIVATE = env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", DEBUG)
 # A run whose share of failed requests is over this is reported to its team (error_rate event), once per run;
 # a running run from 20 requests on.
 NOTIFY_ERROR_RATE_THRESHOLD = env_float("NOTIFY_ERROR_RATE_THRESHOLD", 0.05, minimum=0.0, maximum=1.0)

@@ -1,6 +1,10 @@
 """The words of the audit trail: every action and object type it records, as people read them."""
 
 ACTIONS: dict[str, str] = {
+    "notification_channel.created": "Notification channel created",
+    "notification_channel.changed": "Notification channel changed",
+    "notification_channel.secret_rotated": "Webhook signing secret replaced",
+    "notification_channel.deleted": "Notification channel deleted",
     "team.created": "Team created",
     "team.settings_changed": "Team settings changed",
     "team.deleted": "Team deleted",
@@ -35,6 +39,7 @@ ACTIONS: dict[str, str] = {
 }
 
 OBJECT_TYPES: dict[str, str] = {
+    "notification_channel": "Notification channel",
     "team": "Team",
     "membership": "Membership",
     "api_token": "API token",
@@ -55,6 +60,11 @@ OBJECT_TYPES: dict[str, str] = {
 
 # Words for the fields a summary may hold, where the model's own verbose name does not read well.
 FIELD_WORDS: dict[str, str] = {
+    "target": "Sends to",
+    "events": "Events",
+    "active": "Switched on",
+    "format": "Message format",
+    "secret": "Signing secret",
     "api_key": "API key",
     "also_deleted": "Deleted with it",
     "route": "Page or endpoint",

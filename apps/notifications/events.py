@@ -19,3 +19,17 @@ EVENTS: dict[str, str] = {
     SCHEDULE_PAUSED: "A schedule paused itself",
     GATE_FINISHED: "A CI gate passed or failed",
 }
+
+# Not an event anyone subscribes to: the message a team admin sends to check a channel ("Send a test").
+TEST = "test"
+TEST_LABEL = "Test message"
+
+# What a member receives by e-mail until they choose: failures, regressions, the budget, a schedule that paused.
+DEFAULT_MEMBER_EVENTS: tuple[str, ...] = (RUN_FAILED, REGRESSION, BUDGET_80, BUDGET_100, SCHEDULE_PAUSED)
+
+
+def event_words(event: str) -> str:
+    """An event in words (the test message included)."""
+    if event == TEST:
+        return TEST_LABEL
+    return EVENTS.get(event, event.replace("_", " "))

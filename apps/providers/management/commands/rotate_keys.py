@@ -4,6 +4,7 @@ LLMBENCH_ENCRYPTION_KEYS (put the new key first, run this, then drop the old one
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from apps.notifications.services import channel_secrets_rotate
 from apps.providers.models import ProviderEndpoint
 from llmbench import crypto
 
@@ -19,3 +20,4 @@ class Command(BaseCommand):
             endpoint.save(update_fields=["api_key_encrypted"])
             count += 1
         self.stdout.write(f"Re-encrypted {count} key(s) under the primary key.")
+        self.stdout.write(f"Re-encrypted {channel_secrets_rotate()} webhook signing secret(s) under the primary key.")
