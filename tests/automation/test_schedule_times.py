@@ -1,0 +1,48 @@
+"""When schedules fire: cron on the zone's clock through daylight saving, nicknames, intervals, bad input in words."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from apps.automation.schedule_times import cron_check, cron_next, interval_next, when_text, zone
+
+
+def test_a_time_the_clocks_skip_fires_at_the_jump_and_a_repeated_time_fires_once():
+    """Paris: 02:30 does not exist on 29 March 2026 (fires at 03:00 CEST) and happens twice on 25 October (once)."""
+    spring = cron_next("30 2 * * *", "Europe/Paris", datetime(2026, 3, 28, 12, 0, tzinfo=UTC), 2)
+    assert spring == [datetime(2026, 3, 29, 1, 0, tzinfo=UTC), datetime(2026, 3, 30, 0, 30, tzinfo=UTC)]
+    autumn = cron_next("30 2 * * *", "Europe/Paris", datetime(2026, 10, 24, 12, 0, tzinfo=UTC), 2)
+    assert autumn == [datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 10, 26, 1, 30, tzinfo=UTC)]
+
+
+def test_nicknames_become_five_fields_and_spaces_are_normalised():
+    assert [cron_check(e) for e in ("@daily", "@HOURLY", " 0  6 * * 1-5 ")] == ["0 0 * * *", "0 * * * *", "0 6 * * 1-5"]
+
+
+@pytest.mark.parametrize("expression", ["", "61 * * * *", "0 6 * *", "0 0 30 2 *", "@sometimes", "x" * 101])
+def test_a_bad_cron_expression_is_refused_in_words(expression):
+    with pytest.raises(ValidationError):
+        cron_check(expression)
+
+
+@pytest.mark.parametrize("name", ["Mars/Olympus", "", " UTC", "../etc/localtime", "/etc/localtime"])
+def test_only_iana_zone_names_are_time_zones(name):
+    with pytest.raises(ValidationError, match="is not a time zone"):
+        zone(name)
+
+
+def test_an_interval_keeps_its_cadence():
+    anchor = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+    assert interval_next(anchor=anchor, minutes=60, after=datetime(2026, 1, 1, 13, 30, tzinfo=UTC)) == datetime(
+        2026, 1, 1, 14, 0, tzinfo=UTC
+    )
+    assert interval_next(anchor=anchor, minutes=60, after=anchor) == datetime(2026, 1, 1, 11, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("minutes", "words"), [(1, "every minute"), (45, "every 45 minutes"), (60, "every hour"), (180, "every 3 hours"),
+                           (1440, "every day"), (10080, "every 7 days")],
+)  # fmt: skip
+def test_intervals_in_words(minutes, words):
+    assert when_text(cron="", interval_minutes=minutes, timezone="UTC") == words
