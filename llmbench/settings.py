@@ -397,6 +397,7 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "apps.batches.models.Status",
         "TestCaseStatusEnum": "apps.experiments.models.TestCase.Status",
         "NotificationChannelKindEnum": "apps.notifications.models.Channel.Kind",
+        "RunKindEnum": "apps.gates.models.Kind",
         # a load sweep's and a capacity search's arrivals: the same values, worded apart
         "LoadSweepArrivalsEnum": "apps.batches.models.LoadSweep.Arrivals",
         "CapacityArrivalsEnum": "apps.capacity.models.CapacitySearch.Arrivals",
