@@ -20,6 +20,7 @@ codes = [
         "decision.py",
         "benchmarks_import.py",
         "benchmarks_run.py",
+        "many_runs.py",
     )
 ]
 sys.exit(max(codes))
