@@ -87,7 +87,7 @@ def one_run(team: Team, suite: BenchmarkSuite, endpoint: ProviderEndpoint, n: in
 
 def main() -> int:
     call_command("migrate", verbosity=0)
-    services.async_task = lambda *args, **kwargs: None  # run here, not through a queue
+    services.job_submit = lambda **kwargs: None  # run here, not through a queue
     pin(0)
     team, _ = Team.objects.get_or_create(slug="bench-benchmark-runs", defaults={"name": "Bench benchmark runs"})
     BenchmarkRun.objects.filter(team=team).delete()

@@ -74,7 +74,7 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     import apps.capacity.services as services
 
-    services.async_task = lambda *args, **kwargs: None  # run here, not through a queue
+    services.job_submit = lambda **kwargs: None  # run here, not through a queue
     pin(0)
     port = free_port()
     mock = start_mock(port)

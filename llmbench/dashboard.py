@@ -12,7 +12,7 @@ from typing import TypedDict
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
@@ -20,8 +20,10 @@ from django.utils import timezone
 from apps.accounts.models import Membership, Team
 from apps.accounts.services import active_membership
 from apps.batches.models import Batch, LoadSweep, Status
+from apps.benchmarks.models import BenchmarkRun
 from apps.experiments.models import Experiment, ExperimentTarget, Response, TestCase
 from apps.hardware.models import HardwareProfile, PerformanceRun, RunSummary
+from apps.providers.budget import month_spend_by_endpoint
 from apps.scores.models import Benchmark, ModelVariant, Score
 from llmbench.db import prepared_cursor
 
@@ -238,6 +240,7 @@ class MonthCost:
     budget_usd: float | None
     percent: float | None  # of the budget; None without one
     level: str  # "none" (no budget) | "ok" | "nearing" | "over"
+    hard_limit: bool = False  # runs are refused and stopped at the budget (apps.providers.budget)
 
 
 def month_start_utc(now: datetime | None = None) -> datetime:
@@ -254,20 +257,12 @@ def month_cost(team: Team, *, now: datetime | None = None) -> MonthCost:
 
 
 def _month_cost_by_endpoint(team: Team, start: datetime) -> list[EndpointCost]:
-    rows = (
-        Response.objects.filter(
-            experiment__team=team, created_at__gte=start, cost_usd__isnull=False, is_simulated=False
-        )
-        .values("target__endpoint_id", "target__endpoint__name")
-        .annotate(cost=Sum("cost_usd"), responses=Count("id"))
-        .order_by("-cost", "target__endpoint__name")
-    )
-    by_endpoint = [
-        EndpointCost(endpoint_id=r["target__endpoint_id"], name=r["target__endpoint__name"], cost_usd=r["cost"],
-                     responses=r["responses"])
-        for r in rows
-    ]  # fmt: skip
-    return by_endpoint
+    """Metered cost of every run kind (experiments, parameter sweeps, benchmark runs) per endpoint: the rows the
+    team's budget is checked against (apps.providers.budget), so the tile and a refusal show the same total."""
+    return [
+        EndpointCost(endpoint_id=row.endpoint_id, name=row.name, cost_usd=row.cost_usd, responses=row.answers)
+        for row in month_spend_by_endpoint(team.pk, start)
+    ]
 
 
 def _month_cost_against_budget(team: Team, start: datetime, by_endpoint: list[EndpointCost]) -> MonthCost:
@@ -279,7 +274,8 @@ def _month_cost_against_budget(team: Team, start: datetime, by_endpoint: list[En
         percent = 100.0 * total / budget if budget > 0 else (100.0 if total > 0 else 0.0)
         level = "over" if percent >= 100 else "nearing" if percent >= BUDGET_NEARING_PERCENT else "ok"
     return MonthCost(month_start=start, by_endpoint=by_endpoint, total_usd=total, budget_usd=budget,
-                     percent=None if percent is None else round(percent, 1), level=level)  # fmt: skip
+                     percent=None if percent is None else round(percent, 1), level=level,
+                     hard_limit=budget is not None and team.monthly_budget_hard_limit)  # fmt: skip
 
 
 def pending_testcase_count(team: Team) -> int:
@@ -340,6 +336,10 @@ def _analytics_version_selects() -> list[str]:
         f"(SELECT MAX(p.{_q('id')}) FROM {_table(PerformanceRun)} p WHERE {run_team})",
         f"(SELECT MAX(s.{_column(RunSummary, 'computed_at')}) FROM {_table(RunSummary)} s INNER JOIN"
         f" {_table(PerformanceRun)} p ON p.{_q('id')} = s.{_column(RunSummary, 'run')} WHERE {run_team})",
+        # benchmark answers count in the month's cost: their runs' counters move with every answer stored
+        f"(SELECT COUNT(*) || '/' || COALESCE(SUM(b.{_column(BenchmarkRun, 'completed_answers')}), 0) || '/'"
+        f" || COALESCE(SUM(b.{_column(BenchmarkRun, 'failed_answers')}), 0) FROM {_table(BenchmarkRun)} b"
+        f" WHERE b.{_column(BenchmarkRun, 'team')} = %s)",
     ]
 
 

@@ -138,8 +138,10 @@ class World:
 
 def _make_jobs_inert(patch: pytest.MonkeyPatch, queued: list) -> None:
     """No task reaches the queue and no event stream stays open (see the module docstring)."""
-    for module in ("apps.experiments.services", "apps.batches.services", "apps.benchmarks.services"):
-        patch.setattr(f"{module}.async_task", lambda *args, **kwargs: queued.append(args))
+    for module in ("apps.experiments.services", "apps.batches.services", "apps.benchmarks.services",
+                   "apps.capacity.services"):  # fmt: skip
+        patch.setattr(f"{module}.job_submit", lambda **kwargs: queued.append(kwargs))
+    patch.setattr("apps.notifications.services.async_task", lambda *args, **kwargs: queued.append(args))
     patch.setattr("llmbench.sse.SSE_MAX_S", 0)
 
 
@@ -197,6 +199,7 @@ def world(django_db_setup, django_db_blocker):
     from apps.accounts.models import Membership, Team
     from apps.accounts.services import token_create
     from apps.audit.models import AuditEntry
+    from apps.automation.services import schedule_create
     from apps.batches.models import Batch
     from apps.batches.services import sweep_create
     from apps.benchmarks.imports import suite_import
@@ -204,7 +207,9 @@ def world(django_db_setup, django_db_blocker):
     from apps.capacity.models import CapacitySearch
     from apps.experiments.models import Experiment, Response, TestCase
     from apps.experiments.services import suite_publish
+    from apps.gates.models import Gate, GateCheck
     from apps.hardware.models import Deployment, HardwareProfile, PerformanceRun
+    from apps.notifications.services import channel_create, channel_test
     from apps.providers.models import ProviderEndpoint
     from apps.scores.models import Benchmark, Score
     from apps.workloads.models import Workload, WorkloadDataset
@@ -238,8 +243,22 @@ def world(django_db_setup, django_db_blocker):
             )  # fmt: skip
             bench_run = benchmark_run_create(team=team, user=admin, suite=bench_suite, name="Fuzz run",
                                              targets=[TargetSpec(endpoint=endpoint, model="sim-small")])  # fmt: skip
+            check = GateCheck.objects.create(team=team, name="fuzz-check", kind="experiment",
+                                             template_run_id=single.pk, criteria=["pass_rate >= 0.5"])  # fmt: skip
+            gate = Gate.objects.create(team=team, kind="experiment", template_run_id=single.pk, run_id=single.pk,
+                                       criteria=["pass_rate >= 0.5"], status="passed", reason="All 1 criteria passed.")  # fmt: skip
+            schedule = schedule_create(team=team, user=admin, kind="experiment", template_run_id=single.pk,
+                                       interval_minutes=60)  # fmt: skip
+            mail_channel, _ = channel_create(team=team, user=admin, name="Fuzz list", kind="email",
+                                             email="fuzz@example.com", events=["run_failed"])  # fmt: skip
+            delivery = channel_test(channel=mail_channel)
             ids = [
                 ("/api/v1/audit-entries/{", AuditEntry.objects.filter(team=team).first().pk),
+                ("/api/v1/notification-channels/{", mail_channel.pk),
+                ("/api/v1/schedules/{", schedule.pk),
+                ("/api/v1/gates/{", gate.pk),
+                ("/api/v1/gate-checks/{", check.pk),
+                ("/api/v1/notification-deliveries/{", delivery.pk),
                 ("/api/v1/benchmark-runs/{", bench_run.pk),
                 ("/api/v1/benchmark-suites/{", bench_suite.pk),
                 ("/api/v1/admin/testcases/{", TestCase.objects.get(team=team, status=TestCase.Status.PENDING).pk),

@@ -36,7 +36,7 @@ HOME = reverse("home")
 def queued(monkeypatch):
     """The chunk tasks batch_start queues, recorded instead of queued (the test runs the worker)."""
     calls: list[tuple] = []
-    monkeypatch.setattr("apps.batches.services.async_task", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("apps.batches.services.job_submit", lambda **kw: calls.append((kw["func"], *kw["args"])))
     return calls
 
 

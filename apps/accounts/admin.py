@@ -20,6 +20,7 @@ class TeamAdmin(admin.ModelAdmin):
         "is_demo",
         "batch_confirm_requests",
         "monthly_budget_usd",
+        "monthly_budget_hard_limit",
         "show_simulated",
         "created_at",
     ]

@@ -25,6 +25,12 @@ class Team(models.Model):
         help_text="What the team means to spend on provider requests per calendar month (UTC); the dashboard "
         "warns when 80% is spent and again at 100%. Empty: no budget.",
     )  # fmt: skip
+    monthly_budget_hard_limit = models.BooleanField(
+        default=False,
+        help_text="Make the monthly budget a hard limit: a run whose estimated cost is more than what is left is "
+        "refused before it starts, and a running one stops when this month's metered cost reaches the budget "
+        "(what finished is kept).",
+    )
     show_simulated = models.BooleanField(
         default=False,
         help_text="Include simulated results (the built-in simulator, generated demo data) in grids, predictions, "

@@ -71,6 +71,7 @@ FIELD_WORDS: dict[str, str] = {
     "query": "Query",
     "filename": "File",
     "monthly_budget_usd": "Monthly budget (USD)",
+    "monthly_budget_hard_limit": "Monthly budget is a hard limit",
     "batch_confirm_requests": "Sweeps needing confirmation above (requests)",
     "batch_confirm_cost_usd": "Sweeps needing confirmation above (USD)",
     "show_simulated": "Show simulated results",

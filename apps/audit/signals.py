@@ -87,7 +87,7 @@ ENDPOINT_FIELDS = (
     "metrics_url", "gpu_metrics_url",
 )  # fmt: skip
 TEAM_FIELDS = (
-    "name", "slug", "is_demo", "batch_confirm_requests", "batch_confirm_cost_usd", "monthly_budget_usd",
+    "name", "slug", "is_demo", "batch_confirm_requests", "batch_confirm_cost_usd", "monthly_budget_usd", "monthly_budget_hard_limit",
     "show_simulated",
 )  # fmt: skip
 

@@ -44,6 +44,7 @@ from apps.experiments.runner import (
     refused_key_reason,
     response_fields,
 )
+from apps.providers.budget import BudgetWatch, budget_events
 from apps.providers.engine.types import Kind
 from apps.providers.urlcheck import check_base_url
 
@@ -244,6 +245,14 @@ async def _chunk(batch_id: int, token: str) -> tuple[str, str]:
     for target in plan.targets:
         if target.endpoint.kind != Kind.SIM:
             await db(check_base_url)(target.endpoint.base_url, must_resolve=True)
+    # A hard monthly budget stops the batch, as a cancel does, once metered spend reaches it (simulated targets
+    # meter nothing): spend re-read every BUDGET_REFRESH_S, each result's cost added as it arrives.
+    watch = BudgetWatch(batch.experiment.team_id, metered=any(t.endpoint.kind != Kind.SIM for t in plan.targets))
+    if watch.metered:
+        await db(watch.refresh)()
+        if watch.reached:
+            await db(_close_connection)()
+            return "budget", watch.reason
     stop = asyncio.Event()
     outcome = {"why": "", "detail": ""}
     deadline = time.monotonic() + settings.BATCH_CHUNK_S
@@ -308,6 +317,10 @@ async def _chunk(batch_id: int, token: str) -> tuple[str, str]:
                 return
             fields = response_fields(answer, repetition=repetition, combination=c)
             await queue.put((c, fields))
+            if not fields["is_simulated"]:  # counted as it arrives; stored by the writer all the same
+                watch.add(fields["cost_usd"])
+                if watch.reached:
+                    halt("budget", watch.reason)
 
     async def pulse() -> None:
         while True:
@@ -317,6 +330,10 @@ async def _chunk(batch_id: int, token: str) -> tuple[str, str]:
                 halt("lease lost")
             elif cancel:
                 halt("cancelled")
+            elif watch.due():
+                await db(watch.refresh)()
+                if watch.reached:
+                    halt("budget", watch.reason)
 
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
@@ -352,6 +369,14 @@ async def _chunk(batch_id: int, token: str) -> tuple[str, str]:
     return ("more" if progress.completed < batch.result_count else "done"), ""
 
 
+def _after_run(batch_id: int) -> None:
+    """80% / 100% of the team's monthly budget, told after each run that metered something."""
+    if ExperimentTarget.objects.filter(experiment_id=batch_id).exclude(endpoint__kind=Kind.SIM).exists():
+        team_id = Experiment.objects.filter(pk=batch_id).values_list("team_id", flat=True).first()
+        if team_id is not None:
+            budget_events(team_id)
+
+
 def run_batch_chunk(batch_id: int) -> str:
     """One chunk of a batch; safe to run twice (the lease lets one run at a time)."""
     token = uuid.uuid4().hex
@@ -371,12 +396,15 @@ def run_batch_chunk(batch_id: int) -> str:
         return Status.FAILED
     if why == "done":
         _finish(batch_id, token, Status.COMPLETED)
+        _after_run(batch_id)
         return Status.COMPLETED
     if why == "cancelled":
         _finish(batch_id, token, Status.CANCELLED)
+        _after_run(batch_id)
         return Status.CANCELLED
-    if why == "refused":
+    if why in ("refused", "budget"):
         _finish(batch_id, token, Status.FAILED, detail)
+        _after_run(batch_id)
         return Status.FAILED
     if why == "lease lost":
         return "lease lost"

@@ -11,7 +11,6 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from apps.accounts.models import Team
 from apps.batches.models import FINISHED, Batch, LoadSweep, LoadSweepStep, Status
@@ -20,6 +19,8 @@ from apps.batches.trials import level_trials
 from apps.experiments.models import Experiment, Response, Suite, TestCase
 from apps.experiments.runner import experiment_items
 from apps.experiments.services import TransitionRefused, experiment_create
+from apps.jobs.services import job_submit
+from apps.providers.budget import budget_check
 from apps.providers.engine.sim import MODELS as SIM_MODELS
 from apps.providers.engine.sim import NATURAL_TOKENS, SimProfile
 from apps.providers.engine.types import Kind
@@ -45,7 +46,11 @@ def sweep_create(*, team: Team, user: AbstractBaseUser | None, **fields) -> Load
 
 def _enqueue(sweep: LoadSweep) -> None:
     # Only the primary key travels through the queue (never the endpoint or its key).
-    transaction.on_commit(lambda: async_task("apps.batches.tasks.load_sweep_run", sweep.pk, group="load-sweeps"))
+    transaction.on_commit(
+        lambda: job_submit(
+            team_id=sweep.team_id, func="apps.batches.tasks.load_sweep_run", args=(sweep.pk,), group="load-sweeps"
+        )
+    )
 
 
 @transaction.atomic
@@ -54,6 +59,9 @@ def sweep_start(*, sweep: LoadSweep) -> LoadSweep:
     sweep = LoadSweep.objects.select_for_update().get(pk=sweep.pk)
     if sweep.status == Status.RUNNING or sweep.status in (Status.COMPLETED, Status.CANCELLED):
         raise ValueError(f"The sweep is {sweep.status}; only a pending or failed sweep can start.")
+    # A load sweep meters no cost: refused (BudgetExceeded) only when nothing of a hard budget is left.
+    simulated = ProviderEndpoint.objects.filter(pk=sweep.endpoint_id, kind=Kind.SIM).exists()
+    budget_check(team_id=sweep.team_id, estimate_usd=0.0 if simulated else None, what="This load sweep")
     sweep.status, sweep.error, sweep.cancel_requested = Status.PENDING, "", False
     sweep.save(update_fields=["status", "error", "cancel_requested"])
     _enqueue(sweep)
@@ -354,8 +362,22 @@ def batch_create(
     )  # fmt: skip
 
 
-def _enqueue_chunk(batch_id: int) -> None:
-    async_task("apps.batches.tasks.batch_run_chunk", batch_id, group="batches")
+def _enqueue_chunk(batch_id: int, team_id: int | None = None) -> None:
+    # Through the team's fair queue; the runner, which knows only the batch, has its team read here.
+    if team_id is None:
+        team_id = Experiment.objects.filter(pk=batch_id).values_list("team_id", flat=True).first()
+    job_submit(team_id=team_id, func="apps.batches.tasks.batch_run_chunk", args=(batch_id,), group="batches")
+
+
+def _batch_cost_left(batch: Batch) -> float | None:
+    """The estimated cost of the results a batch still has to ask for (a resumed one keeps what it stored): 0.0 when
+    every target is simulated, None when no target has prices."""
+    if not batch.experiment.targets.exclude(endpoint__kind=Kind.SIM).exists():
+        return 0.0
+    cost = batch.estimate.get("cost_usd")
+    if cost is None:
+        return None
+    return cost * max(0, batch.result_count - batch.completed_results) / max(1, batch.result_count)
 
 
 @transaction.atomic
@@ -368,6 +390,7 @@ def batch_start(*, batch: Batch, confirm: bool = False) -> Batch:
         raise BatchRefused(f"The batch is {experiment.status}; only a pending, failed or cancelled batch can start.")
     if experiment.status == Status.PENDING and batch.queued_at is not None:
         raise BatchRefused("The batch is already queued.")
+    budget_check(team_id=experiment.team_id, estimate_usd=_batch_cost_left(batch), what="This parameter sweep")
     if batch.estimate.get("over_limit") and not (confirm or batch.confirmed):
         raise ConfirmationRequired(
             f"Confirm to start: {batch.estimate['limit_reason']} (estimated {duration_text(batch.estimate['duration_s'])})."
@@ -379,7 +402,7 @@ def batch_start(*, batch: Batch, confirm: bool = False) -> Batch:
     batch.queued_at = timezone.now()
     batch.recoveries = 0
     batch.save(update_fields=["confirmed", "queued_at", "recoveries"])
-    transaction.on_commit(lambda: (_enqueue_chunk(batch.pk), batch_publish(batch_id=batch.pk)))
+    transaction.on_commit(lambda: (_enqueue_chunk(batch.pk, experiment.team_id), batch_publish(batch_id=batch.pk)))
     batch.experiment.refresh_from_db()
     return batch
 

@@ -50,6 +50,7 @@ from apps.batches.services import (
 )
 from apps.experiments.models import ExperimentTarget
 from apps.experiments.services import TransitionRefused
+from apps.providers.budget import BudgetExceeded, refusal_text
 from apps.providers.engine.types import Kind
 from llmbench.humanize import duration_text
 
@@ -84,7 +85,10 @@ def sweep_new(request):
     if request.method == "POST" and form.is_valid():
         sweep = sweep_create(team=request.team, user=request.user, **form.sweep_fields())
         if request.POST.get("start"):
-            sweep_start(sweep=sweep)
+            try:
+                sweep_start(sweep=sweep)
+            except BudgetExceeded as exc:
+                messages.error(request, f"Saved, not started. {refusal_text(exc)}")
         return redirect("batches:sweep", pk=sweep.pk)
     return render(request, "batches/sweep_form.html", {"form": form}, status=400 if request.method == "POST" else 200)
 
@@ -180,6 +184,8 @@ def sweep_action(request, pk: int, action: str):
             messages.success(request, "The sweep is queued.")
     except ValueError as exc:
         messages.error(request, str(exc))
+    except BudgetExceeded as exc:
+        messages.error(request, refusal_text(exc))
     return redirect("batches:sweep", pk=sweep.pk)
 
 
@@ -217,6 +223,8 @@ def batch_new(request):
                         batch_start(batch=batch, confirm=confirm)
             except (TransitionRefused, RangeError, BatchRefused) as exc:
                 form.add_error(None, str(exc))
+            except BudgetExceeded as exc:
+                form.add_error(None, refusal_text(exc))
             else:
                 return redirect("batches:batch", pk=batch.pk)
     status = 400 if request.method == "POST" else 200
@@ -270,6 +278,8 @@ def batch_action(request, pk: int, action: str):
             messages.success(request, "The batch is queued.")
     except BatchRefused as exc:
         messages.error(request, str(exc))
+    except BudgetExceeded as exc:
+        messages.error(request, refusal_text(exc))
     return redirect("batches:batch", pk=pk)
 
 

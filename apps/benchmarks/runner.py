@@ -47,6 +47,7 @@ from apps.benchmarks.services import (
     run_item_indices,
 )
 from apps.experiments.runner import Answer, Answerer, Item, cost_usd, refused_key_reason
+from apps.providers.budget import BudgetWatch, budget_events
 from apps.providers.engine.types import Kind
 from apps.providers.urlcheck import check_base_url
 
@@ -260,6 +261,15 @@ async def _chunk(run_id: int, token: str) -> tuple[str, str]:
         if endpoint.kind != Kind.SIM:
             await db(check_base_url)(endpoint.base_url, must_resolve=True)
     params = {"temperature": run.temperature, "max_tokens": run.max_tokens, "stream": False}
+    # A hard monthly budget stops the run, as a cancel does, once metered spend reaches it (simulated targets
+    # meter nothing): spend re-read every BUDGET_REFRESH_S, each answer's cost added as it arrives.
+    metered = {t.pk for t in plan.targets if t.endpoint.kind != Kind.SIM}
+    watch = BudgetWatch(run.team_id, metered=bool(metered))
+    if watch.metered:
+        await db(watch.refresh)()
+        if watch.reached:
+            await db(_close_connection)()
+            return "budget", watch.reason
     stop = asyncio.Event()
     outcome = {"why": "", "detail": ""}
     deadline = time.monotonic() + settings.BATCH_CHUNK_S
@@ -322,7 +332,12 @@ async def _chunk(run_id: int, token: str) -> tuple[str, str]:
             if answer.refused_key:
                 halt("refused", refused_key_reason(answer))
                 return
-            await queue.put(_answer_row(run, kind, job, answer))
+            row = _answer_row(run, kind, job, answer)
+            await queue.put(row)
+            if row.target_id in metered:  # counted as it arrives; stored by the writer all the same
+                watch.add(row.cost_usd)
+                if watch.reached:
+                    halt("budget", watch.reason)
 
     async def pulse() -> None:
         while True:
@@ -332,6 +347,10 @@ async def _chunk(run_id: int, token: str) -> tuple[str, str]:
                 halt("lease lost")
             elif cancel:
                 halt("cancelled")
+            elif watch.due():
+                await db(watch.refresh)()
+                if watch.reached:
+                    halt("budget", watch.reason)
 
     async def publish() -> None:
         """Best effort: the page also reads the database, so a slow or broken channel layer must neither stop nor
@@ -385,6 +404,14 @@ async def _chunk(run_id: int, token: str) -> tuple[str, str]:
     return "done", ""
 
 
+def _after_run(run_id: int) -> None:
+    """80% / 100% of the team's monthly budget, told after each run that metered something."""
+    if BenchmarkTarget.objects.filter(run_id=run_id).exclude(endpoint__kind=Kind.SIM).exists():
+        team_id = BenchmarkRun.objects.filter(pk=run_id).values_list("team_id", flat=True).first()
+        if team_id is not None:
+            budget_events(team_id)
+
+
 def run_benchmark(run_id: int, lease: str = "") -> str:
     """One chunk of a run (the next is queued with the lease); safe to run twice. The status after, or why
     nothing ran ("running elsewhere", "deleted", "lease lost", "continued")."""
@@ -403,14 +430,14 @@ def run_benchmark(run_id: int, lease: str = "") -> str:
                 message = message.replace(key, "[key]")
         _finish(run_id, token, Status.FAILED, message)
         return Status.FAILED
-    if why == "done":
-        _finish(run_id, token, Status.COMPLETED)
-        return Status.COMPLETED
-    if why == "cancelled":
-        _finish(run_id, token, Status.CANCELLED)
-        return Status.CANCELLED
-    if why in ("refused", "failed requests", "error"):
+    if why in ("done", "cancelled"):
+        status = Status.COMPLETED if why == "done" else Status.CANCELLED
+        _finish(run_id, token, status)
+        _after_run(run_id)
+        return status
+    if why in ("refused", "failed requests", "error", "budget"):
         _finish(run_id, token, Status.FAILED, detail or why)
+        _after_run(run_id)
         return Status.FAILED
     if why == "lease lost":
         return "lease lost"

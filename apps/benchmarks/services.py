@@ -16,7 +16,6 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from apps.accounts.models import Team
 from apps.benchmarks.engine import stats, taskdefs
@@ -30,6 +29,8 @@ from apps.benchmarks.models import (
     Status,
 )
 from apps.benchmarks.selectors import STALL_AFTER, mean_latency_ms, progress_payload, run_results, target_outcomes
+from apps.jobs.services import job_submit
+from apps.providers.budget import budget_check
 from apps.providers.models import ProviderEndpoint
 from apps.scores.models import ModelVariant, Score, ServedVariant
 
@@ -249,9 +250,27 @@ def benchmark_run_estimate(run: BenchmarkRun) -> dict:
     }
 
 
-def _enqueue(run_id: int, lease: str = "") -> None:
-    # Only the primary key (and the lease handed to the next chunk) travels through the queue.
-    async_task("apps.benchmarks.tasks.benchmark_run_chunk", run_id, lease, group="benchmarks")
+def _enqueue(run_id: int, lease: str = "", team_id: int | None = None) -> None:
+    # Only the primary key (and the lease handed to the next chunk) travels through the team's fair queue.
+    if team_id is None:
+        team_id = BenchmarkRun.objects.filter(pk=run_id).values_list("team_id", flat=True).first()
+    job_submit(
+        team_id=team_id, func="apps.benchmarks.tasks.benchmark_run_chunk", args=(run_id, lease), group="benchmarks"
+    )
+
+
+def _run_cost_left(run: BenchmarkRun) -> float | None:
+    """The estimated cost of the answers a run still has to ask for (a resumed one keeps what it stored): 0.0 when
+    every target is simulated, None when no target has prices."""
+    if all(target.endpoint.is_simulated for target in run.targets.select_related("endpoint")):
+        return 0.0
+    cost = run.estimate.get("cost_usd") if run.estimate else None
+    if cost is None:
+        return None
+    requests = run.estimate.get("requests") or 0
+    if not requests:
+        return cost
+    return cost * max(0, requests - run.completed_answers + run.failed_answers) / requests
 
 
 @transaction.atomic
@@ -261,11 +280,12 @@ def benchmark_run_start(*, run: BenchmarkRun) -> BenchmarkRun:
     run = BenchmarkRun.objects.select_for_update().get(pk=run.pk)
     if run.status not in (Status.PENDING, Status.FAILED, Status.CANCELLED):
         raise BenchmarkRefused(f"The run is {run.status}; only a pending, failed or cancelled run can start.")
+    budget_check(team_id=run.team_id, estimate_usd=_run_cost_left(run), what="This benchmark run")
     run.status, run.error, run.cancel_requested, run.finished_at = Status.QUEUED, "", False, None
     run.lease, run.recoveries, run.queued_at = "", 0, timezone.now()
     run.save(update_fields=["status", "error", "cancel_requested", "finished_at", "lease", "recoveries", "queued_at"])
-    run_id = run.pk
-    transaction.on_commit(lambda: (_enqueue(run_id), progress_publish(run_id)))
+    run_id, team_id = run.pk, run.team_id
+    transaction.on_commit(lambda: (_enqueue(run_id, team_id=team_id), progress_publish(run_id)))
     return run
 
 
@@ -332,7 +352,7 @@ def runs_recover_stalled() -> int:
             counted = chunk_lost(run, now)
         if counted:
             if run.status != Status.FAILED:
-                _enqueue(run.pk)
+                _enqueue(run.pk, team_id=run.team_id)
             progress_publish(run.pk)
             count += 1
     lost_tasks = BenchmarkRun.objects.filter(
@@ -340,7 +360,7 @@ def runs_recover_stalled() -> int:
     )
     for run in lost_tasks:
         if BenchmarkRun.objects.filter(pk=run.pk, lease=run.lease, queued_at=run.queued_at).update(queued_at=now):
-            _enqueue(run.pk, run.lease)
+            _enqueue(run.pk, run.lease, team_id=run.team_id)
             count += 1
     return count
 

@@ -24,6 +24,7 @@ from apps.benchmarks.engine import stats, taskdefs
 from apps.benchmarks.filters import AnswerFilterForm, RunFilter, SuiteFilter
 from apps.benchmarks.forms import RunForm, SuiteImportForm
 from apps.benchmarks.models import FINISHED, BenchmarkAnswer, BenchmarkItem, BenchmarkRun, BenchmarkSuite, Kind, Status
+from apps.providers.budget import BudgetExceeded, refusal_text
 from apps.scores.paired import Paired, paired_comparison
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -308,7 +309,10 @@ def run_create(request):
             form.show_problems(exc)
         else:
             if request.POST.get("start"):
-                services.benchmark_run_start(run=run)
+                try:
+                    services.benchmark_run_start(run=run)
+                except BudgetExceeded as exc:
+                    messages.error(request, f"Saved, not started. {refusal_text(exc)}")
             return redirect("benchmarks:run-detail", pk=run.pk)
     return render(request, "benchmarks/run_form.html", _run_form_context(form), status=400)
 
@@ -434,6 +438,8 @@ def run_action(request, pk: int, action: str):
         messages.success(request, ACTION_DONE[action])
     except services.BenchmarkRefused as exc:
         messages.error(request, str(exc))
+    except BudgetExceeded as exc:
+        messages.error(request, refusal_text(exc))
     return redirect("benchmarks:run-detail", pk=run.pk)
 
 

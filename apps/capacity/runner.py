@@ -13,7 +13,6 @@ from functools import partial
 import numpy as np
 from django.conf import settings
 from django.utils import timezone
-from django_q.tasks import async_task
 from scipy import stats
 
 from apps.batches.models import LoadSweep, LoadSweepStep
@@ -26,6 +25,7 @@ from apps.capacity.services import max_probe_s, stall_after
 from apps.hardware.models import RunSummary
 from apps.hardware.selectors import cost_per_1m_output_usd
 from apps.hardware.services import run_columns
+from apps.jobs.services import job_submit
 from apps.providers.engine.types import Kind
 from apps.providers.urlcheck import check_base_url
 
@@ -280,7 +280,9 @@ def _fresh(search: CapacitySearch) -> bool:
 
 
 def _enqueue_next(search_id: int, lease: str) -> None:
-    async_task("apps.capacity.tasks.capacity_run", search_id, lease, group="capacity")
+    """The search's next chunk waits its turn in the fair queue like any run's task (apps/jobs)."""
+    team_id = CapacitySearch.objects.filter(pk=search_id).values_list("team_id", flat=True).first()
+    job_submit(team_id=team_id, func="apps.capacity.tasks.capacity_run", args=(search_id, lease), group="capacity")
 
 
 def run_search(search_id: int, lease: str = "") -> str:

@@ -9,12 +9,13 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from apps.accounts.models import Team
 from apps.batches.models import LoadSweep, LoadSweepStep
 from apps.capacity.engine.slo import SloInvalid, describe_slo, validate_slo
 from apps.capacity.models import FINISHED, CapacityProbe, CapacitySearch, Status
+from apps.jobs.services import job_submit
+from apps.providers.budget import budget_check
 
 # The runner writes the sweep's heartbeat at least every second while a probe runs, and the search's between
 # probes; a running search silent for CAPACITY_STALL_S lost its worker and is picked up again by the scheduled
@@ -129,7 +130,11 @@ def capacity_create(*, team: Team, user: AbstractBaseUser | None, **fields) -> C
 
 def _enqueue(search: CapacitySearch) -> None:
     # Only the primary key travels through the queue (never the endpoint or its key).
-    transaction.on_commit(lambda: async_task("apps.capacity.tasks.capacity_run", search.pk, group="capacity"))
+    transaction.on_commit(
+        lambda: job_submit(
+            team_id=search.team_id, func="apps.capacity.tasks.capacity_run", args=(search.pk,), group="capacity"
+        )
+    )
 
 
 @transaction.atomic
@@ -139,6 +144,8 @@ def capacity_start(*, search: CapacitySearch) -> CapacitySearch:
     search = CapacitySearch.objects.select_for_update().get(pk=search.pk)
     if search.status in (Status.RUNNING, Status.COMPLETED):
         raise CapacityRefused(f"The search is {search.status}; only a pending, failed or cancelled search can start.")
+    # A capacity search meters no cost: refused (BudgetExceeded) only when nothing of a hard budget is left.
+    budget_check(team_id=search.team_id, estimate_usd=0.0 if search.is_simulated else None, what="This capacity search")
     search.status, search.error, search.cancel_requested, search.finished_at = Status.PENDING, "", False, None
     search.lease, search.recoveries = "", 0
     search.save(update_fields=["status", "error", "cancel_requested", "finished_at", "lease", "recoveries"])
@@ -194,7 +201,9 @@ def searches_recover_stalled() -> int:
                 "are kept. Resume to go on.",
             )  # fmt: skip
         elif running.update(lease="", heartbeat_at=now, recoveries=search.recoveries + 1):
-            async_task("apps.capacity.tasks.capacity_run", search.pk, "", group="capacity")
+            job_submit(
+                team_id=search.team_id, func="apps.capacity.tasks.capacity_run", args=(search.pk, ""), group="capacity"
+            )
         LoadSweepStep.objects.filter(sweep_id=search.sweep_id, status=Status.RUNNING).update(status=Status.PENDING)
         count += 1
     return count

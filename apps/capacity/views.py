@@ -37,6 +37,7 @@ from apps.capacity.services import (
     capacity_start,
     progress_payload,
 )
+from apps.providers.budget import BudgetExceeded, refusal_text
 
 
 def _team_search(request, pk: int) -> CapacitySearch:
@@ -86,7 +87,10 @@ def capacity_new(request):
     if request.method == "POST" and form.is_valid():
         search = capacity_create(team=request.team, user=request.user, **form.create_kwargs())
         if request.POST.get("start"):
-            capacity_start(search=search)
+            try:
+                capacity_start(search=search)
+            except BudgetExceeded as exc:
+                messages.error(request, f"Saved, not started. {refusal_text(exc)}")
         return redirect("capacity:detail", pk=search.pk)
     context = {"form": form, "metric_choices": METRIC_CHOICES, "percentile_choices": PERCENTILE_CHOICES}
     return render(request, "capacity/form.html", context, status=400 if request.method == "POST" else 200)
@@ -143,6 +147,8 @@ def capacity_action(request, pk: int, action: str):
         messages.success(request, ACTION_DONE[action])
     except CapacityRefused as exc:
         messages.error(request, str(exc))
+    except BudgetExceeded as exc:
+        messages.error(request, refusal_text(exc))
     return redirect("capacity:detail", pk=search.pk)
 
 

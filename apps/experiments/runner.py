@@ -20,6 +20,7 @@ from django.utils import timezone
 from apps.experiments.evaluators import JUDGED_KINDS, Evaluation, evaluate, evaluate_with_judge, make_judge
 from apps.experiments.models import Experiment, ExperimentTarget, Response, TestCase
 from apps.experiments.textmetrics import text_quality
+from apps.providers.budget import BudgetWatch, budget_events
 from apps.providers.engine.adapters import adapter_for
 from apps.providers.engine.retry import RetryPolicy, breaker_for, generate_with_retry
 from apps.providers.engine.types import ErrorKind, GenerationRequest, GenerationResult
@@ -166,6 +167,13 @@ def _store(answer: Answer, repetition: int) -> None:
         connection.close()
 
 
+def _budget_refresh(watch: BudgetWatch) -> None:
+    try:
+        watch.refresh()
+    finally:
+        connection.close()
+
+
 def _cancel_requested(experiment_id: int) -> bool:
     try:
         return Experiment.objects.filter(pk=experiment_id, cancel_requested=True).exists()
@@ -182,6 +190,13 @@ async def _run(experiment: Experiment, todo: list[tuple[ExperimentTarget, Item, 
         for k in (*PARAMETERS, *REQUEST_OPTIONS)
         if experiment.parameters.get(k) is not None
     }
+    # A hard monthly budget stops the run, as a cancel does, once metered spend reaches it (simulated targets
+    # meter nothing): spend re-read every BUDGET_REFRESH_S, each answer's cost added as it arrives.
+    watch = BudgetWatch(experiment.team_id, metered=any(not t.endpoint.is_simulated for t, _, _ in todo))
+    if watch.metered:
+        await sync_to_async(_budget_refresh)(watch)
+        if watch.reached:
+            return watch.reason
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         answerer = Answerer(session, experiment.team_id, list({t.endpoint_id: t.endpoint for t, _, _ in todo}.values()))
@@ -194,13 +209,24 @@ async def _run(experiment: Experiment, todo: list[tuple[ExperimentTarget, Item, 
                 reason["text"] = refused_key_reason(answer)
                 stop.set()
                 return
+            if answer.result.ok and not target.endpoint.is_simulated:
+                # counted as it arrives (no request is sent after the one that reaches the budget), then stored
+                watch.add(cost_usd(target.endpoint, answer.result))
+                if watch.reached and not reason["text"]:
+                    reason["text"] = watch.reason
+                    stop.set()
             await sync_to_async(_store)(answer, repetition)
 
         async def watch_cancel() -> None:
             while not stop.is_set():
                 if await sync_to_async(_cancel_requested)(experiment.pk):
-                    reason["text"] = "cancelled"
+                    reason["text"] = reason["text"] or "cancelled"
                     stop.set()
+                elif watch.due():
+                    await sync_to_async(_budget_refresh)(watch)
+                    if watch.reached and not reason["text"]:
+                        reason["text"] = watch.reason
+                        stop.set()
                 await asyncio.sleep(0.5)
 
         watcher = asyncio.create_task(watch_cancel())
@@ -248,4 +274,6 @@ def run_experiment(experiment_id: int) -> str:
     Experiment.objects.filter(pk=experiment.pk).update(
         status=status, error="" if status != Experiment.Status.FAILED else stopped[:2000], finished_at=timezone.now()
     )
+    if any(not t.endpoint.is_simulated for t in targets):
+        budget_events(experiment.team_id)  # 80% / 100% of the month's budget, after each run
     return status

@@ -10,10 +10,12 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from apps.accounts.models import Team
 from apps.experiments.models import Experiment, ExperimentTarget, Response, Suite, TestCase
+from apps.jobs.services import job_submit
+from apps.providers.budget import budget_check
+from apps.providers.engine.types import Kind
 from apps.providers.models import ProviderEndpoint
 
 CONTENT_FIELDS = ("title", "system_prompt", "prompt", "expected_output", "evaluator", "evaluator_settings", "tags")
@@ -161,8 +163,15 @@ def experiment_start(*, experiment: Experiment) -> Experiment:
         raise TransitionRefused("This is a parameter sweep: start it from its batch.")
     if experiment.status in (Experiment.Status.RUNNING, Experiment.Status.COMPLETED, Experiment.Status.CANCELLED):
         raise TransitionRefused(f"The experiment is {experiment.status}.")
+    # An experiment has no cost estimate: refused (BudgetExceeded) only when nothing of a hard budget is left.
+    metered = ExperimentTarget.objects.filter(experiment=experiment).exclude(endpoint__kind=Kind.SIM).exists()
+    budget_check(team_id=experiment.team_id, estimate_usd=None if metered else 0.0, what="This experiment")
     Experiment.objects.filter(pk=experiment.pk).update(status=Experiment.Status.PENDING, cancel_requested=False)
-    transaction.on_commit(lambda: async_task("apps.experiments.tasks.experiment_run", experiment.pk))
+    transaction.on_commit(
+        lambda: job_submit(
+            team_id=experiment.team_id, func="apps.experiments.tasks.experiment_run", args=(experiment.pk,)
+        )
+    )
     experiment.refresh_from_db()
     return experiment
 

@@ -30,6 +30,7 @@ from apps.experiments.services import (
     testcase_submit,
     testcase_update,
 )
+from apps.providers.budget import BudgetExceeded, refusal_text
 from apps.providers.engine.types import Kind
 
 
@@ -57,7 +58,10 @@ def experiment_new(request):
     form = ExperimentForm(request.POST or None, team=request.team)
     if request.method == "POST" and form.is_valid():
         experiment = experiment_create(team=request.team, user=request.user, **form.create_kwargs())
-        experiment_start(experiment=experiment)
+        try:
+            experiment_start(experiment=experiment)
+        except BudgetExceeded as exc:
+            messages.error(request, f"Saved, not started. {refusal_text(exc)}")
         return redirect("experiments:detail", pk=experiment.pk)
     return render(
         request, "experiments/experiment_form.html", {"form": form}, status=400 if request.method == "POST" else 200
@@ -132,6 +136,8 @@ def experiment_action(request, pk: int, action: str):
             experiment_start(experiment=experiment)
     except TransitionRefused as exc:
         messages.error(request, str(exc))
+    except BudgetExceeded as exc:
+        messages.error(request, refusal_text(exc))
     return redirect("experiments:detail", pk=pk)
 
 

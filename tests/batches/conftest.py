@@ -5,7 +5,7 @@ import pytest
 def queued(monkeypatch):
     """The chunk tasks the batch services queue, instead of queueing them."""
     calls: list[tuple] = []
-    monkeypatch.setattr("apps.batches.services.async_task", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("apps.batches.services.job_submit", lambda **kw: calls.append((kw["func"], *kw["args"])))
     return calls
 
 

@@ -69,7 +69,7 @@ def test_a_parameter_sweep_stores_and_shows_no_key(team, admin_user, client, cap
     from apps.batches.services import batch_start as start
     from apps.experiments.models import Response
 
-    monkeypatch.setattr("apps.batches.services.async_task", lambda *args, **kwargs: None)
+    monkeypatch.setattr("apps.batches.services.job_submit", lambda **kwargs: None)
     caplog.set_level(logging.DEBUG)
 
     async def begin():

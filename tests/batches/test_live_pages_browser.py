@@ -30,7 +30,7 @@ def signed_in(browser, asgi_server, role=Membership.Role.MEMBER):  # noqa: F811
 
 def test_a_finished_batch_moves_from_running_jobs_to_latest(browser, asgi_server, monkeypatch):  # noqa: F811
     """Running, the job is on the tile; finished, it leaves the tile and tops "Latest parameter sweeps"."""
-    monkeypatch.setattr("apps.batches.services.async_task", lambda *args, **kwargs: None)  # the test is the worker
+    monkeypatch.setattr("apps.batches.services.job_submit", lambda **kwargs: None)  # the test is the worker
     membership, context, page = signed_in(browser, asgi_server, Membership.Role.VIEWER)
     endpoint = sim_endpoint(membership.team, base_url="sim://local?ttft_ms=200&itl_ms=1&jitter=0")
     batch = make_batch(membership.team, endpoint=endpoint, name="moving sweep", repetitions=1, concurrency=2)

@@ -99,7 +99,7 @@ def scored_run(team, *, status=RunStatus.COMPLETED) -> BenchmarkRun:
 def queued(monkeypatch):
     """The chunks benchmark_run_start queues, recorded instead of queued."""
     calls: list[tuple] = []
-    monkeypatch.setattr("apps.benchmarks.services.async_task", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("apps.benchmarks.services.job_submit", lambda **kw: calls.append((kw["func"], *kw["args"])))
     return calls
 
 

@@ -120,7 +120,7 @@ def mocks():
 def queued(monkeypatch):
     """The chunk tasks the services queue, instead of queueing them."""
     calls: list[tuple] = []
-    monkeypatch.setattr("apps.benchmarks.services.async_task", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("apps.benchmarks.services.job_submit", lambda **kw: calls.append((kw["func"], *kw["args"])))
     return calls
 
 

@@ -36,7 +36,7 @@ FIVE_SHOTS = mmlu_pro_items(15, categories=CATEGORIES, seed=9)  # five per categ
 def queued(monkeypatch):
     """The chunk tasks the services queue, instead of queueing them."""
     calls: list[tuple] = []
-    monkeypatch.setattr("apps.benchmarks.services.async_task", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("apps.benchmarks.services.job_submit", lambda **kw: calls.append((kw["func"], *kw["args"])))
     return calls
 
 

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.django_db
 def queued(monkeypatch) -> list[tuple]:
     """The chunks benchmark_run_start queues, recorded instead of queued."""
     calls: list[tuple] = []
-    monkeypatch.setattr("apps.benchmarks.services.async_task", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("apps.benchmarks.services.job_submit", lambda **kw: calls.append((kw["func"], *kw["args"])))
     return calls
 
 

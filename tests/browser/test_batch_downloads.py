@@ -26,7 +26,7 @@ def start_and_run(batch_id: int) -> None:
 
 
 def test_a_member_downloads_the_pdf_and_the_workbook(browser, asgi_server, monkeypatch):
-    monkeypatch.setattr("apps.batches.services.async_task", lambda *args, **kwargs: None)  # the test is the worker
+    monkeypatch.setattr("apps.batches.services.job_submit", lambda **kwargs: None)  # the test is the worker
     membership = MembershipFactory(role=Membership.Role.MEMBER, team__name="Alpha", team__slug="alpha")
     batch = make_batch(membership.team, endpoint=sim_endpoint(membership.team), name="downloadable sweep",
                        ranges={"temperature": [0.2, 0.8, 1.4], "top_p": [0.5, 1.0]}, repetitions=2)  # fmt: skip

@@ -83,7 +83,7 @@ def start_run(page, suite: BenchmarkSuite, endpoints: dict, variants: dict, *, p
 def test_import_run_and_compare_two_quantizations(browser, asgi_server, monkeypatch, tmp_path):
     SHOTS.mkdir(parents=True, exist_ok=True)
     queued: list[tuple] = []
-    monkeypatch.setattr("apps.benchmarks.services.async_task", lambda *args, **kwargs: queued.append(args))
+    monkeypatch.setattr("apps.benchmarks.services.job_submit", lambda **kw: queued.append((kw["func"], *kw["args"])))
     membership = MembershipFactory(role=Membership.Role.MEMBER, team__name="Alpha", team__slug="alpha")
     team = membership.team
     variants = {q: ModelVariant.objects.create(team=team, model_name="Mock 8B", quantization=q) for q in ACCURACY}

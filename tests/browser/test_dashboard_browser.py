@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_the_dashboard_shows_a_running_batch_live(browser, asgi_server, monkeypatch):
-    monkeypatch.setattr("apps.batches.services.async_task", lambda *args, **kwargs: None)  # the test is the worker
+    monkeypatch.setattr("apps.batches.services.job_submit", lambda **kwargs: None)  # the test is the worker
     membership = MembershipFactory(role=Membership.Role.VIEWER, team__name="Alpha", team__slug="alpha")
     endpoint = sim_endpoint(membership.team, base_url="sim://local?ttft_ms=300&itl_ms=1&jitter=0")
     batch = make_batch(membership.team, endpoint=endpoint, name="dashboard sweep", repetitions=2, concurrency=1)

@@ -29,8 +29,8 @@ P50_TTFT = {"objectives": [{"metric": "ttft_ms", "percentile": 50, "max_ms": 100
 def queued(monkeypatch):
     """The tasks the capacity services and runner queue, instead of queueing them."""
     calls: list[tuple] = []
-    monkeypatch.setattr("apps.capacity.services.async_task", lambda *args, **kwargs: calls.append(args))
-    monkeypatch.setattr("apps.capacity.runner.async_task", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("apps.capacity.services.job_submit", lambda **kw: calls.append((kw["func"], *kw["args"])))
+    monkeypatch.setattr("apps.capacity.runner.job_submit", lambda **kw: calls.append((kw["func"], *kw["args"])))
     return calls
 
 

@@ -43,7 +43,7 @@ def start_worker(log: Path) -> subprocess.Popen:
 
 
 def test_a_worker_killed_mid_probe_resumes_at_the_probe_it_lost(team, tmp_path, monkeypatch):
-    monkeypatch.setattr("apps.capacity.services.async_task", lambda *args, **kwargs: None)
+    monkeypatch.setattr("apps.capacity.services.job_submit", lambda **kwargs: None)
     endpoint = sim_endpoint(team, name="fast", base_url=FAST, model_names=["sim-small"])
     search = make_search(team, endpoint=endpoint, model="sim-small", start_level=4, max_level=64, probe_duration_s=3,
                          slo={"objectives": [{"metric": "ttft_ms", "percentile": 50, "max_ms": 100}]})  # fmt: skip

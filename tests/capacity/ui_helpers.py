@@ -70,5 +70,5 @@ def finish(search, *, capacity=41.8, low=40.1, high=43.5, cost=0.37, **result) -
 def queued_fixture(monkeypatch):
     """The searches the services queue (by primary key), instead of queueing them."""
     calls: list[tuple] = []
-    monkeypatch.setattr("apps.capacity.services.async_task", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("apps.capacity.services.job_submit", lambda **kw: calls.append((kw["func"], *kw["args"])))
     return calls

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db
 def queued(monkeypatch):
     """The experiment runs the services queue, instead of queueing them."""
     calls: list[tuple] = []
-    monkeypatch.setattr("apps.experiments.services.async_task", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("apps.experiments.services.job_submit", lambda **kw: calls.append((kw["func"], *kw["args"])))
     return calls
 
 

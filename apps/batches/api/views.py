@@ -44,6 +44,7 @@ from apps.batches.services import (
 )
 from apps.experiments.api.serializers import ResponseSerializer
 from apps.experiments.services import TransitionRefused
+from apps.providers.budget import budget_refusals_as_400
 from llmbench.api import raise_form_errors
 from llmbench.export_api import ExportNegotiation, export_kind
 from llmbench.humanize import duration_text
@@ -101,9 +102,10 @@ class LoadSweepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         """Create a sweep (and start it with `"start": true`)."""
         form = LoadSweepForm(_with_defaults(request.data), team=request.team)
         raise_form_errors(form)
-        sweep = sweep_create(team=request.team, user=request.user, **form.sweep_fields())
-        if request.data.get("start") in (True, "true", "1", 1):
-            sweep = sweep_start(sweep=sweep)
+        with budget_refusals_as_400(), transaction.atomic():  # refused: nothing is created
+            sweep = sweep_create(team=request.team, user=request.user, **form.sweep_fields())
+            if request.data.get("start") in (True, "true", "1", 1):
+                sweep = sweep_start(sweep=sweep)
         return Response(self.get_serializer(sweep).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=LoadSweepSerializer)
@@ -111,7 +113,8 @@ class LoadSweepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def start(self, request, pk=None):
         """Queue a pending sweep, or resume a failed one (finished steps are kept)."""
         try:
-            sweep = sweep_start(sweep=self.get_object())
+            with budget_refusals_as_400():
+                sweep = sweep_start(sweep=self.get_object())
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(sweep).data)
@@ -258,7 +261,7 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         form = BatchForm(_batch_form_data(request.data), team=request.team, api=True)
         raise_form_errors(form, _batch_error_names(request.data))
         start, confirm = _flag(request.data.get("start")), _flag(request.data.get("confirm"))
-        with transaction.atomic():
+        with budget_refusals_as_400(), transaction.atomic():  # refused: nothing is created
             batch = _created(form, request)
             if start:
                 try:
@@ -291,7 +294,8 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         body = BatchStartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            batch = batch_start(batch=self.get_object(), confirm=body.validated_data["confirm"])
+            with budget_refusals_as_400():
+                batch = batch_start(batch=self.get_object(), confirm=body.validated_data["confirm"])
         except ConfirmationRequired as exc:
             return Response({"detail": str(exc), "confirm": [str(exc)]}, status=status.HTTP_409_CONFLICT)
         except BatchRefused as exc:

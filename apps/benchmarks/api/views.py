@@ -47,6 +47,7 @@ from apps.benchmarks.services import (
     benchmark_run_delete,
     benchmark_run_start,
 )
+from apps.providers.budget import budget_refusals_as_400
 from llmbench.api import Conflict, raise_form_errors
 from llmbench.export_api import ExportNegotiation, export_kind
 from llmbench.openapi import file_responses
@@ -188,12 +189,13 @@ class BenchmarkRunViewSet(
     def create(self, request):
         """Create a pending run (and queue it with `"start": true`)."""
         body = self._create_body(request)
-        run = self._create(request, body)
-        if body.validated_data.get("start"):
-            try:
-                run = benchmark_run_start(run=run)
-            except BenchmarkRefused as exc:
-                raise _refused(exc) from None
+        with budget_refusals_as_400(), transaction.atomic():  # refused: nothing is created
+            run = self._create(request, body)
+            if body.validated_data.get("start"):
+                try:
+                    run = benchmark_run_start(run=run)
+                except BenchmarkRefused as exc:
+                    raise _refused(exc) from None
         return self._detail(run, status.HTTP_201_CREATED)
 
     @extend_schema(request=BenchmarkRunCreateSerializer, responses=BenchmarkRunEstimateSerializer)
@@ -221,7 +223,8 @@ class BenchmarkRunViewSet(
     def start(self, request, pk=None):
         """Queue a pending run; a failed or cancelled one resumes (answers stored are not asked again)."""
         try:
-            run = benchmark_run_start(run=self.get_object())
+            with budget_refusals_as_400():
+                run = benchmark_run_start(run=self.get_object())
         except BenchmarkRefused as exc:
             raise _refused(exc) from None
         return self._detail(run)

@@ -1,6 +1,7 @@
 """Capacity search API: list, create, detail (with progress), start, cancel, resume, delete, progress as
 Server-Sent Events, and the comparison of two searches."""
 
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -25,6 +26,7 @@ from apps.capacity.services import (
     progress_payload,
     search_actions,
 )
+from apps.providers.budget import budget_refusals_as_400
 from llmbench.sse import documented_stream, progress_stream
 
 
@@ -60,9 +62,10 @@ class CapacitySearchViewSet(
         """Create a pending search (and queue it with `"start": true`)."""
         body = CapacitySearchCreateSerializer(data=request.data, context=self.get_serializer_context())
         body.is_valid(raise_exception=True)
-        search = capacity_create(team=request.team, user=request.user, **body.validated_data)
-        if request.data.get("start") in (True, "true", "1", 1):
-            search = capacity_start(search=search)
+        with budget_refusals_as_400(), transaction.atomic():  # refused: nothing is created
+            search = capacity_create(team=request.team, user=request.user, **body.validated_data)
+            if request.data.get("start") in (True, "true", "1", 1):
+                search = capacity_start(search=search)
         return self._detail(search, status.HTTP_201_CREATED)
 
     def destroy(self, request, pk=None):
@@ -78,7 +81,8 @@ class CapacitySearchViewSet(
     def start(self, request, pk=None):
         """Queue a pending search (a failed or cancelled one resumes at the probe it lost)."""
         try:
-            search = capacity_start(search=self.get_object())
+            with budget_refusals_as_400():
+                search = capacity_start(search=self.get_object())
         except CapacityRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return self._detail(search)
@@ -92,7 +96,8 @@ class CapacitySearchViewSet(
             return Response({"detail": f"The search is {search.status}; only a failed or cancelled search resumes."},
                             status=status.HTTP_409_CONFLICT)  # fmt: skip
         try:
-            search = capacity_start(search=search)
+            with budget_refusals_as_400():
+                search = capacity_start(search=search)
         except CapacityRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return self._detail(search)

@@ -3,6 +3,7 @@ experiments (executions): create, update, generate, results, progress as SSE."""
 
 from dataclasses import asdict
 
+from django.db import transaction
 from django.db.models import Count
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -46,6 +47,7 @@ from apps.experiments.services import (
 )
 from apps.experiments.testcase_io import export_csv, export_jsonl
 from apps.experiments.testcase_io import testcases_import as import_testcases
+from apps.providers.budget import budget_refusals_as_400
 from llmbench.api import Conflict, raise_form_errors
 from llmbench.export_api import ExportNegotiation, export_kind
 from llmbench.openapi import file_responses
@@ -195,8 +197,9 @@ class ExperimentViewSet(
         data.setdefault("responses_per_item", 1)
         form = ExperimentForm(data, team=request.team)
         raise_form_errors(form)
-        experiment = experiment_create(team=request.team, user=request.user, **form.create_kwargs())
-        experiment_start(experiment=experiment)
+        with budget_refusals_as_400(), transaction.atomic():  # refused: nothing is created
+            experiment = experiment_create(team=request.team, user=request.user, **form.create_kwargs())
+            experiment_start(experiment=experiment)
         return Response(self.get_serializer(experiment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ExperimentUpdateSerializer, responses=ExperimentSerializer)
@@ -252,7 +255,8 @@ class ExperimentViewSet(
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         try:
-            experiment = experiment_start(experiment=self.get_object())
+            with budget_refusals_as_400():
+                experiment = experiment_start(experiment=self.get_object())
         except TransitionRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(experiment).data)
@@ -263,7 +267,8 @@ class ExperimentViewSet(
         """Generate the experiment's responses: queue a pending experiment or resume a failed one
         (stored responses are kept); 409 when it is running, finished or a parameter sweep."""
         try:
-            experiment = experiment_start(experiment=self.get_object())
+            with budget_refusals_as_400():
+                experiment = experiment_start(experiment=self.get_object())
         except TransitionRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(experiment).data, status=status.HTTP_202_ACCEPTED)
@@ -403,8 +408,9 @@ def testcase_run(request, pk: int):
             "test_cases": [case.pk], "responses_per_item": request.data.get("responses_per_item", 1)}  # fmt: skip
     form = ExperimentForm(data, team=request.team)
     raise_form_errors(form)
-    experiment = experiment_create(team=request.team, user=request.user, **form.create_kwargs())
-    experiment_start(experiment=experiment)
+    with budget_refusals_as_400(), transaction.atomic():  # refused: nothing is created
+        experiment = experiment_create(team=request.team, user=request.user, **form.create_kwargs())
+        experiment_start(experiment=experiment)
     return Response(ExperimentSerializer(experiment).data, status=status.HTTP_201_CREATED)
 
 
