@@ -560,6 +560,9 @@ READY_PROVIDER_LIMIT = env_int("READY_PROVIDER_LIMIT", 20, minimum=1)
 
 # --- Automation (issue 17): fair queue, notifications, e-mail, schedules, budgets -----------------------
 # Site address used in links of notifications and e-mails (no trailing slash), e.g. https://llmbench.example.com.
+# While runs of a team are going (each result stored changes what the dashboard's cost, trend and regression
+# tiles are computed from), the tiles computed within this many seconds stand; 0: recomputed on every change.
+DASHBOARD_TILES_REFRESH_S = env_int("DASHBOARD_TILES_REFRESH_S", 5)
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 # The fair queue (apps/jobs): at most this many tasks of one team run at once; the others wait their turn, teams
 # taken in turn (the team with the fewest running, then the longest waiting, goes first).

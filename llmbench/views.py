@@ -33,7 +33,8 @@ def home(request):
     # One query for the counts and the versions of what is cached; the jobs' queries only for the kinds
     # that have something running (none on most visits).
     figures = dashboard.page_figures(team, with_pending_testcases=is_admin)
-    tiles = dashboard.analytics_tiles(team, version=figures.tiles_version)  # cached per team until its data changes
+    # cached per team until its data changes (while runs go, at most DASHBOARD_TILES_REFRESH_S old)
+    tiles = dashboard.analytics_tiles(team, version=figures.tiles_version, busy=bool(figures.running_kinds))
     context = {
         "counts": figures.counts,
         "jobs": dashboard.running_jobs(team, kinds=figures.running_kinds) if figures.running_kinds else [],

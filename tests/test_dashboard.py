@@ -375,3 +375,42 @@ class TestWebsocket:
             "completed": 6, "total": 6, "unit": "results", "url": "",
         }  # fmt: skip
         assert Response.objects.filter(experiment_id=batch.pk).count() == 6
+
+
+class TestTilesDuringABurst:
+    """While a run of the team is going, each stored result changes what the analytical tiles are computed from;
+    they are recomputed at most every DASHBOARD_TILES_REFRESH_S then, and at once when nothing runs."""
+
+    def test_while_runs_go_the_tiles_of_the_last_seconds_stand(self, team, settings, monkeypatch):
+        from llmbench import dashboard
+
+        settings.DASHBOARD_TILES_REFRESH_S = 5
+        clock = [1_000_000.0]
+        monkeypatch.setattr(dashboard.time, "time", lambda: clock[0])
+        priced_responses(team, "first", [1.0])
+        assert dashboard.analytics_tiles(team, busy=True).cost.total_usd == pytest.approx(1.0)
+        priced_responses(team, "second", [2.0])
+        clock[0] += 4
+        assert dashboard.analytics_tiles(team, busy=True).cost.total_usd == pytest.approx(1.0)  # 4 s old: stands
+        assert dashboard.analytics_tiles(team, busy=False).cost.total_usd == pytest.approx(3.0)  # nothing runs
+        priced_responses(team, "third", [4.0])
+        clock[0] += 6
+        assert dashboard.analytics_tiles(team, busy=True).cost.total_usd == pytest.approx(7.0)  # 6 s old: again
+
+    def test_zero_recomputes_on_every_change(self, team, settings):
+        from llmbench import dashboard
+
+        settings.DASHBOARD_TILES_REFRESH_S = 0
+        priced_responses(team, "first", [1.0])
+        assert dashboard.analytics_tiles(team, busy=True).cost.total_usd == pytest.approx(1.0)
+        priced_responses(team, "second", [2.0])
+        assert dashboard.analytics_tiles(team, busy=True).cost.total_usd == pytest.approx(3.0)
+
+    def test_another_teams_tiles_never_stand_in(self, team, other_team, settings):
+        from llmbench import dashboard
+
+        settings.DASHBOARD_TILES_REFRESH_S = 60
+        priced_responses(team, "ours", [1.0])
+        assert dashboard.analytics_tiles(team, busy=True).cost.total_usd == pytest.approx(1.0)
+        priced_responses(other_team, "theirs", [5.0])
+        assert dashboard.analytics_tiles(other_team, busy=True).cost.total_usd == pytest.approx(5.0)
