@@ -215,7 +215,8 @@ def judge_threshold(criterion: Criterion, figures: dict) -> dict:
     clears = None
     if low is not None and high is not None:
         clears = all(_meets(v, criterion.operator, threshold) for v in (low, high))
-    detail = f"{_fmt(value)} {OPERATOR_TEXT[criterion.operator]} {_fmt(threshold)}: {'met' if passed else 'not met'}"
+    wanted = f"{OPERATOR_TEXT[criterion.operator]} {_fmt(threshold)}"
+    detail = f"met: {_fmt(value)} {wanted}" if passed else f"not met: {_fmt(value)} is not {wanted}"
     if clears is not None:
         detail += f"; interval {_fmt(low)} to {_fmt(high)} {'clears' if clears else 'does not clear'} the threshold"
     return {**result, "value": value, "interval": interval, "interval_clears": clears, "passed": passed,

@@ -178,7 +178,11 @@ def _judge(gate: Gate, ref: runkinds.RunRef) -> tuple[str, str, list[dict]]:
     if failed:
         reason = f"{len(failed)} of {len(results)} criteria failed: " + "; ".join(r["text"] for r in failed) + "."
         return Gate.Status.FAILED, reason, results
-    return Gate.Status.PASSED, f"All {len(results)} criteria passed.", results
+    return (
+        Gate.Status.PASSED,
+        ("The criterion passed." if len(results) == 1 else f"All {len(results)} criteria passed."),
+        results,
+    )
 
 
 def _outcome(gate: Gate) -> tuple[str, str, list[dict]] | None:

@@ -24,7 +24,7 @@ def a_gate(team, template, **fields) -> Gate:
 
 def test_the_list_shows_the_teams_gates_and_checks_in_words(viewer_client, team, other_team, template, fake_runs):
     """Verdicts in words, saved checks with their criteria; another team's gates are not there."""
-    a_gate(team, template, status="passed", reason="All 1 criteria passed.", name="PR 42")
+    a_gate(team, template, status="passed", reason="The criterion passed.", name="PR 42")
     a_gate(other_team, template, status="failed", name="theirs")
     GateCheck.objects.create(team=team, name="nightly", kind="experiment", template_run_id=template,
                              criteria=["mean_score >= 0.7"])  # fmt: skip
