@@ -397,6 +397,8 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "apps.batches.models.Status",
         "TestCaseStatusEnum": "apps.experiments.models.TestCase.Status",
         "NotificationChannelKindEnum": "apps.notifications.models.Channel.Kind",
+        "NotificationChannelFormatEnum": "apps.notifications.models.Channel.Format",
+        "WorkloadDatasetFormatEnum": "apps.workloads.models.WorkloadDataset.Format",
         "RunKindEnum": "apps.gates.models.Kind",
         # a load sweep's and a capacity search's arrivals: the same values, worded apart
         "LoadSweepArrivalsEnum": "apps.batches.models.LoadSweep.Arrivals",

@@ -36,6 +36,8 @@ class ScheduleViewSet(viewsets.ModelViewSet):
     serializer_class = ScheduleSerializer
     lookup_value_regex = r"\d+"
     filterset_fields = ["kind", "paused"]
+    # resuming lets the schedule start runs again: counted with the run starts
+    throttle_cost_scope = {"resume": "run_start"}
 
     def get_queryset(self):
         return super().get_queryset().filter(team=self.request.team)
