@@ -399,7 +399,7 @@ SPECTACULAR_SETTINGS = {
         "NotificationChannelKindEnum": "apps.notifications.models.Channel.Kind",
         "NotificationChannelFormatEnum": "apps.notifications.models.Channel.Format",
         "WorkloadDatasetFormatEnum": "apps.workloads.models.WorkloadDataset.Format",
-        "RunKindEnum": "apps.gates.models.Kind",
+        "RunKindEnum": "apps.automation.models.RunKind",
         # a load sweep's and a capacity search's arrivals: the same values, worded apart
         "LoadSweepArrivalsEnum": "apps.batches.models.LoadSweep.Arrivals",
         "CapacityArrivalsEnum": "apps.capacity.models.CapacitySearch.Arrivals",

@@ -13,14 +13,19 @@ from django.db import models
 
 from apps.accounts.models import TeamOwned
 
-KIND_LABELS = {
-    "experiment": "Experiment",
-    "parameter_sweep": "Parameter sweep",
-    "load_sweep": "Load sweep",
-    "benchmark_run": "Benchmark run",
-    "capacity_search": "Capacity search",
-}
-KIND_CHOICES = list(KIND_LABELS.items())
+
+class RunKind(models.TextChoices):
+    """The kinds of run schedules and gates repeat (apps/automation/runkinds.py knows how)."""
+
+    EXPERIMENT = "experiment", "Experiment"
+    PARAMETER_SWEEP = "parameter_sweep", "Parameter sweep"
+    LOAD_SWEEP = "load_sweep", "Load sweep"
+    BENCHMARK_RUN = "benchmark_run", "Benchmark run"
+    CAPACITY_SEARCH = "capacity_search", "Capacity search"
+
+
+KIND_LABELS: dict[str, str] = dict(RunKind.choices)
+KIND_CHOICES = RunKind.choices
 MAX_INTERVAL_MINUTES = 366 * 24 * 60  # a year and a day
 MAX_RUN_ID = 2**63 - 1  # the largest id a database stores
 

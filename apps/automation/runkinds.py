@@ -54,17 +54,11 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.urls import reverse
 
+from apps.automation.models import KIND_LABELS, RunKind
 from apps.providers.budget import BudgetExceeded
 from apps.providers.models import ProviderEndpoint
 
-KINDS = ("experiment", "parameter_sweep", "load_sweep", "benchmark_run", "capacity_search")
-KIND_LABELS = {
-    "experiment": "Experiment",
-    "parameter_sweep": "Parameter sweep",
-    "load_sweep": "Load sweep",
-    "benchmark_run": "Benchmark run",
-    "capacity_search": "Capacity search",
-}
+KINDS = tuple(RunKind.values)
 STATES = ("pending", "running", "completed", "failed", "cancelled")
 FINISHED_STATES = ("completed", "failed", "cancelled")
 

@@ -10,15 +10,8 @@ from django.conf import settings
 from django.db import models
 
 from apps.accounts.models import TeamOwned
+from apps.automation.models import RunKind as Kind
 from apps.providers.models import ProviderEndpoint
-
-
-class Kind(models.TextChoices):
-    EXPERIMENT = "experiment", "Experiment"
-    PARAMETER_SWEEP = "parameter_sweep", "Parameter sweep"
-    LOAD_SWEEP = "load_sweep", "Load sweep"
-    BENCHMARK_RUN = "benchmark_run", "Benchmark run"
-    CAPACITY_SEARCH = "capacity_search", "Capacity search"
 
 
 class GateCheck(TeamOwned):
