@@ -23,15 +23,19 @@ NICKNAMES = {
 MAX_CRON_LENGTH = 100
 
 
+# Files of the system's zoneinfo folder that are not IANA zones: the machine's own setting and helpers.
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 @lru_cache(maxsize=1)
 def timezone_names() -> list[str]:
     """Every IANA time zone name this system knows, sorted (the form's suggestions)."""
-    return sorted(available_timezones())
+    return sorted(_known_zones())
 
 
 @lru_cache(maxsize=1)
 def _known_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - _NOT_ZONES
 
 
 def zone(name: str) -> ZoneInfo:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from django.core.exceptions import ValidationError
 
+from apps.automation import schedule_times
 from apps.automation.schedule_times import cron_check, cron_next, interval_next, when_text, zone
 
 
@@ -46,3 +47,11 @@ def test_an_interval_keeps_its_cadence():
 )  # fmt: skip
 def test_intervals_in_words(minutes, words):
     assert when_text(cron="", interval_minutes=minutes, timezone="UTC") == words
+
+
+@pytest.mark.parametrize("name", ["localtime", "posixrules", "Factory"])
+def test_the_machines_own_zone_files_are_not_time_zones(name):
+    """The server's local setting is not a zone a schedule may name: its meaning changes with the machine."""
+    with pytest.raises(ValidationError):
+        schedule_times.zone(name)
+    assert name not in schedule_times.timezone_names()
