@@ -23,6 +23,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_q.tasks import async_task
+from opentelemetry import trace
 
 from apps.jobs.models import DispatchLock, Job
 from llmbench.models import TaskWorker
@@ -160,6 +161,11 @@ def job_execute(*, job_id: int):
         job.dispatched_at = job.dispatched_at or now
         job.worker = f"{process_space()}:{os.getpid()}"[:300]
         job.save(update_fields=["state", "started_at", "attempts", "dispatched_at", "worker"])
+    # The worker's task span (llmbench/task_context.py) is named after the function the job runs, not the wrapper.
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.update_name(f"task {job.func}")
+        span.set_attribute("llmbench.job_id", job.pk)
     try:
         result = import_string(job.func)(*job.args)
     except Exception as exc:

@@ -12,7 +12,9 @@ class ChannelSerializer(serializers.ModelSerializer):
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=list(EVENTS)), required=False, help_text="The events it carries."
     )
-    format = serializers.ChoiceField(choices=Channel.Format.choices, required=False, help_text="Webhooks only.")
+    format = serializers.ChoiceField(
+        choices=Channel.Format.choices, required=False, allow_blank=True, help_text="Webhooks only (blank for e-mail)."
+    )
     target = serializers.CharField(read_only=True, help_text="Where it sends (a webhook's host only).")
     has_secret = serializers.SerializerMethodField(help_text="A webhook signs each post with its secret.")
 
