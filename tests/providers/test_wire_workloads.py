@@ -494,6 +494,14 @@ def test_to_sample_carries_the_workload_fields():
     assert len(sample.itl_ms) == 2  # ITL over the 3 answer tokens, not the 2 reasoning ones
 
 
+def test_itl_starts_at_the_first_answer_chunk_even_when_it_arrives_with_the_last_reasoning_one():
+    """Two reasoning chunks then three answer chunks, the first answer chunk read together with the last reasoning one
+    (same time): ITL has the two gaps between answer chunks, not a 0 ms gap from the reasoning chunk."""
+    result = GenerationResult(send_time=0.0, chunk_times=[0.010, 0.012, 0.012, 0.020, 0.030], chunk_tokens=[1] * 5,
+                              first_output_time=0.012, first_output_index=2)  # fmt: skip
+    assert result.itl_gaps_ms == pytest.approx([8.0, 10.0])
+
+
 def test_failed_requests_keep_the_workload_fields():
     (result,), _ = send([chat(max_tokens=9, session_index=2, turn_index=0)], MockProfile(error_rate=1.0, **FAST))
     sample = result.to_sample(0, result.send_time)

@@ -174,6 +174,7 @@ class _Stream:
             self.texts.append(text)
             if result.first_output_time is None:
                 result.first_output_time = arrived
+                result.first_output_index = len(result.chunk_times) - 1
         if isinstance(stamp, int | float):
             result.server_send_times.append(float(stamp))
 
@@ -344,6 +345,7 @@ class Adapter:
             result.chunk_tokens.append(max(1, result.output_tokens or 1))
         if any(stream.texts):
             result.first_output_time = arrived
+            result.first_output_index = len(result.chunk_times) - 1 if result.chunk_times else None
 
     def _load(self, data: str, stream: _Stream) -> Any:
         """An event's JSON, or None after recording a protocol error."""

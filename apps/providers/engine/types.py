@@ -124,6 +124,9 @@ class GenerationResult:
     # `chunk_times` holds every token-bearing chunk, reasoning included (TTFT is the first token of any kind);
     # `first_output_time` is the first chunk with *content* (not reasoning): time to first output token.
     first_output_time: float | None = None
+    # Its index in `chunk_times`: the last reasoning chunk and the first answer chunk can arrive in one read and share
+    # a time, so the time alone cannot say where the answer starts.
+    first_output_index: int | None = None
     cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens; None when not reported
     reasoning_tokens: int | None = None  # usage.completion_tokens_details.reasoning_tokens (or counted deltas)
     # Copied from the request / set by the engine.
@@ -157,8 +160,11 @@ class GenerationResult:
         tokens of the first chunk add no gap (they arrived with the first token)."""
         gaps: list[float] = []
         first = 1
-        if self.first_output_time is not None and self.chunk_times and self.first_output_time != self.chunk_times[0]:
+        if self.first_output_index is not None:
             # A reasoning model: ITL is over output (answer) tokens, from the first one on.
+            first = self.first_output_index + 1
+        elif self.first_output_time is not None and self.chunk_times and self.first_output_time != self.chunk_times[0]:
+            # (a result without the index, e.g. from an older shard worker: the first chunk at that time)
             first = bisect.bisect_left(self.chunk_times, self.first_output_time) + 1
         for i in range(first, len(self.chunk_times)):
             gap_ms = (self.chunk_times[i] - self.chunk_times[i - 1]) * 1000
