@@ -180,8 +180,8 @@ def budget_events(team_id: int, state: BudgetState | None = None) -> str | None:
             text = f"{spent} of the {budget} monthly budget is spent since {state.since} ({percent:.1f}%)."
         notify(
             team_id=team_id, event=event, title=title, text=text, url="/",  # the dashboard (notify puts SITE_URL in front)
-            facts={"budget_usd": state.budget_usd, "spent_usd": round(state.spent_usd, 6),
-                   "percent": round(percent, 1), "hard_limit": state.hard_limit},
+            facts={"Monthly budget": budget, "Spent this month": spent, "Share spent": f"{percent:.1f}%",
+                   "Hard limit": "yes: runs stop at the budget" if state.hard_limit else "no: a warning only"},
             dedupe_key=f"budget-{level}-{team_id}-{start:%Y-%m}",
         )  # fmt: skip
         return event

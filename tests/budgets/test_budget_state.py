@@ -104,7 +104,9 @@ def test_80_and_100_percent_are_told_once_per_month(team, notified):
     responses(team, [2.5])
     assert budget_events(team.pk) == events.BUDGET_100
     assert notified[-1]["dedupe_key"] == f"budget-100-{team.pk}-{month}"
-    assert notified[-1]["facts"]["spent_usd"] == pytest.approx(10.5) and notified[-1]["facts"]["hard_limit"] is True
+    assert notified[-1]["facts"]["Spent this month"] == "$10.50" and notified[-1]["facts"]["Hard limit"].startswith(
+        "yes"
+    )
     assert "hard limit" in notified[-1]["text"]
 
 
