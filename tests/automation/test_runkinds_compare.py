@@ -211,7 +211,7 @@ def test_the_quantile_interval_is_distribution_free():
 
 def test_a_large_mean_gets_the_t_interval_inside_its_bounds():
     """Above BOOTSTRAP_MAX_N values the mean's interval is Student's t (scipy), kept inside the score's range."""
-    from apps.automation.runkinds import BOOTSTRAP_MAX_N, _mean
+    from apps.automation.runkinds.figures import BOOTSTRAP_MAX_N, _mean
 
     values = np.random.default_rng(1).uniform(0, 1, BOOTSTRAP_MAX_N + 1)
     figure = _mean(values, "mean_score", "Mean score", "", (0.0, 1.0))
