@@ -15,7 +15,7 @@ from apps.accounts.models import TeamOwned
 
 
 class RunKind(models.TextChoices):
-    """The kinds of run schedules and gates repeat (apps/automation/runkinds.py knows how)."""
+    """The kinds of run schedules and gates repeat (apps/automation/runkinds/ knows how)."""
 
     EXPERIMENT = "experiment", "Experiment"
     PARAMETER_SWEEP = "parameter_sweep", "Parameter sweep"
