@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from cron_descriptor import ExpressionDescriptor, FormatError, Options
 from cronsim import CronSim, CronSimError
 from django.core.exceptions import ValidationError
 
@@ -103,10 +104,26 @@ def next_fire(*, cron: str, interval_minutes: int | None, timezone: str, after: 
     return interval_next(anchor=anchor or after, minutes=interval_minutes, after=after)
 
 
+@lru_cache(maxsize=512)
+def cron_words(cron: str) -> str | None:
+    """A cron expression in English (cron-descriptor, 24-hour clock): “at 06:00, Monday through Friday”; None when
+    it cannot say it."""
+    fields = NICKNAMES.get(cron.strip().lower(), cron)
+    try:
+        words = ExpressionDescriptor(
+            fields, Options(locale_code="en_US", use_24hour_time_format=True)
+        ).get_description()
+    except (FormatError, ValueError, KeyError, IndexError):
+        return None
+    return words[:1].lower() + words[1:]
+
+
 def when_text(*, cron: str, interval_minutes: int | None, timezone: str) -> str:
-    """The schedule's timing in words: “every 30 minutes”, “cron 0 6 * * 1-5 (Europe/Paris)”."""
+    """The schedule's timing in words: “every 30 minutes”, “at 06:00, Monday through Friday (Europe/Paris; cron 0 6
+    * * 1-5)”."""
     if cron:
-        return f"cron {cron} ({timezone})"
+        words = cron_words(cron)
+        return f"{words} ({timezone}; cron {cron})" if words else f"cron {cron} ({timezone})"
     minutes = interval_minutes or 0
     if minutes % 1440 == 0:
         days = minutes // 1440

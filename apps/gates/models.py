@@ -11,10 +11,31 @@ from django.db import models
 
 from apps.accounts.models import TeamOwned
 from apps.automation.models import RunKind as Kind
+from apps.automation.runkinds import RunRef, run_url
 from apps.providers.models import ProviderEndpoint
 
 
-class GateCheck(TeamOwned):
+class RunLinks:
+    """The pages of the runs a saved check or gate names, as paths ("" for none). Runs are referenced by kind and id,
+    so a deleted run's page answers 404."""
+
+    kind: str
+    template_run_id: int
+    baseline_run_id: int | None
+
+    def _page(self, run_id: int | None) -> str:
+        return run_url(RunRef(self.kind, run_id)) if run_id else ""
+
+    @property
+    def template_url(self) -> str:
+        return self._page(self.template_run_id)
+
+    @property
+    def baseline_url(self) -> str:
+        return self._page(self.baseline_run_id)
+
+
+class GateCheck(RunLinks, TeamOwned):
     """A saved check, started by name (`--check nightly-quality`): what to run again and how to judge it."""
 
     name = models.SlugField(max_length=100, help_text="Letters, digits, - and _: the name a pipeline gives.")
@@ -42,7 +63,7 @@ class GateCheck(TeamOwned):
         return self.name
 
 
-class Gate(TeamOwned):
+class Gate(RunLinks, TeamOwned):
     """One gate: the run it started and the verdict on each criterion."""
 
     class Status(models.TextChoices):
@@ -83,6 +104,10 @@ class Gate(TeamOwned):
 
     def __str__(self) -> str:
         return f"Gate #{self.pk}"
+
+    @property
+    def run_url(self) -> str:
+        return self._page(self.run_id)
 
     @property
     def is_finished(self) -> bool:

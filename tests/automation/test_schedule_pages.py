@@ -48,7 +48,10 @@ def test_a_member_creates_a_schedule_and_lands_on_its_timeline(member_client, me
         "30 7 * * 1", "America/New_York", 2, member,
     )  # fmt: skip
     page = member_client.get(response.url).content.decode()
-    assert "Scheduled: cron 30 7 * * 1 (America/New_York), first at " in page and "Not fired yet" in page
+    assert (
+        "Scheduled: at 07:30, only on Monday (America/New_York; cron 30 7 * * 1), first at " in page
+        and "Not fired yet" in page
+    )
 
 
 @pytest.mark.parametrize(
@@ -200,7 +203,7 @@ def test_a_schedule_without_completed_runs_says_the_chart_comes_later(viewer_cli
 def test_the_form_previews_the_next_firings_on_the_zones_clock(member_client):
     url = reverse("automation:schedule-preview")
     html = member_client.get(url, {"cron": "0 9 * * *", "timezone": "Asia/Tokyo"}).content.decode()
-    assert "Cron 0 9 * * * (Asia/Tokyo). Next: " in html and html.count("09:00 JST") == 3
+    assert "At 09:00 (Asia/Tokyo; cron 0 9 * * *). Next: " in html and html.count("09:00 JST") == 3
     assert "is not a cron expression" in member_client.get(url, {"cron": "0 9 * *"}).content.decode()
     assert "every 45 minutes" in member_client.get(url, {"interval_minutes": "45"}).content.decode().lower()
     assert "Between 1 and" in member_client.get(url, {"interval_minutes": "9" * 12}).content.decode()

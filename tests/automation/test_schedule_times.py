@@ -49,6 +49,22 @@ def test_intervals_in_words(minutes, words):
     assert when_text(cron="", interval_minutes=minutes, timezone="UTC") == words
 
 
+@pytest.mark.parametrize(
+    ("cron", "words"),
+    [("0 6 * * 1-5", "at 06:00, Monday through Friday"), ("*/15 * * * *", "every 15 minutes"),
+     ("30 18 * * 0", "at 18:30, only on Sunday"), ("0 9 1 * *", "at 09:00, on day 1 of the month"),
+     ("@daily", "at 00:00"), ("0 9 * * 1#1", "at 09:00, on the first Monday of the month")],
+)  # fmt: skip
+def test_cron_expressions_in_words(cron, words):
+    """A schedule's cron expression is said in words on a 24-hour clock, with its zone and the expression itself."""
+    cron_check(cron)  # every example is one the schedule form accepts
+    assert when_text(cron=cron, interval_minutes=None, timezone="Asia/Tokyo") == f"{words} (Asia/Tokyo; cron {cron})"
+
+
+def test_a_cron_expression_without_words_is_shown_as_it_is():
+    assert when_text(cron="0 6 * *", interval_minutes=None, timezone="UTC") == "cron 0 6 * * (UTC)"
+
+
 @pytest.mark.parametrize("name", ["localtime", "posixrules", "Factory"])
 def test_the_machines_own_zone_files_are_not_time_zones(name):
     """The server's local setting is not a zone a schedule may name: its meaning changes with the machine."""

@@ -35,8 +35,9 @@ def test_a_member_creates_a_cron_schedule_in_a_time_zone(member_api, member, run
     response = member_api.post(URL, body, format="json")
     assert response.status_code == 201, response.json()
     data = response.json()
-    assert data["when"] == "cron 0 6 * * 1-5 (Europe/Paris)" and data["interval_minutes"] is None
-    assert data["name"] == f"Nightly check #{run_id}, cron 0 6 * * 1-5 (Europe/Paris)"
+    when = "at 06:00, Monday through Friday (Europe/Paris; cron 0 6 * * 1-5)"
+    assert data["when"] == when and data["interval_minutes"] is None
+    assert data["name"] == f"Nightly check #{run_id}, {when}"
     assert data["run_title"] == f"Nightly check #{run_id}" and data["created_by"] == member.username
     assert data["max_failures"] == 3 and data["alpha"] == 0.05 and data["paused"] is False
     next_run = datetime.fromisoformat(data["next_run_at"])

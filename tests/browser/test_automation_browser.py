@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from apps.accounts.models import Membership
 from apps.automation.services import schedule_create, schedule_fire, schedule_pause, scheduled_runs_settle
@@ -103,6 +104,25 @@ def test_schedules_read_well(browser, live_server, admin, monkeypatch):
         ("schedule-edit", f"/automation/schedules/{schedule.pk}/edit/", ["Edit", "cron expression", "Time zone"]),
     ])  # fmt: skip
     assert not problems, f"words missing or pages wider than the window: {problems}"
+
+
+def test_the_edit_form_shows_the_next_firings_at_once(browser, live_server, admin, monkeypatch):
+    """Editing a schedule shows its timing in words and its next firings before anything is typed, and again as the
+    cron expression changes."""
+    kinds = FakeKinds.install(monkeypatch)
+    schedule = schedule_create(team=admin.team, user=admin.user, kind="experiment", template_run_id=kinds.add(admin.team),
+                               name="Weekday check", cron="0 6 * * 1-5", timezone_name="Asia/Tokyo")  # fmt: skip
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    log_in(page, admin.user.username)
+    page.goto(f"/automation/schedules/{schedule.pk}/edit/")
+    preview = page.locator("#preview")
+    expect(preview).to_contain_text("At 06:00, Monday through Friday (Asia/Tokyo; cron 0 6 * * 1-5). Next: ")
+    expect(preview).to_contain_text("06:00 JST")
+    page.fill("#id_cron", "30 18 * * 0")
+    expect(preview).to_contain_text("At 18:30, only on Sunday (Asia/Tokyo; cron 30 18 * * 0). Next: ")
+    context.close()
 
 
 def test_gates_read_well(browser, live_server, admin, monkeypatch):

@@ -36,6 +36,19 @@ def test_the_list_shows_the_teams_gates_and_checks_in_words(viewer_client, team,
     assert viewer_client.get("/gates/", {"status": "great"}).status_code == 400
 
 
+def test_the_pages_link_the_runs_they_name(viewer_client, team, template):
+    """The run a check repeats, its pinned baseline and the run a gate started each link to their pages."""
+    GateCheck.objects.create(team=team, name="nightly", kind="experiment", template_run_id=template,
+                             baseline_run_id=template + 1, criteria=["no significant regression"])  # fmt: skip
+    gate = a_gate(team, template, baseline_run_id=template + 1, run_id=template + 2, status="running")
+    listed = viewer_client.get("/gates/").content.decode()
+    for run_id in (template, template + 1, template + 2):
+        assert f'href="/experiments/{run_id}/"' in listed
+    detail = viewer_client.get(f"/gates/{gate.pk}/").content.decode()
+    assert f'<a href="/experiments/{template}/">Experiment #{template}</a> repeated' in detail
+    assert f'<a href="/experiments/{template + 1}/">Experiment #{template + 1}</a>, significance level' in detail
+
+
 def test_pages_need_a_sign_in_and_hide_other_teams_gates(member_client, other_team, template):
     """Anonymous visitors go to the login page; another team's gate is a 404."""
     anonymous = Client()
