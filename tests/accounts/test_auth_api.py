@@ -283,6 +283,17 @@ class TestRegister:
         response = anon_api.post(REGISTER, self._body(), format="json")
         assert response.status_code == 403 and "single sign-on" in response.json()["detail"]
 
+    @override_settings(REGISTRATION_OPEN=True, OIDC_ENABLED=True, OIDC_PROVIDER_NAME="Keycloak")
+    def test_it_is_closed_while_single_sign_on_is_on(self, anon_api, db):
+        """SSO matches accounts by e-mail, which a registration does not prove: registering a colleague's address
+        first must not put anyone in the account their single sign-on lands in."""
+        response = anon_api.post(REGISTER, self._body(), format="json")
+        assert response.status_code == 403
+        assert response.json()["detail"] == (
+            "Registration is closed while single sign-on is on: sign in with Keycloak instead, which makes your account."
+        )
+        assert not get_user_model().objects.filter(email="new@example.com").exists()
+
 
 class TestMe:
     def test_a_token_sees_its_team_role_and_token(self, anon_api, member, team):

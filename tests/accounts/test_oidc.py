@@ -306,6 +306,11 @@ def test_no_account_is_created_when_creating_users_is_off(sso, settings):
     assert not get_user_model().objects.filter(email="alice@example.com").exists()
     page = client.get(response["Location"])
     assert "There is no account with this e-mail address" in page.content.decode()
+    from axes.models import AccessAttempt  # a refused single sign-on counts towards the address's lockout
+
+    assert list(AccessAttempt.objects.values_list("ip_address", "username", "failures_since_start")) == [
+        ("127.0.0.1", None, 1)
+    ]
 
 
 @provider_process

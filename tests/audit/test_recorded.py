@@ -218,6 +218,18 @@ class TestApiTokens:
         assert_attributed(entry, user=admin_user, team=team, via="admin")
         assert_no_secret(entry, issued.key, issued.token.key_hash)
 
+    def test_renaming_one_in_the_admin(self, admin_client_team, admin_user, member, team):
+        """api_token.changed: the name is the one field the admin may change; before/after, never the key."""
+        from apps.accounts.services import token_create
+
+        issued = token_create(user=member, team=team, name="laptop")
+        change = f"/admin/accounts/apitoken/{issued.token.pk}/change/"
+        assert admin_client_team.post(change, {"name": "ci-runner"}).status_code == 302
+        entry = only("api_token.changed", object_id=str(issued.token.pk))
+        assert_attributed(entry, user=admin_user, team=team, via="admin")
+        assert entry.changes == {"name": ["laptop", "ci-runner"]}
+        assert_no_secret(entry, issued.key, issued.token.key_hash)
+
 
 # --- memberships and roles --------------------------------------------------------------------------------------
 
@@ -276,6 +288,20 @@ class TestTeamSettings:
             "show_simulated": [False, True],
         }
         assert_no_secret(entry, PASSWORD)
+
+    @pytest.mark.usefixtures("db")
+    def test_registering_creates_a_team_by_the_newcomer(self, anon_api, settings):
+        """team.created when someone registers (REGISTRATION_OPEN): the new team, its name and slug, by the newcomer."""
+        settings.REGISTRATION_OPEN = True
+        body = {"username": "newcomer", "email": "new@example.com", "password": "a-Long-unusual-pass-42",
+                "team_name": "New Lab"}  # fmt: skip
+        response = anon_api.post("/api/v1/auth/register", body, format="json")
+        assert response.status_code == 201, response.json()
+        entry = only("team.created")
+        assert entry.object_type == "team" and entry.team_label == "New Lab" and entry.via == "api"
+        assert entry.changes["name"] == [None, "New Lab"] and entry.changes["slug"] == [None, "new-lab"]
+        assert entry.ip == "127.0.0.1" and entry.request_id
+        assert_no_secret(entry, body["password"], response.json()["key"])
 
 
 # --- test-case reviews --------------------------------------------------------------------------------------------
@@ -439,6 +465,16 @@ class TestDeletes:
         suite.delete()
         entry = only("suite.deleted")
         assert (entry.object_repr, entry.changes["version"]) == ("smoke v2", [2, None])
+
+    def test_a_test_case_in_the_admin(self, admin_client_team, admin_user, member, team):
+        """test_case.deleted: a team admin deletes a test case no response refers to."""
+        case = pending_case(team, member, title="Capital of Peru")
+        delete = f"/admin/experiments/testcase/{case.pk}/delete/"
+        assert admin_client_team.post(delete, {"post": "yes"}).status_code == 302
+        assert not TestCase.objects.filter(pk=case.pk).exists()
+        entry = only("test_case.deleted", object_id=str(case.pk))
+        assert_attributed(entry, user=admin_user, team=team, via="admin")
+        assert entry.object_repr == "Capital of Peru v1" and entry.changes["title"] == ["Capital of Peru", None]
 
 
 # --- exports and downloads ------------------------------------------------------------------------------------------

@@ -143,6 +143,13 @@ class RegisterView(APIView):
             raise exceptions.PermissionDenied(
                 "Registration is closed: signing in with a password is turned off, accounts come from single sign-on."
             )
+        if settings.OIDC_ENABLED:
+            # Single sign-on matches accounts by e-mail, and a registration proves no address: someone could register
+            # a colleague's address first and be in the account their single sign-on then lands in.
+            raise exceptions.PermissionDenied(
+                "Registration is closed while single sign-on is on: sign in with "
+                f"{settings.OIDC_PROVIDER_NAME} instead, which makes your account."
+            )
         serializer = RegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
