@@ -22,8 +22,10 @@ EXPERIMENTS = "/api/v1/experiments"
 
 
 @pytest.fixture
-def rates(settings):
-    """Small rates, so a test reaches them in a few calls (read at call time: settings.THROTTLE_RATES)."""
+def rates(settings, clock):
+    """Small rates, so a test reaches them in a few calls (read at call time: settings.THROTTLE_RATES), on a clock
+    that stands still: a test's calls must not straddle the edge of a minute's window (on a busy machine the 300
+    calls of the first test took long enough to, and their count started again at the new minute)."""
     settings.THROTTLE_RATES = {**settings.THROTTLE_RATES}
     settings.THROTTLE_ENABLED = True
     settings.TRUSTED_PROXY_COUNT = 0
