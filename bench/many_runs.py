@@ -9,7 +9,7 @@ rounds start alike) and creates 120 runs — team A 80, team B 30, team C 10, ea
 requests) — and starts them all through the services (experiment_start, batch_start, sweep_start), A's burst
 first. The runs go through apps/jobs (JOBS_MAX_RUNNING = the 4 workers, JOBS_TEAM_MAX_RUNNING 2). While they run,
 BENCH_MANY_RUNS_CONNECTIONS (4) clients load the dashboard ("/", signed in) back to back, from a process of
-their own (aiohttp); 5 s of the same before the first round give a reference p95 (no target).
+their own (`wrk`, with bench/web.py's script); 5 s of the same before the first round give a reference p95 (no target).
 
 Printed per round, and as targets (the median over BENCH_MANY_RUNS_ROUNDS (3) rounds; counts added up):
 
@@ -29,10 +29,8 @@ services. About 2½ minutes (3 rounds) when the database and static files are re
 collects static files (a few minutes more on a busy machine).
 """
 
-import asyncio
 import contextlib
 import http.cookiejar
-import json
 import os
 import re
 import secrets
@@ -49,6 +47,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import web
 from common import ROOT, Report, ensure_database
 
 PG_URL = os.environ.get("BENCH_MANY_RUNS_PG_URL") or (
@@ -164,64 +163,41 @@ def login_cookie(url: str) -> str:
 
 
 class DashboardLoad:
-    """CONNECTIONS clients loading the dashboard back to back, in a process of their own (so this process's work
-    starting runs does not slow the client down and count as server latency), until the block ends."""
+    """CONNECTIONS `wrk` connections loading the dashboard back to back, signed in, while the block runs: wrk is
+    started for longer than any round and stopped with SIGINT when the block ends, on which it reports (bench/web.py's
+    script: p95 from wrk's latency histogram, non-2xx answers — a redirect to the login page included — and socket
+    errors). wrk is its own process, so this process's work starting runs does not slow the client down."""
 
-    def __init__(self, url: str, cookie: str):
-        self.url, self.cookie = url, cookie
-        self.latencies_ms: list[float] = []
-        self.errors = 0
+    def __init__(self, url: str, cookie: str, script: str):
+        self.url, self.cookie, self.script = url, cookie, script
+        self.result: web.WrkResult | None = None
 
     def __enter__(self):
-        self.folder = Path(tempfile.mkdtemp(prefix="llmbench-bench-many-load-"))
-        self.proc = subprocess.Popen([sys.executable, __file__, "--dashboard-load", self.url, str(self.folder)],
-                                     env={**os.environ, "BENCH_MANY_RUNS_COOKIE": self.cookie})  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not (self.folder / "started").exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the dashboard load process did not start")
-            time.sleep(0.05)
+        self.proc = subprocess.Popen(
+            ["wrk", f"-t{min(2, CONNECTIONS)}", f"-c{CONNECTIONS}", f"-d{ROUND_DEADLINE_S + 60}s", "--timeout", "10s",
+             "-H", f"Cookie: {self.cookie}", "-s", self.script, self.url],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        first = self.proc.stdout.readline()  # "Running 5m test @ …": its connections are being opened
+        if not first.startswith("Running"):
+            raise SystemExit(f"wrk did not start: {first}{self.proc.stdout.read()}")
         return self
 
     def __exit__(self, *exc):
-        (self.folder / "stop").touch()
-        self.proc.wait(timeout=60)
-        result = json.loads((self.folder / "result.json").read_text())
-        self.latencies_ms, self.errors = result["latencies_ms"], result["errors"]
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=60)
+        self.result = web.wrk_result(out)
+
+    @property
+    def requests(self) -> int:
+        return self.result.requests
+
+    @property
+    def errors(self) -> int:
+        return self.result.errors
 
     def p95_ms(self) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else float("nan")
-
-
-def dashboard_load(url: str, folder: Path) -> None:
-    """The load process: CONNECTIONS aiohttp clients until `folder/stop` appears; results to `folder/result.json`."""
-    import aiohttp
-
-    latencies, errors = [], [0]
-
-    async def client(session) -> None:
-        while not (folder / "stop").exists():
-            started = time.perf_counter()
-            try:
-                async with session.get(url, allow_redirects=False) as response:
-                    await response.read()
-                    ok = response.status == 200  # a redirect to the login page is an error
-            except Exception:
-                ok = False
-            latencies.append((time.perf_counter() - started) * 1000)
-            errors[0] += not ok
-
-    async def main() -> None:
-        cookie = os.environ["BENCH_MANY_RUNS_COOKIE"]
-        timeout = aiohttp.ClientTimeout(total=30)
-        async with aiohttp.ClientSession(headers={"Cookie": cookie}, timeout=timeout) as session:
-            (folder / "started").touch()
-            await asyncio.gather(*(client(session) for _ in range(CONNECTIONS)))
-
-    asyncio.run(main())
-    (folder / "result.json").write_text(json.dumps({"latencies_ms": latencies, "errors": errors[0]}))
+        return self.result.p95_ms
 
 
 # --- the Django part: in this process, against the bench database ---------------------------------------------
@@ -402,14 +378,14 @@ def job_figures(since) -> tuple[dict[str, float], int, int]:
     return waits, max(peak([j for j in jobs if j[0] == slug]) for slug in TEAMS), peak(jobs)
 
 
-def one_round(teams: dict, round_no: int, web_url: str, cookie: str) -> tuple[Outcome, DashboardLoad]:
+def one_round(teams: dict, round_no: int, web_url: str, cookie: str, script: str) -> tuple[Outcome, DashboardLoad]:
     from django.utils import timezone
 
     forget_earlier_runs()  # every round starts from the same data: the dashboard and the starts read the team's runs
     made = create_runs(teams, round_no)
     runs = [run for run, _ in made]
     since = timezone.now() - timedelta(seconds=1)
-    with DashboardLoad(f"{web_url}/", cookie) as load:
+    with DashboardLoad(f"{web_url}/", cookie, script) as load:
         started = time.perf_counter()
         start_all(made)
         queued_s = time.perf_counter() - started
@@ -425,7 +401,7 @@ def one_round(teams: dict, round_no: int, web_url: str, cookie: str) -> tuple[Ou
     completed = sum(status == "completed" for status in statuses(runs).values())
     print(f"  round {round_no}: {completed} of {len(runs)} runs completed in {wall:.1f} s (all {len(runs)} queued "
           f"in {queued_s:.1f} s), {lost} results lost, {repeated} repeated, {failed} failed requests; dashboard "
-          f"{len(load.latencies_ms)} loads, p95 {load.p95_ms():.0f} ms, {load.errors} errors; first-job wait "
+          f"{load.requests} loads, p95 {load.p95_ms():.0f} ms, {load.errors} errors; first-job wait "
           + ", ".join(f"{slug[-1].upper()} {wait:.1f} s" for slug, wait in waits.items())
           + f"; most jobs running at once: {peak_team} of one team, {peak_total} in all", flush=True)  # fmt: skip
     for line in bad[:5]:
@@ -434,9 +410,14 @@ def one_round(teams: dict, round_no: int, web_url: str, cookie: str) -> tuple[Ou
 
 
 def main() -> int:
+    if not shutil.which("wrk"):
+        print("bench/many_runs.py needs wrk: sudo apt-get install wrk (Debian/Ubuntu) or brew install wrk")
+        return 1
     started = time.monotonic()
     static_root = Path(tempfile.gettempdir()) / "llmbench-bench-many-static"
     logs = Path(tempfile.mkdtemp(prefix="llmbench-bench-many-"))
+    script = str(logs / "p95.lua")
+    Path(script).write_text(web.WRK_SCRIPT)
     env = bench_env(str(static_root))
     total = sum(TEAMS.values())
     print(f"== many runs at once: {total} runs of 3 teams, {WEB_PROCESSES} web processes + {WORKERS} workers, "
@@ -466,16 +447,16 @@ def main() -> int:
         server.wait_http(f"{web_url}/health", "manage.py serve")
         wait_workers(server)
         cookie = login_cookie(web_url)
-        with DashboardLoad(f"{web_url}/", cookie) as idle:
+        with DashboardLoad(f"{web_url}/", cookie, script) as idle:
             time.sleep(IDLE_S)
         print(
             f"   dashboard before the burst (reference), {CONNECTIONS} clients for {IDLE_S} s: "
-            f"{len(idle.latencies_ms)} loads, p95 {idle.p95_ms():.0f} ms, {idle.errors} errors",
+            f"{idle.requests} loads, p95 {idle.p95_ms():.0f} ms, {idle.errors} errors",
             flush=True,
         )
         outcomes = []
         for round_no in range(1, ROUNDS + 1):
-            outcome, _ = one_round(teams, round_no, web_url, cookie)
+            outcome, _ = one_round(teams, round_no, web_url, cookie, script)
             outcomes.append((outcome, _))
         if "Traceback" in server.log.read_text(errors="replace"):
             print(f"   the server logged errors; the last lines of its log:\n{server.tail()}")
@@ -532,7 +513,4 @@ def zero_line(report: Report, name: str, count: int) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--dashboard-load"]:
-        dashboard_load(sys.argv[2], Path(sys.argv[3]))
-        sys.exit(0)
     sys.exit(main())

@@ -332,6 +332,11 @@ def wrk(url: str, header: str, *, connections: int, seconds: int, script: str) -
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-H", header, "-s", script,
          url], capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
+    return wrk_result(out)
+
+
+def wrk_result(out: str) -> WrkResult:
+    """The figures WRK_SCRIPT's done() wrote in wrk's output."""
     fields = dict(item.split("=") for item in re.search(r"RESULT (.*)", out).group(1).split())
     values = {key: int(value) for key, value in fields.items()}
     return WrkResult(

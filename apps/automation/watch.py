@@ -3,8 +3,9 @@
 The schedules' every-minute tick calls `runs_watch()`. Each call reads, per run kind, the runs that finished since
 the last look (at most a day back, with a few minutes of overlap for transactions that committed late) and the runs
 still running, in one query per kind, and their error counts in one aggregate query per kind. Each event is sent
-once: notify's dedupe key (`run-<kind>-<id>-<status>`, `error-rate-<kind>-<id>`), and keys already in the event log
-are skipped before notify is called, so a run is looked at every minute for a day without sending anything again.
+once: notify's dedupe key (`run-<kind>-<id>-<status>-<finished at>`, `error-rate-<kind>-<id>`), and keys already
+in the event log are skipped before notify is called, so a run is looked at every minute for a day without sending
+anything again.
 
 * completed → RUN_FINISHED ("… finished", with its headline figure); cancelled by a person → RUN_FINISHED
   ("… was cancelled"); failed, or cancelled with a reason (a budget stop) → RUN_FAILED with the run's error.
@@ -12,14 +13,14 @@ are skipped before notify is called, so a run is looked at every minute for a da
   run at any count, for a running one once it has made ERROR_RATE_MIN_REQUESTS requests (a first failure out of
   three is no alarm). Once per run.
 
-A run whose status went back (a failed run resumed) and fails again is not told twice (same key); one that then
-completes is (another key).
+A failed run that is resumed and fails again is told again: its end has another time, so another key. The error
+rate is told once per run, resumes included.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -53,8 +54,10 @@ def error_rate_threshold() -> float:
     return float(getattr(settings, "NOTIFY_ERROR_RATE_THRESHOLD", DEFAULT_ERROR_RATE_THRESHOLD))
 
 
-def finished_key(kind: str, run_id: int, status: str) -> str:
-    return f"run-{kind}-{run_id}-{status}"
+def finished_key(kind: str, run_id: int, status: str, finished_at: datetime | None) -> str:
+    """One key per end of a run: a resumed run that ends again is another event."""
+    moment = f"-{finished_at:%Y%m%dT%H%M%S.%f}" if finished_at else ""
+    return f"run-{kind}-{run_id}-{status}{moment}"
 
 
 def error_rate_key(kind: str, run_id: int) -> str:
@@ -118,7 +121,7 @@ def _finished_event(kind: str, row: dict, counts: tuple[int, int] | None) -> dic
             facts[headline[0]] = headline[1]
             text += f" {headline[0]}: {headline[1]}."
     return {"team_id": row["team_id"], "event": event, "title": title, "text": text, "url": run_url(ref),
-            "facts": facts, "dedupe_key": finished_key(kind, row["pk"], status)}  # fmt: skip
+            "facts": facts, "dedupe_key": finished_key(kind, row["pk"], status, finished)}  # fmt: skip
 
 
 def _error_rate_event(kind: str, row: dict, counts: tuple[int, int], threshold: float) -> dict:
@@ -170,7 +173,13 @@ def runs_watch() -> int:
             found = counts.get(row["pk"])
             running = row["status"] == "running"
             if not running:
-                wanted.append({"kind": "finished", "row": row, "key": finished_key(kind, row["pk"], row["status"])})
+                wanted.append(
+                    {
+                        "kind": "finished",
+                        "row": row,
+                        "key": finished_key(kind, row["pk"], row["status"], row["finished_at"]),
+                    }
+                )
             if found and found[0] / found[1] > threshold and (not running or found[1] >= ERROR_RATE_MIN_REQUESTS):
                 wanted.append({"kind": "error_rate", "row": row, "key": error_rate_key(kind, row["pk"])})
         told = _told([(w["row"]["team_id"], w["key"]) for w in wanted])

@@ -57,7 +57,9 @@ def test_a_finished_experiment_is_told_once_with_its_headline(team, member, subm
     assert experiment.status == "completed"
     assert watch.runs_watch() == 1
     event = Event.objects.get(team=team)
-    assert event.event == RUN_FINISHED and event.dedupe_key == f"run-experiment-{experiment.pk}-completed"
+    assert event.event == RUN_FINISHED and event.dedupe_key == watch.finished_key(
+        "experiment", experiment.pk, "completed", experiment.finished_at
+    )
     assert event.title == f"Experiment #{experiment.pk} · nightly finished"
     assert event.url == f"/experiments/{experiment.pk}/"
     assert "Pass rate: 100.0% (95% CI" in event.text and event.facts["Run"] == "Experiment"
@@ -77,7 +79,24 @@ def test_a_failed_run_is_told_with_its_error(team, member, submitted):
     watch.runs_watch()
     event = Event.objects.get(team=team, event=RUN_FAILED)
     assert event.title.endswith(" failed") and "refused the API key (401)" in event.text
-    assert event.dedupe_key == f"run-experiment-{experiment.pk}-failed"
+    assert event.dedupe_key == watch.finished_key("experiment", experiment.pk, "failed", experiment.finished_at)
+
+
+def test_a_resumed_run_that_fails_again_is_told_again(team, member, submitted):
+    """Each end of a run is its own event: failed, resumed, failed again → two RUN_FAILED; further looks send
+    nothing more."""
+    experiment = run_experiment(team, member, submitted)
+    first_end = timezone.now() - timedelta(minutes=5)
+    Experiment.objects.filter(pk=experiment.pk).update(status="failed", error="The endpoint went away.",
+                                                       finished_at=first_end)  # fmt: skip
+    assert watch.runs_watch() == 1
+    Experiment.objects.filter(pk=experiment.pk).update(status="running", error="", finished_at=None)  # resumed
+    assert watch.runs_watch() == 0
+    Experiment.objects.filter(pk=experiment.pk).update(status="failed", error="The endpoint refused the key.",
+                                                       finished_at=timezone.now())  # fmt: skip
+    assert watch.runs_watch() == 1 and watch.runs_watch() == 0
+    told = list(Event.objects.filter(team=team, event=RUN_FAILED).order_by("id").values_list("text", flat=True))
+    assert told == ["The endpoint went away.", "The endpoint refused the key."]
 
 
 def test_a_cancel_with_a_reason_is_a_stop_and_without_one_a_finish(team, member, submitted):
@@ -89,9 +108,9 @@ def test_a_cancel_with_a_reason_is_a_stop_and_without_one_a_finish(team, member,
     )
     Experiment.objects.filter(pk=cancelled.pk).update(status="cancelled", error="")
     assert watch.runs_watch() == 2
-    stop = Event.objects.get(dedupe_key=f"run-experiment-{stopped.pk}-cancelled")
+    stop = Event.objects.get(dedupe_key__startswith=f"run-experiment-{stopped.pk}-cancelled-")
     assert stop.event == RUN_FAILED and stop.title.endswith(" stopped") and "monthly budget" in stop.text
-    cancel = Event.objects.get(dedupe_key=f"run-experiment-{cancelled.pk}-cancelled")
+    cancel = Event.objects.get(dedupe_key__startswith=f"run-experiment-{cancelled.pk}-cancelled-")
     assert cancel.event == RUN_FINISHED and cancel.title.endswith(" was cancelled")
 
 
@@ -173,10 +192,12 @@ def test_an_event_that_cannot_be_stored_does_not_keep_the_others_back(team, memb
     real = services.notify
 
     def failing(**arguments):
-        if arguments["dedupe_key"].endswith(f"-{first.pk}-completed"):
+        if arguments["dedupe_key"].startswith(f"run-experiment-{first.pk}-completed-"):
             raise RuntimeError("the event log is down")
         return real(**arguments)
 
     monkeypatch.setattr(watch, "notify", failing)
     assert watch.runs_watch() == 1
-    assert Event.objects.get().dedupe_key == f"run-experiment-{second.pk}-completed"
+    assert Event.objects.get().dedupe_key == watch.finished_key(
+        "experiment", second.pk, "completed", second.finished_at
+    )
