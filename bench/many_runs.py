@@ -173,14 +173,17 @@ class DashboardLoad:
         self.result: web.WrkResult | None = None
 
     def __enter__(self):
+        # wrk's output to a pipe is block-buffered: stdbuf makes its first line ("Running …") arrive when it starts.
+        line_buffered = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
         self.proc = subprocess.Popen(
-            ["wrk", f"-t{min(2, CONNECTIONS)}", f"-c{CONNECTIONS}", f"-d{ROUND_DEADLINE_S + 60}s", "--timeout", "10s",
+            [*line_buffered, "wrk", f"-t{min(2, CONNECTIONS)}", f"-c{CONNECTIONS}", f"-d{ROUND_DEADLINE_S + 60}s", "--timeout", "10s",
              "-H", f"Cookie: {self.cookie}", "-s", self.script, self.url],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-        first = self.proc.stdout.readline()  # "Running 5m test @ …": its connections are being opened
-        if not first.startswith("Running"):
-            raise SystemExit(f"wrk did not start: {first}{self.proc.stdout.read()}")
+        if line_buffered:
+            first = self.proc.stdout.readline()  # "Running 5m test @ …": its connections are being opened
+            if not first.startswith("Running"):
+                raise SystemExit(f"wrk did not start: {first}{self.proc.stdout.read()}")
         return self
 
     def __exit__(self, *exc):
