@@ -8,15 +8,18 @@ SimpleRateThrottle keeps a list of timestamps per client instead and writes it b
 client at once overwrite each other's counts. A fixed window lets a client send up to twice its rate across
 a window's edge; for abuse limits that is fine.
 
-A refusal raises `RateLimited` (DRF's Throttled: 429 with Retry-After) whose body names the limit.
+A refusal raises `RateLimited` (DRF's Throttled: 429 with Retry-After) whose body names the limit. Page views that
+cost what an API export costs (downloads of CSV, Excel, JSON and PDF) take the same rate with `page_throttle`.
 """
 
+import functools
 import math
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
+from django.shortcuts import render
 from rest_framework.exceptions import ErrorDetail, Throttled
 from rest_framework.throttling import BaseThrottle
 
@@ -151,3 +154,27 @@ def note_anonymous_refusal(request) -> None:
     permissions before throttles, so without this an anonymous caller would only ever see 401)."""
     if settings.THROTTLE_ENABLED:
         charge("anon", f"ip-{client_ip(request) or 'unknown'}")
+
+
+def page_throttle(scope: str):
+    """A page view's costly-scope rate, counted with the API's for the same person (a download from a page and one
+    through the API with the browser's session are the same "user-<id>"): over it, a 429 page that names the limit,
+    with Retry-After. Put it below the sign-in and role checks, so that only a permitted request is counted, as who
+    it is. The view is marked with `throttle_cost_scope`, as API views are."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if settings.THROTTLE_ENABLED:
+                try:
+                    charge(scope, _client(request)[1])
+                except RateLimited as refusal:
+                    response = render(request, "429.html", {"message": refusal.detail["detail"]}, status=429)
+                    response["Retry-After"] = str(refusal.wait)
+                    return response
+            return view(request, *args, **kwargs)
+
+        wrapped.throttle_cost_scope = scope
+        return wrapped
+
+    return decorator

@@ -193,6 +193,52 @@ class TestCostlyViews:
         assert viewer_api.get("/api/v1/testcases/export").status_code == 200
 
 
+def test_downloads_from_pages_have_the_exports_rate_shared_with_the_api(rates, viewer_client, member, team):
+    """A page download counts against its person's exports rate, with that person's API exports: past it a 429 page
+    in words with Retry-After. Sign-in comes first (not counted); another person is counted apart."""
+    from tests.hardware.helpers import stored_run
+
+    rates["exports"] = "3/minute"
+    run = stored_run(team, name="r")
+    page, api = f"/performance/runs/{run.pk}/export.csv", f"/api/v1/performance/runs/{run.pk}/export"
+    before = throttled(scope="exports")
+    assert viewer_client.get(page).status_code == 200 and viewer_client.get(page).status_code == 200
+    assert viewer_client.get(api, {"format": "csv"}).status_code == 200  # the third of the person's three
+    refused = viewer_client.get(page)
+    assert refused.status_code == 429 and int(refused["Retry-After"]) == 15  # the clock stands 45 s into its minute
+    assert (
+        "Too many exports and downloads: the limit is 3 per minute. Try again in 15 seconds."
+        in refused.content.decode()
+    )
+    assert throttled(scope="exports") - before == 1
+    assert_refused(viewer_client.get(api, {"format": "csv"}), "exports", "3/minute")
+    assert Client().get(page).status_code == 302  # anonymous: to the sign-in page, nothing counted
+    other = Client()
+    other.force_login(member)
+    assert other.get(page).status_code == 200
+
+
+def test_every_download_page_names_its_costly_scope():
+    """A page that answers a file (an export.<format> or .csv route) takes the exports rate (page_throttle)."""
+    missing = []
+
+    def walk(resolver, prefix=""):
+        for entry in resolver.url_patterns:
+            if isinstance(entry, URLResolver):
+                yield from walk(entry, prefix + str(entry.pattern))
+            else:
+                yield prefix + str(entry.pattern), entry.callback
+
+    for route, callback in walk(get_resolver()):
+        if route.startswith(("api/", "admin/")) or not ("export" in route or route.endswith(".csv")):
+            continue
+        if getattr(callback, "throttle_cost_scope", None) != "exports":
+            missing.append(route)
+    assert (
+        missing == [] and len([r for r, _ in walk(get_resolver()) if "export" in r and not r.startswith("api/")]) >= 9
+    )
+
+
 def test_throttles_can_be_turned_off(rates, settings, viewer_api):
     settings.THROTTLE_ENABLED = False
     rates.update(token="1/minute", auth_failure="1/minute", exports="1/minute")

@@ -15,6 +15,7 @@ from apps.analytics.outputs import FORMATS, download
 from apps.analytics.presentation import SIMULATED, cell_text, words
 from apps.analytics.selectors import DIMENSIONS
 from apps.batches.selectors import METRIC_LABELS, QUALITY_METRICS
+from llmbench.throttling import page_throttle
 
 TIMEFRAME_WORDS = {"7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days", "custom": "Dates below"}
 TYPE_WORDS = {"all": "All experiments", "single": "Single experiments", "batch": "Parameter sweeps"}
@@ -59,6 +60,7 @@ def analytics_page(request, slug: str):
 
 
 @team_view()
+@page_throttle("exports")
 def analytics_export(request, slug: str, fmt: str):
     view = _view(slug)
     if fmt not in FORMATS:
@@ -138,6 +140,7 @@ def decision_page(request, kind: str):
 
 
 @team_view()
+@page_throttle("exports")
 def decision_export(request, kind: str, fmt: str):
     if kind not in decision.KINDS or fmt not in FORMATS:
         raise Http404("No such decision view or format.")

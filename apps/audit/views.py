@@ -13,6 +13,7 @@ from apps.audit.catalog import action_words, field_words, object_type_words
 from apps.audit.filters import AuditEntryFilter
 from apps.audit.models import AuditEntry
 from llmbench.exports import Table, export_response
+from llmbench.throttling import page_throttle
 
 PAGE_SIZE = 50
 CSV_COLUMNS = [
@@ -95,6 +96,7 @@ def entry_list(request):
 
 @team_view(Membership.Role.ADMIN)
 @require_GET
+@page_throttle("exports")
 def entry_export(request):
     """The filtered entries as CSV (this download is itself an entry: AuditMiddleware)."""
     filterset = _entries(request)

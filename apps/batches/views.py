@@ -53,6 +53,7 @@ from apps.experiments.services import TransitionRefused
 from apps.providers.budget import BudgetExceeded, refusal_text
 from apps.providers.engine.types import Kind
 from llmbench.humanize import duration_text
+from llmbench.throttling import page_throttle
 
 
 def _values_text(values: list, limit: int = 12) -> str:
@@ -108,6 +109,7 @@ def sweep_detail(request, pk: int):
 
 @team_view()
 @require_GET
+@page_throttle("exports")
 def sweep_export(request, pk: int, fmt: str):
     """The sweep as CSV (its figures per level across trials), JSON or Excel (and every step)."""
     return export_sweep(sweep=get_object_or_404(LoadSweep, pk=pk, team=request.team), kind=fmt)
@@ -301,6 +303,7 @@ def batch_combinations(request, pk: int):
 
 @team_view()
 @require_GET
+@page_throttle("exports")
 def batch_export(request, pk: int, fmt: str):
     """The batch as CSV (its combinations), JSON, Excel (combinations and results) or a PDF report."""
     return export_batch(batch=_team_batch(request, pk), kind=fmt)

@@ -26,6 +26,7 @@ from apps.benchmarks.engine.stats import Accuracy
 from apps.benchmarks.models import BenchmarkAnswer, BenchmarkRun
 from apps.benchmarks.selectors import run_results
 from llmbench.exports import Table, export_response
+from llmbench.throttling import page_throttle
 
 FORMATS = ("csv", "json", "xlsx")
 CONFIDENCE_PCT = 95
@@ -162,6 +163,7 @@ def benchmark_run_export(*, run: BenchmarkRun, kind: str) -> HttpResponse:
 
 @team_view()
 @require_GET
+@page_throttle("exports")
 def run_export(request, pk: int, fmt: str):
     """The page's download: the run as CSV (every answer), JSON or Excel (results per target and subject, and
     every answer)."""

@@ -32,6 +32,7 @@ from apps.experiments.services import (
 )
 from apps.providers.budget import BudgetExceeded, refusal_text
 from apps.providers.engine.types import Kind
+from llmbench.throttling import page_throttle
 
 
 @team_view()
@@ -98,6 +99,7 @@ def experiment_detail(request, pk: int):
 
 
 @team_view()
+@page_throttle("exports")
 def experiment_export(request, pk: int, fmt: str):
     """The experiment as CSV (responses), JSON, Excel (responses and targets) or a PDF report."""
     experiment = get_object_or_404(Experiment.objects.select_related("team"), pk=pk, team=request.team)

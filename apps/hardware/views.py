@@ -35,6 +35,7 @@ from apps.hardware.selectors import (
 )
 from apps.hardware.services import run_update_slo
 from apps.hardware.uploads import performance_import_apply, performance_import_plan
+from llmbench.throttling import page_throttle
 
 PAGE_SIZE = 50
 
@@ -115,12 +116,14 @@ def run_detail(request, pk: int):
 
 
 @team_view()
+@page_throttle("exports")
 def run_samples_csv(request, pk: int):
     """The run's samples as CSV (the same file as export.csv)."""
     return run_export(run=get_object_or_404(team_runs(request), pk=pk), kind="csv")
 
 
 @team_view()
+@page_throttle("exports")
 def run_export_view(request, pk: int, fmt: str):
     """The run as CSV (its samples), JSON or Excel (summary and samples)."""
     run = get_object_or_404(team_runs(request).select_related("team"), pk=pk)
@@ -169,6 +172,7 @@ def compare_page(request):
 
 
 @team_view()
+@page_throttle("exports")
 def compare_export_pdf(request):
     """The comparison of the runs in `?runs=` as a PDF: the page's figures, tests and bar charts."""
     form = CompareQueryForm(request.GET)
